@@ -1,0 +1,550 @@
+//! Serde-loaded settings of the bus. Every default lives in one `impl Default` per struct, and
+//! every field's doc names its unit and default: these comments are the operator documentation.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::keys;
+
+/// A secret string: never printed by `Debug` or `Display`, serialized as `"***"`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the secret is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+/// `[redis]`: where the bus's Redis is.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// Redis URL: `redis://[user:pass@]host:port[/db]` or `rediss://` for TLS. Standalone Redis 7.0+
+    /// only for now. Default `redis://127.0.0.1:6379` (env `MT5_REDIS_URL`).
+    pub url: String,
+    /// Password, when not in the URL (env `MT5_REDIS_PASSWORD`). Default none.
+    pub password: Option<Secret>,
+    /// Time to establish a connection, in ms. Default 2000.
+    pub connect_timeout_ms: u64,
+    /// Time to wait for a reply to an ordinary command, in ms. Default 5000. Blocking reads use
+    /// their own connection with `block_ms` plus this margin.
+    pub response_timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379".into(),
+            password: None,
+            connect_timeout_ms: 2000,
+            response_timeout_ms: 5000,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// A config for the given URL with every other default.
+    #[must_use]
+    pub fn with_url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    /// The URL with any password replaced by `***`, for logs and errors.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// Checks the URL: a scheme we support, not a cluster or sentinel URL.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `redis.url`.
+    pub fn validate(&self) -> Result<()> {
+        let url = self.url.trim();
+        let scheme = url.split("://").next().unwrap_or_default();
+        let reason = match scheme {
+            "redis" | "rediss" | "redis+unix" | "unix" if url.contains("://") => None,
+            "redis-sentinel" | "sentinel" => Some(
+                "Redis Sentinel is not supported yet (wave 1 targets standalone Redis 7.0+); point redis.url at the primary"
+                    .to_string(),
+            ),
+            "redis-cluster" | "cluster" => Some(
+                "Redis Cluster is not supported yet (wave 1 targets standalone Redis 7.0+)".to_string(),
+            ),
+            _ => Some(format!(
+                "expected redis://host:port or rediss://host:port, got {}",
+                redact_url(url)
+            )),
+        };
+        if let Some(reason) = reason {
+            return Err(Error::Config {
+                field: "redis.url",
+                reason,
+            });
+        }
+        if url.contains(',') {
+            return Err(Error::Config {
+                field: "redis.url",
+                reason:
+                    "several hosts look like a cluster or sentinel seed list; only standalone Redis is supported yet"
+                        .into(),
+            });
+        }
+        positive("redis.connect_timeout_ms", self.connect_timeout_ms)?;
+        positive("redis.response_timeout_ms", self.response_timeout_ms)?;
+        Ok(())
+    }
+}
+
+/// Replaces the password part of a Redis URL with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                format!("{scheme}://***@{host}")
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Capped exponential backoff with jitter for transient errors.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RetryConfig {
+    /// First delay, in ms. Default 50.
+    pub initial_ms: u64,
+    /// Cap on any delay, in ms. Default 5000.
+    pub max_ms: u64,
+    /// Growth factor per attempt. Default 2.0.
+    pub multiplier: f64,
+    /// Random share of each delay, 0.0 to 1.0: a delay `d` becomes uniform in `[d*(1-jitter), d]`.
+    /// Default 0.5.
+    pub jitter: f64,
+    /// Attempts before a one-shot operation gives up (long-running services retry forever).
+    /// Default 8.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial_ms: 50,
+            max_ms: 5000,
+            multiplier: 2.0,
+            jitter: 0.5,
+            max_attempts: 8,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Validates the ranges.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        positive("bus.retry.initial_ms", self.initial_ms)?;
+        if self.max_ms < self.initial_ms {
+            return Err(Error::Config {
+                field: "bus.retry.max_ms",
+                reason: "must be >= initial_ms".into(),
+            });
+        }
+        if !(self.multiplier >= 1.0 && self.multiplier.is_finite()) {
+            return Err(Error::Config {
+                field: "bus.retry.multiplier",
+                reason: "must be >= 1.0".into(),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(Error::Config {
+                field: "bus.retry.jitter",
+                reason: "must be within 0.0..=1.0".into(),
+            });
+        }
+        if self.max_attempts == 0 {
+            return Err(Error::Config {
+                field: "bus.retry.max_attempts",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How a stream is kept near its cap.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TrimMode {
+    /// `XTRIM MINID ~ floor`, never past what a group has not acknowledged. This is the default.
+    #[default]
+    Safe,
+    /// Plain `MAXLEN`-style trimming to the cap: may delete entries a lagging group has not read;
+    /// every such entry is counted in `mt5_stream_trimmed_unacked_total` and logged.
+    Maxlen,
+    /// Never trimmed (the dead letter stream always is).
+    Never,
+}
+
+/// `[bus.trim]`: keeping streams near their cap.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TrimConfig {
+    /// Target length of each stream, in entries. Default 30000.
+    pub max_len: u64,
+    /// The default mode for every stream. Default `safe`.
+    pub mode: TrimMode,
+    /// Streams trimmed with plain `maxlen` instead (an explicit per-stream opt-in). Default none.
+    pub maxlen_streams: Vec<String>,
+    /// How often the trimmer runs, in ms. Default 5000.
+    pub interval_ms: u64,
+    /// Hard backlog limit, in entries: `publish` fails with a backpressure error when the stream
+    /// is this long. 0 disables it. Default 1000000.
+    pub backlog_limit: u64,
+}
+
+impl Default for TrimConfig {
+    fn default() -> Self {
+        TrimConfig {
+            max_len: 30_000,
+            mode: TrimMode::Safe,
+            maxlen_streams: Vec::new(),
+            interval_ms: 5000,
+            backlog_limit: 1_000_000,
+        }
+    }
+}
+
+impl TrimConfig {
+    /// The mode for a stream; the dead letter stream is never trimmed.
+    pub fn mode_for(&self, stream: &str, deadletter_stream: &str) -> TrimMode {
+        if stream == deadletter_stream {
+            TrimMode::Never
+        } else if self.maxlen_streams.iter().any(|s| s == stream) {
+            TrimMode::Maxlen
+        } else {
+            self.mode
+        }
+    }
+}
+
+/// `[bus.consumer]`: how a consumer of a group reads and handles entries.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ConsumerConfig {
+    /// `BLOCK` of each read, in ms. Kept short because a read in flight is never cancelled:
+    /// shutdown is checked between reads. Default 2000.
+    pub block_ms: u64,
+    /// `COUNT` of each read, in entries. Default 100.
+    pub count: usize,
+    /// Deliveries after which a transiently failing entry is dead-lettered (`max_deliveries`).
+    /// Default 3.
+    pub max_deliveries: u64,
+    /// Time a handler call may take, in ms; past it the call counts as a transient failure.
+    /// Default 30000.
+    pub handler_timeout_ms: u64,
+    /// Delay before re-reading an entry whose handler timed out, in ms. Default 1000.
+    pub timeout_retry_ms: u64,
+    /// Handler calls run concurrently inside one batch. Default 1 (stream order).
+    pub concurrency: usize,
+    /// Time allowed to finish held entries after shutdown is requested, in ms. Default 8000
+    /// (under Docker's 10 s grace).
+    pub shutdown_timeout_ms: u64,
+    /// TTL of the heartbeat key, in ms. Default 15000.
+    pub heartbeat_ttl_ms: u64,
+    /// How often the heartbeat (and the idle time of in-flight entries) is refreshed, in ms.
+    /// Must be well within the TTL. Default 3000.
+    pub heartbeat_interval_ms: u64,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            block_ms: 2000,
+            count: 100,
+            max_deliveries: 3,
+            handler_timeout_ms: 30_000,
+            timeout_retry_ms: 1000,
+            concurrency: 1,
+            shutdown_timeout_ms: 8000,
+            heartbeat_ttl_ms: 15_000,
+            heartbeat_interval_ms: 3000,
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// Validates the ranges.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        positive("bus.consumer.block_ms", self.block_ms)?;
+        positive("bus.consumer.count", self.count as u64)?;
+        positive("bus.consumer.max_deliveries", self.max_deliveries)?;
+        positive("bus.consumer.handler_timeout_ms", self.handler_timeout_ms)?;
+        positive("bus.consumer.concurrency", self.concurrency as u64)?;
+        positive("bus.consumer.shutdown_timeout_ms", self.shutdown_timeout_ms)?;
+        positive("bus.consumer.heartbeat_ttl_ms", self.heartbeat_ttl_ms)?;
+        positive("bus.consumer.heartbeat_interval_ms", self.heartbeat_interval_ms)?;
+        if self.heartbeat_interval_ms * 2 > self.heartbeat_ttl_ms {
+            return Err(Error::Config {
+                field: "bus.consumer.heartbeat_interval_ms",
+                reason: "must be at most half of heartbeat_ttl_ms so a live consumer never looks dead".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The BLOCK duration.
+    pub fn block(&self) -> Duration {
+        Duration::from_millis(self.block_ms)
+    }
+}
+
+/// `[bus.reclaim]`: taking over entries of crashed or stuck consumers.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ReclaimConfig {
+    /// Whether consumers run reclaim ticks. Default true.
+    pub enabled: bool,
+    /// How often a reclaim tick runs, in ms. Default 2000.
+    pub interval_ms: u64,
+    /// Idle time after which an entry of a live but stuck consumer is taken (`XAUTOCLAIM`), in ms.
+    /// Default 300000.
+    pub min_idle_ms: u64,
+    /// Entries claimed per call. Default 100.
+    pub count: usize,
+}
+
+impl Default for ReclaimConfig {
+    fn default() -> Self {
+        ReclaimConfig {
+            enabled: true,
+            interval_ms: 2000,
+            min_idle_ms: 300_000,
+            count: 100,
+        }
+    }
+}
+
+/// A consumer group the bus creates (at `0`, with `MKSTREAM`) before the first publish.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// The stream.
+    pub stream: String,
+    /// The group.
+    pub group: String,
+}
+
+/// `[bus]`: the whole bus.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BusConfig {
+    /// The dead letter stream. Never trimmed. Default `mt5:events:deadletter`.
+    pub deadletter_stream: String,
+    /// Maximum size of one entry (field names plus values), in bytes. Default 1048576 (1 MiB).
+    pub max_entry_bytes: usize,
+    /// TTL of idempotency keys, in ms. Must outlive any refetch window. Default 259200000 (72 h).
+    pub idempotency_ttl_ms: u64,
+    /// Groups created before the first publish. Default `news-filter-group` on `mt5:events:news_raw`.
+    pub groups: Vec<GroupSpec>,
+    /// Trimming.
+    pub trim: TrimConfig,
+    /// Consumers.
+    pub consumer: ConsumerConfig,
+    /// Reclaiming.
+    pub reclaim: ReclaimConfig,
+    /// Backoff for transient errors.
+    pub retry: RetryConfig,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            deadletter_stream: keys::DEADLETTER_STREAM.into(),
+            max_entry_bytes: 1024 * 1024,
+            idempotency_ttl_ms: 72 * 3600 * 1000,
+            groups: vec![GroupSpec {
+                stream: keys::NEWS_RAW_STREAM.into(),
+                group: keys::NEWS_FILTER_GROUP.into(),
+            }],
+            trim: TrimConfig::default(),
+            consumer: ConsumerConfig::default(),
+            reclaim: ReclaimConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+impl BusConfig {
+    /// Validates every section.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        non_empty("bus.deadletter_stream", &self.deadletter_stream)?;
+        positive("bus.max_entry_bytes", self.max_entry_bytes as u64)?;
+        positive("bus.idempotency_ttl_ms", self.idempotency_ttl_ms)?;
+        for g in &self.groups {
+            non_empty("bus.groups.stream", &g.stream)?;
+            non_empty("bus.groups.group", &g.group)?;
+            if g.stream == self.deadletter_stream {
+                return Err(Error::Config {
+                    field: "bus.groups.stream",
+                    reason: "the dead letter stream is not consumed by a group; use `deadletter replay`".into(),
+                });
+            }
+        }
+        positive("bus.trim.max_len", self.trim.max_len)?;
+        positive("bus.trim.interval_ms", self.trim.interval_ms)?;
+        if self.trim.backlog_limit != 0 && self.trim.backlog_limit < self.trim.max_len {
+            return Err(Error::Config {
+                field: "bus.trim.backlog_limit",
+                reason: "must be 0 (off) or at least max_len".into(),
+            });
+        }
+        self.consumer.validate()?;
+        positive("bus.reclaim.interval_ms", self.reclaim.interval_ms)?;
+        positive("bus.reclaim.count", self.reclaim.count as u64)?;
+        self.retry.validate()
+    }
+}
+
+fn positive(field: &'static str, v: u64) -> Result<()> {
+    if v == 0 {
+        return Err(Error::Config {
+            field,
+            reason: "must be greater than 0".into(),
+        });
+    }
+    Ok(())
+}
+
+fn non_empty(field: &'static str, v: &str) -> Result<()> {
+    if v.trim().is_empty() {
+        return Err(Error::Config {
+            field,
+            reason: "cannot be empty".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_follow_the_contract() {
+        let c = BusConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.deadletter_stream, "mt5:events:deadletter");
+        assert_eq!(c.consumer.block_ms, 2000);
+        assert_eq!(c.consumer.max_deliveries, 3);
+        assert_eq!(c.reclaim.min_idle_ms, 300_000);
+        assert_eq!(c.consumer.heartbeat_ttl_ms, 15_000);
+        assert_eq!(c.idempotency_ttl_ms, 259_200_000);
+        assert_eq!(c.trim.max_len, 30_000);
+        RedisConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn cluster_and_sentinel_urls_are_rejected_with_a_reason() {
+        for url in [
+            "redis-sentinel://h:26379/mymaster",
+            "redis-cluster://h:7000",
+            "redis://a:1,b:2",
+        ] {
+            let err = RedisConfig::default().with_url(url).validate().unwrap_err().to_string();
+            assert!(
+                err.contains("not supported") || err.contains("only standalone"),
+                "{url}: {err}"
+            );
+        }
+        assert!(RedisConfig::default().with_url("http://x").validate().is_err());
+        RedisConfig::default()
+            .with_url("rediss://user:pw@h:6380/0")
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(redact_url("redis://user:s3cret@h:6379/0"), "redis://user:***@h:6379/0");
+        assert_eq!(redact_url("redis://:s3cret@h:6379"), "redis://:***@h:6379");
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+        let c = RedisConfig {
+            password: Some(Secret::new("pw")),
+            ..RedisConfig::default()
+        };
+        assert!(!format!("{c:?}").contains("pw\""));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<BusConfig>("nope = 1").unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn heartbeat_interval_must_be_well_within_ttl() {
+        let mut c = BusConfig::default();
+        c.consumer.heartbeat_interval_ms = c.consumer.heartbeat_ttl_ms;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn the_deadletter_stream_is_never_trimmed() {
+        let t = TrimConfig {
+            maxlen_streams: vec!["a".into()],
+            ..TrimConfig::default()
+        };
+        assert_eq!(t.mode_for("dlq", "dlq"), TrimMode::Never);
+        assert_eq!(t.mode_for("a", "dlq"), TrimMode::Maxlen);
+        assert_eq!(t.mode_for("b", "dlq"), TrimMode::Safe);
+    }
+}

@@ -1,0 +1,271 @@
+//! The event envelope: CloudEvents 1.0 attribute names, one stream field per attribute.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The CloudEvents spec version every event carries.
+pub const SPEC_VERSION: &str = "1.0";
+/// The content type of `data`.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+const F_SPECVERSION: &str = "specversion";
+const F_ID: &str = "id";
+const F_SOURCE: &str = "source";
+const F_TYPE: &str = "type";
+const F_TIME: &str = "time";
+const F_CONTENT_TYPE: &str = "datacontenttype";
+const F_DATA: &str = "data";
+
+/// Why a stream entry is not a valid envelope. A malformed entry is dead-lettered at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MalformedError {
+    /// A required field (`id`, `type`, `data`) is missing or empty.
+    #[error("required field `{0}` is missing or empty")]
+    MissingField(&'static str),
+    /// A field's value is not UTF-8.
+    #[error("field `{0}` is not valid UTF-8")]
+    NotUtf8(String),
+    /// `data` is not valid JSON.
+    #[error("field `data` is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// `time` is not an RFC 3339 timestamp.
+    #[error("field `time` is not an RFC 3339 timestamp: {0}")]
+    InvalidTime(String),
+    /// The entry is larger than the maximum entry size.
+    #[error("entry of {size} bytes exceeds the maximum of {max} bytes")]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// Limit.
+        max: usize,
+    },
+}
+
+/// One event: what producers publish and handlers receive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// UUID, stable across retries, replays and dead-lettering.
+    pub id: String,
+    /// Who produced it, e.g. `eodhd` or `mt5-hub/filter`.
+    pub source: String,
+    /// The event type, e.g. `news.raw.v1` (the CloudEvents `type` attribute).
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When the event was first published; kept on retries and replays.
+    pub time: DateTime<Utc>,
+    /// Always `application/json` for events built here.
+    pub datacontenttype: String,
+    /// The JSON payload.
+    pub data: serde_json::Value,
+    /// Extension attributes: lower-case fields such as `ticker` or `traceparent`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extensions: BTreeMap<String, String>,
+}
+
+impl Event {
+    /// A new event with a fresh UUID and the current time.
+    pub fn new(source: impl Into<String>, event_type: impl Into<String>, data: serde_json::Value) -> Self {
+        Event {
+            id: uuid::Uuid::new_v4().to_string(),
+            source: source.into(),
+            event_type: event_type.into(),
+            time: Utc::now(),
+            datacontenttype: JSON_CONTENT_TYPE.into(),
+            data,
+            extensions: BTreeMap::new(),
+        }
+    }
+
+    /// Adds an extension attribute (its name is lower-cased).
+    #[must_use]
+    pub fn with_extension(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extensions.insert(name.into().to_ascii_lowercase(), value.into());
+        self
+    }
+
+    /// Sets the id (for example, to keep one id across retries).
+    #[must_use]
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// The stream fields, in a stable order: the attributes, then the extensions.
+    pub fn to_fields(&self) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(7 + self.extensions.len());
+        out.push((F_SPECVERSION.into(), SPEC_VERSION.into()));
+        out.push((F_ID.into(), self.id.clone()));
+        out.push((F_SOURCE.into(), self.source.clone()));
+        out.push((F_TYPE.into(), self.event_type.clone()));
+        out.push((F_TIME.into(), format_time(&self.time)));
+        out.push((F_CONTENT_TYPE.into(), self.datacontenttype.clone()));
+        out.push((F_DATA.into(), self.data.to_string()));
+        for (k, v) in &self.extensions {
+            out.push((k.clone(), v.clone()));
+        }
+        out
+    }
+
+    /// Parses stream fields into an event. `entry_id` supplies the time when `time` is absent.
+    ///
+    /// # Errors
+    /// A [`MalformedError`] naming what is wrong; never panics on any input.
+    pub fn from_fields(
+        entry_id: &str,
+        fields: &[(String, Vec<u8>)],
+        max_bytes: usize,
+    ) -> Result<Event, MalformedError> {
+        let size = fields_size(fields);
+        if size > max_bytes {
+            return Err(MalformedError::TooLarge { size, max: max_bytes });
+        }
+        let mut id = None;
+        let mut source = String::new();
+        let mut event_type = None;
+        let mut time = None;
+        let mut datacontenttype = JSON_CONTENT_TYPE.to_string();
+        let mut data = None;
+        let mut extensions = BTreeMap::new();
+        for (name, value) in fields {
+            let text = std::str::from_utf8(value).map_err(|_| MalformedError::NotUtf8(name.clone()))?;
+            match name.as_str() {
+                F_SPECVERSION => {}
+                F_ID => id = Some(text),
+                F_SOURCE => source = text.to_string(),
+                F_TYPE => event_type = Some(text),
+                F_TIME => time = Some(text),
+                F_CONTENT_TYPE => datacontenttype = text.to_string(),
+                F_DATA => data = Some(text),
+                other => {
+                    extensions.insert(other.to_string(), text.to_string());
+                }
+            }
+        }
+        let id = id.filter(|s| !s.is_empty()).ok_or(MalformedError::MissingField(F_ID))?;
+        let event_type = event_type
+            .filter(|s| !s.is_empty())
+            .ok_or(MalformedError::MissingField(F_TYPE))?;
+        let data = data
+            .filter(|s| !s.is_empty())
+            .ok_or(MalformedError::MissingField(F_DATA))?;
+        let data: serde_json::Value =
+            serde_json::from_str(data).map_err(|e| MalformedError::InvalidJson(e.to_string()))?;
+        let time = match time {
+            Some(t) => DateTime::parse_from_rfc3339(t)
+                .map_err(|e| MalformedError::InvalidTime(e.to_string()))?
+                .with_timezone(&Utc),
+            None => entry_time(entry_id).unwrap_or_else(Utc::now),
+        };
+        Ok(Event {
+            id: id.to_string(),
+            source,
+            event_type: event_type.to_string(),
+            time,
+            datacontenttype,
+            data,
+            extensions,
+        })
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-28T12:00:00.123Z`.
+pub fn format_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The encoded size of stream fields: names plus values, in bytes.
+pub fn fields_size<K: AsRef<[u8]>, V: AsRef<[u8]>>(fields: &[(K, V)]) -> usize {
+    fields.iter().map(|(k, v)| k.as_ref().len() + v.as_ref().len()).sum()
+}
+
+/// The milliseconds part of a stream entry id (`<ms>-<seq>`).
+pub fn entry_millis(entry_id: &str) -> Option<u64> {
+    entry_id.split('-').next()?.parse().ok()
+}
+
+/// The time encoded in a stream entry id.
+pub fn entry_time(entry_id: &str) -> Option<DateTime<Utc>> {
+    let ms = i64::try_from(entry_millis(entry_id)?).ok()?;
+    Utc.timestamp_millis_opt(ms).single()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(fields: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn round_trip_keeps_every_attribute() {
+        let e = Event::new("eodhd", "news.raw.v1", serde_json::json!({"ticker": "AAPL.US", "n": 1}))
+            .with_extension("Ticker", "AAPL.US");
+        let fields: Vec<(String, Vec<u8>)> = e.to_fields().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+        let back = Event::from_fields("1-0", &fields, 1 << 20).unwrap();
+        assert_eq!(back.id, e.id);
+        assert_eq!(back.event_type, "news.raw.v1");
+        assert_eq!(back.data, e.data);
+        assert_eq!(back.extensions.get("ticker").map(String::as_str), Some("AAPL.US"));
+        assert_eq!(format_time(&back.time), format_time(&e.time));
+        assert_eq!(fields[0], ("specversion".to_string(), b"1.0".to_vec()));
+    }
+
+    #[test]
+    fn missing_required_fields_are_malformed() {
+        let base = [("id", "x"), ("type", "t"), ("data", "{}")];
+        for skip in ["id", "type", "data"] {
+            let f: Vec<_> = base.iter().copied().filter(|(k, _)| *k != skip).collect();
+            let err = Event::from_fields("1-0", &raw(&f), 1024).unwrap_err();
+            assert!(
+                matches!(err, MalformedError::MissingField(name) if name == skip),
+                "{skip}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_json_data_is_malformed() {
+        let err = Event::from_fields("1-0", &raw(&[("id", "x"), ("type", "t"), ("data", "{nope")]), 1024);
+        assert!(matches!(err, Err(MalformedError::InvalidJson(_))));
+    }
+
+    #[test]
+    fn oversized_entries_are_malformed() {
+        let big = "x".repeat(100);
+        let err = Event::from_fields("1-0", &raw(&[("id", "x"), ("type", "t"), ("data", &big)]), 50);
+        assert!(matches!(err, Err(MalformedError::TooLarge { max: 50, .. })));
+    }
+
+    #[test]
+    fn non_utf8_values_are_malformed_not_a_panic() {
+        let fields = vec![("id".to_string(), vec![0xff, 0xfe]), ("type".into(), b"t".to_vec())];
+        assert_eq!(
+            Event::from_fields("1-0", &fields, 1024),
+            Err(MalformedError::NotUtf8("id".into()))
+        );
+    }
+
+    #[test]
+    fn missing_time_falls_back_to_the_entry_id() {
+        let e = Event::from_fields(
+            "1700000000123-0",
+            &raw(&[("id", "x"), ("type", "t"), ("data", "1")]),
+            1024,
+        )
+        .unwrap();
+        assert_eq!(e.time.timestamp_millis(), 1_700_000_000_123);
+    }
+
+    #[test]
+    fn entry_ids_give_their_millis() {
+        assert_eq!(entry_millis("1700000000123-7"), Some(1_700_000_000_123));
+        assert_eq!(entry_millis("garbage"), None);
+    }
+}

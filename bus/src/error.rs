@@ -1,0 +1,165 @@
+//! The bus's one error type and its classifier.
+
+use std::time::Duration;
+
+/// Result alias for the bus.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong on the bus.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Redis driver failed (connection, protocol or a server error reply).
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// A configuration value is invalid; `field` names it.
+    #[error("invalid configuration: {field}: {reason}")]
+    Config {
+        /// The offending key, e.g. `bus.consumer.block_ms`.
+        field: &'static str,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// A stream entry is not a valid event envelope.
+    #[error("malformed entry: {0}")]
+    Malformed(#[from] crate::envelope::MalformedError),
+    /// An event is larger than the maximum entry size; `publish` refuses it.
+    #[error("entry of {size} bytes exceeds the maximum entry size of {max} bytes")]
+    EntryTooLarge {
+        /// The encoded size of the entry.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The stream's backlog reached the hard limit: publish fails loudly instead of trimming unread
+    /// entries away (backpressure).
+    #[error("backlog limit reached on stream {stream}: {length} entries >= limit {limit}; consumers are behind")]
+    Backpressure {
+        /// The stream.
+        stream: String,
+        /// Its length when the publish was refused.
+        length: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A Redis reply did not have the expected shape.
+    #[error("unexpected reply to {command}: {detail}")]
+    UnexpectedReply {
+        /// The command whose reply was odd.
+        command: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The consumer group does not exist on the stream.
+    #[error("consumer group {group} does not exist on stream {stream}")]
+    GroupMissing {
+        /// The stream.
+        stream: String,
+        /// The group.
+        group: String,
+    },
+    /// A dead letter entry id was not found.
+    #[error("no dead letter entry with id {0}")]
+    DeadLetterNotFound(String),
+    /// A dead letter entry lacks the `dlq_stream` field, so it cannot be replayed.
+    #[error("dead letter entry {0} has no dlq_stream field; it cannot be replayed")]
+    NotReplayable(String),
+    /// Gave up after bounded retries of a transient error.
+    #[error("gave up after {attempts} attempts over {elapsed:?}: {last}")]
+    RetriesExhausted {
+        /// How many attempts were made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+        /// The last error.
+        last: Box<Error>,
+    },
+    /// The operation was cancelled by shutdown.
+    #[error("cancelled by shutdown")]
+    Cancelled,
+    /// Registering a metric failed (for example a duplicate registration).
+    #[error(transparent)]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Server error codes that are transient: the command may succeed if retried later.
+const TRANSIENT_CODES: &[&str] = &["OOM", "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"];
+
+impl Error {
+    /// Whether retrying later may succeed: connection loss, timeouts, and the `OOM`, `LOADING`
+    /// and `BUSY` replies. Everything else (bad arguments, wrong types, validation) is permanent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Redis(e) => redis_is_transient(e),
+            Error::RetriesExhausted { .. } => false,
+            _ => false,
+        }
+    }
+
+    /// Whether the connection this error came from should be dropped and re-established.
+    pub fn is_connection_dropped(&self) -> bool {
+        match self {
+            Error::Redis(e) => {
+                e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this is Redis's `NOSCRIPT` reply (the script cache was flushed, e.g. by a restart).
+    pub fn is_noscript(&self) -> bool {
+        matches!(self, Error::Redis(e) if e.code() == Some("NOSCRIPT"))
+    }
+
+    /// Whether this is Redis's `NOGROUP` reply (the stream or group is missing).
+    pub fn is_nogroup(&self) -> bool {
+        matches!(self, Error::Redis(e) if e.code() == Some("NOGROUP"))
+    }
+
+    /// Whether a server reply with this error code was returned.
+    pub fn has_code(&self, code: &str) -> bool {
+        matches!(self, Error::Redis(e) if e.code() == Some(code))
+    }
+}
+
+/// The classifier for raw driver errors, shared with code that holds a `RedisError`.
+pub fn redis_is_transient(e: &redis::RedisError) -> bool {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => TRANSIENT_CODES.contains(&code),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(code: &'static str) -> Error {
+        let e: redis::RedisError = redis::make_extension_error(code.to_string(), Some("detail".into()));
+        Error::Redis(e)
+    }
+
+    #[test]
+    fn oom_loading_busy_are_transient() {
+        for code in ["OOM", "LOADING", "BUSY"] {
+            assert!(server_error(code).is_transient(), "{code}");
+        }
+    }
+
+    #[test]
+    fn wrongtype_and_validation_are_permanent() {
+        assert!(!server_error("WRONGTYPE").is_transient());
+        assert!(!Error::EntryTooLarge { size: 2, max: 1 }.is_transient());
+    }
+
+    #[test]
+    fn io_errors_are_transient_and_drop_the_connection() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let e = Error::Redis(redis::RedisError::from(io));
+        assert!(e.is_transient());
+        assert!(e.is_connection_dropped());
+    }
+}

@@ -1,0 +1,75 @@
+//! `mt5-bus`: the event bus of mt5-hub on Redis Streams.
+//!
+//! Producers publish CloudEvents-shaped entries (idempotently when given a key, with a hard
+//! backlog limit instead of silent trimming); consumer groups read in blocking batches on a
+//! connection of their own, hand entries to a [`Handler`], and write outputs and acknowledgements
+//! atomically through an ownership-checking Lua script; crashed or stuck consumers' entries are
+//! reclaimed; entries that cannot be processed go to a dead letter stream that can be replayed.
+//! The delivery semantics are those of the project's ARCHITECTURE.md.
+//!
+//! # Layout
+//! - `config`: serde settings (`[redis]`, `[bus]`) with every default in one place.
+//! - `error`: the one error type and its transient/permanent classifier.
+//! - `envelope`: the event envelope and entry validation.
+//! - `keys`: stream, group and key names.
+//! - `producer`: [`EventProducer`], publish one or a batch.
+//! - `consumer`: [`Consumer`], [`Handler`] and [`Outcome`].
+//! - `reclaim`: claiming from dead (no heartbeat) and stuck (idle) consumers.
+//! - `dead_letter`: the dead letter stream: list, show, replay, purge.
+//! - `trim`: safe trimming (`XTRIM MINID ~`) and counted `MAXLEN` trimming.
+//! - `stats`: `XINFO`-based stream statistics.
+//! - `metrics`: the contract's Prometheus metrics.
+//! - `retry`: capped exponential backoff with jitter.
+//! - `lua/`: the scripts of the atomic steps.
+//!
+//! # Example
+//! ```no_run
+//! use mt5_bus::{BusConfig, BusMetrics, Consumer, ConsumerOptions, Delivery, Event, EventProducer, Handler, Outcome, RedisConfig};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! struct Upper;
+//! impl Handler for Upper {
+//!     async fn handle(&self, d: &Delivery) -> Outcome {
+//!         let out = Event::new("example", "upper.v1", d.event.data.clone());
+//!         Outcome::emit("out", out)
+//!     }
+//! }
+//!
+//! # async fn run() -> mt5_bus::Result<()> {
+//! let redis = RedisConfig::default();
+//! let bus = BusConfig::default();
+//! let cancel = CancellationToken::new();
+//! let producer = EventProducer::connect(&redis, &bus, BusMetrics::default(), cancel.clone()).await?;
+//! producer.publish("in", &Event::new("example", "text.v1", serde_json::json!("hi"))).await?;
+//! let consumer = Consumer::new(&redis, &bus, ConsumerOptions::new("in", "g"), Upper, BusMetrics::default())?;
+//! consumer.run(cancel).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod connection;
+pub mod consumer;
+pub mod dead_letter;
+pub mod envelope;
+mod error;
+pub mod group;
+pub mod keys;
+pub mod metrics;
+pub mod reclaim;
+pub mod reply;
+pub mod retry;
+mod script;
+pub mod stats;
+pub mod trim;
+
+pub use config::{BusConfig, ConsumerConfig, ReclaimConfig, RedisConfig, RetryConfig, Secret, TrimConfig, TrimMode};
+pub use consumer::{
+    BatchReport, Consumer, ConsumerOptions, DeadLetterReason, Delivery, Emission, Handler, Outcome, ReadEntry,
+};
+pub use envelope::{Event, MalformedError};
+pub use error::{redis_is_transient, Error, Result};
+pub use metrics::BusMetrics;
+pub use producer::{EventProducer, PublishOptions, Published};
+pub use reclaim::{ReclaimReport, Reclaimer};
+
+mod producer;

@@ -1,0 +1,199 @@
+//! The contract's bus metrics, registered in a `prometheus::Registry` the binary serves.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::error::Result;
+
+/// Latency buckets in seconds: sub-millisecond Redis round trips up to multi-second stalls.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Processing outcomes, the values of the `outcome` label of `mt5_events_processed_total`.
+pub mod outcome {
+    /// Acknowledged with no output.
+    pub const ACKED: &str = "acked";
+    /// Outputs written and acknowledged atomically.
+    pub const EMITTED: &str = "emitted";
+    /// Left pending for a later re-read.
+    pub const RETRIED: &str = "retried";
+    /// Moved to the dead letter stream.
+    pub const DEAD_LETTERED: &str = "dead_lettered";
+    /// The entry had been claimed by another consumer; nothing was written.
+    pub const NOT_OWNER: &str = "not_owner";
+}
+
+/// Reclaim kinds, the values of the `kind` label of `mt5_reclaimed_total`.
+pub mod reclaim_kind {
+    /// Claimed from a consumer without a heartbeat.
+    pub const DEAD_CONSUMER: &str = "dead_consumer";
+    /// Claimed by `XAUTOCLAIM` after `min_idle`.
+    pub const IDLE: &str = "idle";
+}
+
+/// Every bus metric. Cheap to clone (the vectors are reference-counted).
+#[derive(Clone, Debug)]
+pub struct BusMetrics {
+    /// `mt5_stream_length{stream}`.
+    pub stream_length: IntGaugeVec,
+    /// `mt5_stream_group_lag{stream,group}`; absent when Redis reports the lag as nil.
+    pub group_lag: IntGaugeVec,
+    /// `mt5_stream_group_pending{stream,group}`.
+    pub group_pending: IntGaugeVec,
+    /// `mt5_events_published_total{stream}`.
+    pub published: IntCounterVec,
+    /// `mt5_publish_duration_seconds{stream}`.
+    pub publish_duration: HistogramVec,
+    /// `mt5_events_processed_total{stream,group,outcome}`.
+    pub processed: IntCounterVec,
+    /// `mt5_event_processing_duration_seconds{stream,group}`.
+    pub processing_duration: HistogramVec,
+    /// `mt5_event_e2e_latency_seconds{stream}`: handling time minus the entry id's milliseconds.
+    pub e2e_latency: HistogramVec,
+    /// `mt5_deadletter_total{stream,reason}`.
+    pub deadletter: IntCounterVec,
+    /// `mt5_reclaimed_total{stream,group,kind}`.
+    pub reclaimed: IntCounterVec,
+    /// `mt5_stream_trimmed_unacked_total{stream,group}`.
+    pub trimmed_unacked: IntCounterVec,
+    /// `mt5_consumers_alive{stream,group}`.
+    pub consumers_alive: IntGaugeVec,
+    /// `mt5_oldest_pending_age_seconds{stream,group}`.
+    pub oldest_pending_age: IntGaugeVec,
+}
+
+impl BusMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Metrics`] when a metric of the same name is already registered.
+    pub fn register(registry: &Registry) -> Result<Self> {
+        let m = Self::unregistered();
+        registry.register(Box::new(m.stream_length.clone()))?;
+        registry.register(Box::new(m.group_lag.clone()))?;
+        registry.register(Box::new(m.group_pending.clone()))?;
+        registry.register(Box::new(m.published.clone()))?;
+        registry.register(Box::new(m.publish_duration.clone()))?;
+        registry.register(Box::new(m.processed.clone()))?;
+        registry.register(Box::new(m.processing_duration.clone()))?;
+        registry.register(Box::new(m.e2e_latency.clone()))?;
+        registry.register(Box::new(m.deadletter.clone()))?;
+        registry.register(Box::new(m.reclaimed.clone()))?;
+        registry.register(Box::new(m.trimmed_unacked.clone()))?;
+        registry.register(Box::new(m.consumers_alive.clone()))?;
+        registry.register(Box::new(m.oldest_pending_age.clone()))?;
+        Ok(m)
+    }
+
+    /// Metrics that are not registered anywhere (tests, one-shot tools).
+    pub fn unregistered() -> Self {
+        BusMetrics {
+            stream_length: gauge("mt5_stream_length", "Entries in the stream (XLEN).", &["stream"]),
+            group_lag: gauge(
+                "mt5_stream_group_lag",
+                "Entries not yet delivered to the group; absent when Redis cannot tell.",
+                &["stream", "group"],
+            ),
+            group_pending: gauge(
+                "mt5_stream_group_pending",
+                "Entries delivered to the group but not acknowledged (PEL size).",
+                &["stream", "group"],
+            ),
+            published: counter(
+                "mt5_events_published_total",
+                "Events whose XADD returned an id.",
+                &["stream"],
+            ),
+            publish_duration: histogram(
+                "mt5_publish_duration_seconds",
+                "Time to publish one event or one batch, including retries.",
+                &["stream"],
+            ),
+            processed: counter(
+                "mt5_events_processed_total",
+                "Entries handled by a consumer, by outcome.",
+                &["stream", "group", "outcome"],
+            ),
+            processing_duration: histogram(
+                "mt5_event_processing_duration_seconds",
+                "Handler time per entry.",
+                &["stream", "group"],
+            ),
+            e2e_latency: histogram(
+                "mt5_event_e2e_latency_seconds",
+                "Handling time minus the input entry id's milliseconds.",
+                &["stream"],
+            ),
+            deadletter: counter(
+                "mt5_deadletter_total",
+                "Entries moved to the dead letter stream, by reason.",
+                &["stream", "reason"],
+            ),
+            reclaimed: counter(
+                "mt5_reclaimed_total",
+                "Pending entries claimed from dead or stuck consumers.",
+                &["stream", "group", "kind"],
+            ),
+            trimmed_unacked: counter(
+                "mt5_stream_trimmed_unacked_total",
+                "Entries trimmed before the group acknowledged them.",
+                &["stream", "group"],
+            ),
+            consumers_alive: gauge(
+                "mt5_consumers_alive",
+                "Consumers of the group with a live heartbeat.",
+                &["stream", "group"],
+            ),
+            oldest_pending_age: gauge(
+                "mt5_oldest_pending_age_seconds",
+                "Age of the group's oldest pending entry (now minus its id's time).",
+                &["stream", "group"],
+            ),
+        }
+    }
+}
+
+impl Default for BusMetrics {
+    fn default() -> Self {
+        Self::unregistered()
+    }
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition is valid")
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid")
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)
+        .expect("static metric definition is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_contract_metric_is_registered_once() {
+        let registry = Registry::new();
+        let m = BusMetrics::register(&registry).unwrap();
+        m.published.with_label_values(&["s"]).inc();
+        m.processed.with_label_values(&["s", "g", outcome::ACKED]).inc();
+        m.stream_length.with_label_values(&["s"]).set(3);
+        let names: Vec<String> = registry.gather().iter().map(|f| f.name().to_string()).collect();
+        for n in [
+            "mt5_events_published_total",
+            "mt5_events_processed_total",
+            "mt5_stream_length",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+        }
+        assert!(
+            BusMetrics::register(&registry).is_err(),
+            "double registration must fail"
+        );
+    }
+}

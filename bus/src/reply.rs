@@ -1,0 +1,270 @@
+//! Parsing of raw stream replies (`XREADGROUP`, `XRANGE`, `XPENDING`, `XINFO`, `XCLAIM`,
+//! `XAUTOCLAIM`) from `redis::Value`, tolerant of RESP2 and RESP3 shapes.
+
+use std::collections::HashMap;
+
+use redis::Value;
+
+use crate::error::{Error, Result};
+
+/// One stream entry as read. `fields` is `None` when the entry was deleted (trimmed) while
+/// pending: Redis then returns its id with nil fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEntry {
+    /// The entry id, `<ms>-<seq>`.
+    pub id: String,
+    /// Field/value pairs in stream order, or `None` for a deleted entry.
+    pub fields: Option<Vec<(String, Vec<u8>)>>,
+}
+
+impl StreamEntry {
+    /// The value of a field as text, if present and UTF-8.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+fn unexpected(command: &'static str, detail: impl Into<String>) -> Error {
+    Error::UnexpectedReply {
+        command,
+        detail: detail.into(),
+    }
+}
+
+/// A bulk or simple string as text.
+pub fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Okay => Some("OK".into()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// An integer reply (also accepts numeric strings).
+pub fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+fn bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        Value::Int(i) => Some(i.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+/// The items of an array (or set) reply; nil is empty.
+pub fn items(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        _ => &[],
+    }
+}
+
+/// A flat key/value array (RESP2) or a map (RESP3) as a map keyed by text.
+pub fn pairs(v: &Value) -> HashMap<String, Value> {
+    match v {
+        Value::Map(m) => m.iter().filter_map(|(k, v)| Some((text(k)?, v.clone()))).collect(),
+        other => items(other)
+            .chunks(2)
+            .filter_map(|kv| match kv {
+                [k, v] => Some((text(k)?, v.clone())),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+/// One `[id, [field, value, ...] | nil]` entry.
+pub(crate) fn entry(v: &Value, command: &'static str) -> Result<StreamEntry> {
+    let parts = items(v);
+    let [id, fields] = parts else {
+        return Err(unexpected(command, format!("entry with {} parts", parts.len())));
+    };
+    let id = text(id).ok_or_else(|| unexpected(command, "entry id is not a string"))?;
+    let fields = match fields {
+        Value::Nil => None,
+        Value::Map(m) => Some(m.iter().filter_map(|(k, v)| Some((text(k)?, bytes(v)?))).collect()),
+        other => {
+            let flat = items(other);
+            let mut out = Vec::with_capacity(flat.len() / 2);
+            for kv in flat.chunks(2) {
+                match kv {
+                    [k, v] => out.push((
+                        text(k).ok_or_else(|| unexpected(command, "field name is not a string"))?,
+                        bytes(v).ok_or_else(|| unexpected(command, "field value is not a string"))?,
+                    )),
+                    _ => return Err(unexpected(command, "odd number of field items")),
+                }
+            }
+            Some(out)
+        }
+    };
+    Ok(StreamEntry { id, fields })
+}
+
+/// A list of entries (`XRANGE`, `XREVRANGE`, `XCLAIM` without `JUSTID`).
+///
+/// # Errors
+/// [`Error::UnexpectedReply`] naming `command` when the reply has another shape.
+pub fn entries(v: &Value, command: &'static str) -> Result<Vec<StreamEntry>> {
+    items(v).iter().map(|e| entry(e, command)).collect()
+}
+
+/// An `XREADGROUP`/`XREAD` reply for one stream: nil on timeout, else `[[stream, entries]]`
+/// (or a map in RESP3). Also parses `XREAD` replies.
+///
+/// # Errors
+/// [`Error::UnexpectedReply`] when the reply has another shape.
+pub fn read_reply(v: &Value) -> Result<Vec<StreamEntry>> {
+    const CMD: &str = "XREADGROUP";
+    match v {
+        Value::Nil => Ok(Vec::new()),
+        Value::Map(m) => {
+            let mut out = Vec::new();
+            for (_, es) in m {
+                out.extend(entries(es, CMD)?);
+            }
+            Ok(out)
+        }
+        other => {
+            let mut out = Vec::new();
+            for s in items(other) {
+                match items(s) {
+                    [_, es] => out.extend(entries(es, CMD)?),
+                    _ => return Err(unexpected(CMD, "stream element is not [name, entries]")),
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// One extended `XPENDING` row: `[id, consumer, idle ms, deliveries]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEntry {
+    /// The entry id.
+    pub id: String,
+    /// The consumer holding it.
+    pub consumer: String,
+    /// Milliseconds since it was last delivered (or claimed).
+    pub idle_ms: u64,
+    /// Times it was delivered by reads.
+    pub deliveries: u64,
+}
+
+/// Parses an extended `XPENDING` reply.
+pub(crate) fn pending_rows(v: &Value) -> Result<Vec<PendingEntry>> {
+    items(v)
+        .iter()
+        .map(|row| match items(row) {
+            [id, consumer, idle, count] => Ok(PendingEntry {
+                id: text(id).ok_or_else(|| unexpected("XPENDING", "id"))?,
+                consumer: text(consumer).ok_or_else(|| unexpected("XPENDING", "consumer"))?,
+                idle_ms: int(idle).unwrap_or(0).max(0) as u64,
+                deliveries: int(count).unwrap_or(0).max(0) as u64,
+            }),
+            _ => Err(unexpected("XPENDING", "row is not [id, consumer, idle, deliveries]")),
+        })
+        .collect()
+}
+
+/// A list of ids (`XCLAIM ... JUSTID`).
+pub fn id_list(v: &Value) -> Vec<String> {
+    items(v).iter().filter_map(text).collect()
+}
+
+/// Compares two stream ids numerically.
+pub fn cmp_ids(a: &str, b: &str) -> std::cmp::Ordering {
+    parse_id(a).cmp(&parse_id(b))
+}
+
+/// Parses `<ms>-<seq>` (a bare `<ms>` is `<ms>-0`).
+pub fn parse_id(id: &str) -> (u64, u64) {
+    let mut it = id.splitn(2, '-');
+    let ms = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let seq = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (ms, seq)
+}
+
+/// The smallest id greater than `id`.
+pub fn next_id(id: &str) -> String {
+    let (ms, seq) = parse_id(id);
+    match seq.checked_add(1) {
+        Some(s) => format!("{ms}-{s}"),
+        None => format!("{}-0", ms + 1),
+    }
+}
+
+/// The greatest id smaller than `id` (`0-0` stays `0-0`), for exclusive re-reads.
+pub fn prev_id(id: &str) -> String {
+    match parse_id(id) {
+        (0, 0) => "0-0".into(),
+        (ms, 0) => format!("{}-{}", ms - 1, u64::MAX),
+        (ms, seq) => format!("{ms}-{}", seq - 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn read_replies_keep_deleted_entries_as_none() {
+        let v = Value::Array(vec![Value::Array(vec![
+            bulk("s"),
+            Value::Array(vec![
+                Value::Array(vec![bulk("1-0"), Value::Array(vec![bulk("a"), bulk("b")])]),
+                Value::Array(vec![bulk("2-0"), Value::Nil]),
+            ]),
+        ])]);
+        let got = read_reply(&v).unwrap();
+        assert_eq!(got[0].fields.as_deref(), Some(&[("a".to_string(), b"b".to_vec())][..]));
+        assert_eq!(
+            got[1],
+            StreamEntry {
+                id: "2-0".into(),
+                fields: None
+            }
+        );
+        assert!(read_reply(&Value::Nil).unwrap().is_empty());
+        let resp3 = Value::Map(vec![(
+            bulk("s"),
+            Value::Array(vec![Value::Array(vec![
+                bulk("1-0"),
+                Value::Array(vec![bulk("a"), bulk("b")]),
+            ])]),
+        )]);
+        assert_eq!(read_reply(&resp3).unwrap()[0].field("a"), Some("b"));
+    }
+
+    #[test]
+    fn odd_shapes_are_errors_not_panics() {
+        let v = Value::Array(vec![Value::Array(vec![bulk("s")])]);
+        assert!(read_reply(&v).is_err());
+        assert!(pending_rows(&Value::Array(vec![Value::Array(vec![bulk("x")])])).is_err());
+    }
+
+    #[test]
+    fn ids_step_both_ways() {
+        assert_eq!(next_id("5-1"), "5-2");
+        assert_eq!(prev_id("5-1"), "5-0");
+        assert_eq!(prev_id("5-0"), format!("4-{}", u64::MAX));
+        assert_eq!(cmp_ids("10-0", "9-99"), std::cmp::Ordering::Greater);
+    }
+}

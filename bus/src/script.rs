@@ -1,0 +1,114 @@
+//! Lua scripts for the atomic steps, run by `EVALSHA` with a reload on `NOSCRIPT` (a restarted
+//! Redis has an empty script cache).
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, FromRedisValue, Pipeline, Value};
+
+use crate::error::{Error, Result};
+
+/// One Lua script and its SHA1.
+#[derive(Debug)]
+pub(crate) struct LuaScript {
+    code: &'static str,
+    sha: String,
+}
+
+impl LuaScript {
+    fn new(code: &'static str) -> Self {
+        LuaScript {
+            code,
+            sha: redis::Script::new(code).get_hash().to_string(),
+        }
+    }
+
+    /// An `EVALSHA` command for these keys and arguments.
+    pub(crate) fn cmd<K: redis::ToRedisArgs, A: redis::ToRedisArgs>(&self, keys: &[K], args: A) -> Cmd {
+        let mut c = redis::cmd("EVALSHA");
+        c.arg(&self.sha).arg(keys.len()).arg(keys).arg(args);
+        c
+    }
+
+    /// Loads the script into the server's cache.
+    pub(crate) async fn load<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<()> {
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(self.code)
+            .query_async(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs `cmd` (built by [`LuaScript::cmd`]); on `NOSCRIPT` loads the script and runs it again.
+    pub(crate) async fn run<T: FromRedisValue, C: ConnectionLike + Send>(&self, conn: &mut C, cmd: &Cmd) -> Result<T> {
+        match cmd.query_async::<T>(conn).await.map_err(Error::from) {
+            Err(e) if e.is_noscript() => {
+                self.load(conn).await?;
+                Ok(cmd.query_async::<T>(conn).await?)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Runs a pipeline whose commands may fail one by one, returning one result per command. Commands
+/// that failed with `NOSCRIPT` are run again (in one pipeline) after loading `scripts`.
+pub(crate) async fn run_pipeline<C: ConnectionLike + Send>(
+    conn: &mut C,
+    cmds: &[Cmd],
+    scripts: &[&LuaScript],
+) -> Result<Vec<Result<Value>>> {
+    let mut results = query_each(conn, cmds).await?;
+    let missing: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, Err(e) if e.is_noscript()))
+        .map(|(i, _)| i)
+        .collect();
+    if !missing.is_empty() {
+        for s in scripts {
+            s.load(conn).await?;
+        }
+        let again: Vec<Cmd> = missing.iter().map(|&i| cmds[i].clone()).collect();
+        let redo = query_each(conn, &again).await?;
+        for (i, r) in missing.into_iter().zip(redo) {
+            results[i] = r;
+        }
+    }
+    Ok(results)
+}
+
+async fn query_each<C: ConnectionLike + Send>(conn: &mut C, cmds: &[Cmd]) -> Result<Vec<Result<Value>>> {
+    if cmds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = Pipeline::with_capacity(cmds.len());
+    for c in cmds {
+        pipe.add_command(c.clone());
+    }
+    let raw: Vec<redis::RedisResult<Value>> = pipe.ignore_errors().query_async(conn).await?;
+    Ok(raw.into_iter().map(|r| r.map_err(Error::from)).collect())
+}
+
+/// The bus's scripts.
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) publish: LuaScript,
+    pub(crate) emit_ack: LuaScript,
+    pub(crate) touch_pending: LuaScript,
+    pub(crate) delete_consumer: LuaScript,
+    pub(crate) replay: LuaScript,
+}
+
+impl Scripts {
+    /// The shared instance.
+    pub(crate) fn get() -> &'static Scripts {
+        static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
+        SCRIPTS.get_or_init(|| Scripts {
+            publish: LuaScript::new(include_str!("lua/publish.lua")),
+            emit_ack: LuaScript::new(include_str!("lua/emit_ack.lua")),
+            touch_pending: LuaScript::new(include_str!("lua/touch_pending.lua")),
+            delete_consumer: LuaScript::new(include_str!("lua/delete_consumer.lua")),
+            replay: LuaScript::new(include_str!("lua/replay.lua")),
+        })
+    }
+}
