@@ -1,0 +1,259 @@
+//! The command line (clap derive). Every command and flag has its help text here; `docs/cli.md`
+//! has the long form with examples.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use crate::config::CONFIG_ENV;
+
+/// mt5-hub: the event bus of the MetaTrader 5 hub on Redis Streams.
+///
+/// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 3 Redis unreachable
+/// after bounded retries. Logs go to stderr (filter `MT5_LOG`, default `info`; format
+/// `MT5_LOG_FORMAT=pretty|json`).
+#[derive(Debug, Parser)]
+#[command(name = "mt5-hub", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Config file (TOML). Every key can also be set by `MT5_<SECTION>__<KEY>`.
+    #[arg(long, global = true, env = CONFIG_ENV, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Check the configuration, or print the effective one.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Inspect and follow streams.
+    #[command(subcommand)]
+    Streams(StreamsCommand),
+    /// List, show, replay and purge dead letters.
+    #[command(subcommand)]
+    Deadletter(DeadletterCommand),
+    /// Publish events: one (`--data`), JSON lines from stdin, or a paced load (`--rate`).
+    Publish(PublishArgs),
+}
+
+/// `config ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Validate the configuration (file and env overrides) without connecting to Redis.
+    Check {
+        /// Print the effective configuration as TOML (secrets and the URL password redacted)
+        /// instead of "config OK".
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+/// `streams ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum StreamsCommand {
+    /// Length, first/last id, and per group pending, lag, oldest pending age and consumers.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// A stream to show (repeatable). Default: the configured groups' streams, the filtered
+        /// news stream and the dead letter stream.
+        #[arg(long = "stream", value_name = "STREAM")]
+        streams: Vec<String>,
+    },
+    /// Follow a stream and print each entry as one JSON line until Ctrl-C or SIGTERM.
+    Tail {
+        /// The stream to follow.
+        stream: String,
+        /// Start after this entry id: `$` for new entries only, `0` for everything.
+        #[arg(long, default_value = "$", value_name = "ID")]
+        from: String,
+        /// Exit after printing this many entries.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+}
+
+/// `deadletter ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeadletterCommand {
+    /// List dead letters, oldest first.
+    List {
+        /// Only entries with this reason (`malformed`, `unsupported`, `max_deliveries`, `handler`).
+        #[arg(long, value_name = "R")]
+        reason: Option<String>,
+        /// Only entries that came from this stream.
+        #[arg(long, value_name = "S")]
+        stream: Option<String>,
+        /// At most this many entries.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter with every field.
+    Show {
+        /// Its entry id in the dead letter stream.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back on their original stream (same event id), removing them from the
+    /// dead letter stream.
+    #[command(group(ArgGroup::new("which").required(true).args(["ids", "reason", "all"])))]
+    Replay {
+        /// Dead letter entry ids.
+        #[arg(value_name = "ID")]
+        ids: Vec<String>,
+        /// Every dead letter with this reason.
+        #[arg(long, value_name = "R")]
+        reason: Option<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+        /// With `--reason` or `--all`: only entries that came from this stream.
+        #[arg(long, value_name = "S", conflicts_with = "ids")]
+        stream: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete dead letters for good. Needs `--yes` (or `--dry-run` to see what would go).
+    #[command(group(ArgGroup::new("which").required(true).args(["ids", "all"])))]
+    Purge {
+        /// Dead letter entry ids.
+        #[arg(value_name = "ID")]
+        ids: Vec<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+        /// Only say what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `publish ...`
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("mode").args(["data", "rate"])))]
+pub(crate) struct PublishArgs {
+    /// The stream to publish to.
+    #[arg(long, value_name = "S")]
+    pub(crate) stream: String,
+    /// The event type (CloudEvents `type`), e.g. `news.raw.v1`. Required with `--data`; the
+    /// default for stdin lines without `type`; default `load.v1` with `--rate`.
+    #[arg(long = "type", value_name = "T")]
+    pub(crate) event_type: Option<String>,
+    /// The event data (JSON). Without it (and without `--rate`) JSON lines are read from stdin.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) data: Option<String>,
+    /// The event source (CloudEvents `source`). Default `mt5-hub/cli`, `mt5-hub/load` with `--rate`.
+    #[arg(long, value_name = "SRC")]
+    pub(crate) source: Option<String>,
+    /// Idempotency key of a `--data` publish: a second publish with the same key writes nothing
+    /// and prints the first entry id with "duplicate".
+    #[arg(long, value_name = "K", requires = "data")]
+    pub(crate) idempotency_key: Option<String>,
+    /// Print one JSON object per event (`event_id`, `entry_id`, `duplicate`) instead of the
+    /// entry id; with `--rate`, print the summary as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Events per pipeline round trip. Stdin: default 100 (lines waiting are also sent after
+    /// 100 ms without input). Load: default rate / 100, at least 1, at most 500.
+    #[arg(long, value_name = "B", conflicts_with = "data", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub(crate) batch: Option<u64>,
+    /// The paced load mode.
+    #[command(flatten)]
+    pub(crate) load: LoadArgs,
+}
+
+/// The paced load mode of `publish`.
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    /// Load mode: events per second (token bucket; bursts of at most one batch or 50 ms of events).
+    #[arg(long, value_name = "R", requires = "count")]
+    pub(crate) rate: Option<f64>,
+    /// Load mode: events to publish.
+    #[arg(long, value_name = "N", requires = "rate")]
+    pub(crate) count: Option<u64>,
+    /// Load mode: size of the padding string in each event's data, in bytes.
+    #[arg(long, default_value_t = 256, value_name = "BYTES", requires = "rate")]
+    pub(crate) payload_bytes: usize,
+    /// Load mode: give event `i` the idempotency key `<P>-<i>` (and an event id derived from it),
+    /// so a rerun with the same prefix writes nothing twice.
+    #[arg(long, value_name = "P", requires = "rate")]
+    pub(crate) idempotency_key_prefix: Option<String>,
+    /// Load mode: append every acknowledged publish to this file as a JSON line
+    /// (`event_id`, `entry_id`, `seq`, `published_at_ms`, `duplicate`).
+    #[arg(long, value_name = "FILE", requires = "rate")]
+    pub(crate) history: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (conflicting names, bad groups).
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every command and flag has help text.
+    #[test]
+    fn every_command_and_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() && path.trim() != "mt5-hub" {
+                missing.push(path.clone());
+            }
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() != "help" {
+                    walk(sub, &path, missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    /// Replay and purge need exactly one way of choosing entries.
+    #[test]
+    fn replay_and_purge_need_a_selection() {
+        assert!(Cli::try_parse_from(["mt5-hub", "deadletter", "replay"]).is_err());
+        assert!(Cli::try_parse_from(["mt5-hub", "deadletter", "replay", "--all", "1-0"]).is_err());
+        assert!(Cli::try_parse_from(["mt5-hub", "deadletter", "replay", "--reason", "handler"]).is_ok());
+        assert!(Cli::try_parse_from(["mt5-hub", "deadletter", "purge", "--yes"]).is_err());
+        assert!(Cli::try_parse_from(["mt5-hub", "deadletter", "purge", "--all", "--yes"]).is_ok());
+    }
+
+    /// The load flags only go together with `--rate` and `--count`.
+    #[test]
+    fn load_flags_require_rate_and_count() {
+        assert!(Cli::try_parse_from(["mt5-hub", "publish", "--stream", "s", "--rate", "10"]).is_err());
+        assert!(Cli::try_parse_from(["mt5-hub", "publish", "--stream", "s", "--count", "10"]).is_err());
+        assert!(Cli::try_parse_from(["mt5-hub", "publish", "--stream", "s", "--history", "h"]).is_err());
+        assert!(Cli::try_parse_from([
+            "mt5-hub", "publish", "--stream", "s", "--rate", "1", "--count", "1", "--data", "1"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from(["mt5-hub", "publish", "--stream", "s", "--rate", "5", "--count", "10"]).is_ok());
+    }
+}

@@ -1,0 +1,566 @@
+//! The hub's configuration: one TOML file plus environment overrides, loaded with figment.
+//!
+//! Precedence, lowest first: the defaults (`impl Default`), the TOML file (`--config` or
+//! `MT5_CONFIG`), the short env names (`MT5_REDIS_URL`, `MT5_REDIS_PASSWORD`, `MT5_HTTP_ADDR`),
+//! then `MT5_<SECTION>__<KEY>` (nested sections joined by `__`). Unknown keys, in the file or in
+//! `MT5_*__*` variables, are errors that name the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use mt5_bus::{BusConfig, RedisConfig};
+use serde::{Deserialize, Serialize};
+
+/// Env var naming the config file (the same as `--config`).
+pub(crate) const CONFIG_ENV: &str = "MT5_CONFIG";
+/// Prefix of every override variable.
+const ENV_PREFIX: &str = "MT5_";
+/// Separator of nested keys in override variables.
+const ENV_SEPARATOR: &str = "__";
+/// The short names of common keys: env var → dotted key.
+const SHORT_NAMES: &[(&str, &str)] = &[
+    ("MT5_REDIS_URL", "redis.url"),
+    ("MT5_REDIS_PASSWORD", "redis.password"),
+    ("MT5_HTTP_ADDR", "http.addr"),
+];
+/// The name of the env override providers in error messages.
+const ENV_SOURCE: &str = "environment variables";
+/// Dotted keys whose values are secrets or may hold one: never echoed in error messages.
+const SECRET_KEYS: &[&str] = &["redis.url", "redis.password"];
+
+/// `[http]`: where the HTTP servers (metrics, health, gateway) listen.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub(crate) struct HttpConfig {
+    /// Listen address of the HTTP server (`/metrics`, `/healthz`, `/readyz`). Default
+    /// `127.0.0.1:9464` (env `MT5_HTTP_ADDR`).
+    pub(crate) addr: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub(crate) struct HubConfig {
+    /// `[redis]`.
+    pub(crate) redis: RedisConfig,
+    /// `[bus]`.
+    pub(crate) bus: BusConfig,
+    /// `[http]`.
+    pub(crate) http: HttpConfig,
+}
+
+/// Why the configuration could not be loaded. Always exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    /// The config file does not exist or cannot be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file or an override has an unknown key, a value of the wrong type or bad syntax.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// A value is out of range (from the bus's `validate`).
+    #[error(transparent)]
+    Invalid(#[from] mt5_bus::Error),
+}
+
+impl HubConfig {
+    /// Loads the config from `path` (if any) and the given environment variables, then
+    /// validates it.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, key or field.
+    pub(crate) fn load<I, K, V>(path: Option<&Path>, env: I) -> Result<HubConfig, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut figment = Figment::from(Serialized::defaults(HubConfig::default()));
+        if let Some(path) = path {
+            // figment ignores a missing file; an operator who names one wants an error.
+            std::fs::metadata(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        figment = figment
+            .merge(EnvOverrides::short_names(&env))
+            .merge(EnvOverrides::nested(&env));
+        let cfg: HubConfig = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Validates every section.
+    ///
+    /// # Errors
+    /// The bus's [`mt5_bus::Error::Config`] naming the first bad field.
+    pub(crate) fn validate(&self) -> Result<(), mt5_bus::Error> {
+        self.redis.validate()?;
+        self.bus.validate()
+    }
+
+    /// The effective config as TOML, with the URL's password and every secret redacted.
+    pub(crate) fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.redis.url = self.redis.redacted_url();
+        // `Secret` serializes as "***"; nothing else holds a secret.
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render the config as TOML: {e}\n"))
+    }
+
+    /// Every stream the hub knows of: the groups' streams, the filtered news stream and the dead
+    /// letter stream, without duplicates, in that order.
+    pub(crate) fn known_streams(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let candidates = self.bus.groups.iter().map(|g| g.stream.clone()).chain([
+            mt5_bus::keys::NEWS_FILTERED_STREAM.to_string(),
+            self.bus.deadletter_stream.clone(),
+        ]);
+        for s in candidates {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out
+    }
+}
+
+/// Joins every figment error into one message naming the key (as the env var for env
+/// overrides) and where it came from, never echoing the value of a secret key.
+fn describe(err: figment::Error) -> String {
+    let msgs: Vec<String> = err
+        .into_iter()
+        .map(|e| {
+            let dotted = e.path.join(".");
+            let from_env = e.metadata.as_ref().is_some_and(|m| m.name == ENV_SOURCE);
+            let key = match (&e.metadata, from_env) {
+                (Some(md), true) => md.interpolate(&Profile::Default, &e.path),
+                _ => dotted.clone(),
+            };
+            let source = match &e.metadata {
+                Some(md) => md
+                    .source
+                    .as_ref()
+                    .map_or_else(|| md.name.to_string(), |s| s.to_string()),
+                None => "the configuration".to_string(),
+            };
+            let what = if SECRET_KEYS.contains(&dotted.as_str()) {
+                "invalid value (hidden: it may hold a secret)".to_string()
+            } else {
+                without_snippet(&e.kind.to_string())
+            };
+            if key.is_empty() {
+                format!("{what} (in {source})")
+            } else {
+                format!("{key}: {what} (in {source})")
+            }
+        })
+        .collect();
+    msgs.join("; ")
+}
+
+/// A TOML parse error quotes the offending line, which may hold a secret: keep the position and
+/// the explanation, drop the quoted source lines (`12 | ...`, `   |  ^`).
+fn without_snippet(msg: &str) -> String {
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with('|')
+                && !l
+                    .split_once(" |")
+                    .is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()))
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// One group of environment overrides as a figment provider. It is built from a list of
+/// variables rather than the process environment so that tests can pass their own.
+struct EnvOverrides {
+    name: &'static str,
+    /// Dotted key → (env var, raw value).
+    entries: BTreeMap<String, (String, String)>,
+}
+
+impl fmt::Debug for EnvOverrides {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may be secrets.
+        f.debug_struct("EnvOverrides")
+            .field("keys", &self.entries.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl EnvOverrides {
+    /// `MT5_REDIS_URL`, `MT5_REDIS_PASSWORD`, `MT5_HTTP_ADDR`.
+    fn short_names(env: &[(String, String)]) -> Self {
+        let entries = env
+            .iter()
+            .filter_map(|(k, v)| {
+                let (_, key) = SHORT_NAMES.iter().find(|(name, _)| name == k)?;
+                Some((key.to_string(), (k.clone(), v.clone())))
+            })
+            .collect();
+        EnvOverrides {
+            name: ENV_SOURCE,
+            entries,
+        }
+    }
+
+    /// `MT5_<SECTION>__<KEY>`: only variables whose name (after the prefix) contains `__`, so
+    /// `MT5_LOG`, `MT5_CONFIG` and the short names are left alone.
+    fn nested(env: &[(String, String)]) -> Self {
+        let entries = env
+            .iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix(ENV_PREFIX)?;
+                if !rest.contains(ENV_SEPARATOR) {
+                    return None;
+                }
+                let key = rest
+                    .split(ENV_SEPARATOR)
+                    .map(str::to_ascii_lowercase)
+                    .collect::<Vec<_>>()
+                    .join(".");
+                Some((key, (k.clone(), v.clone())))
+            })
+            .collect();
+        EnvOverrides {
+            name: ENV_SOURCE,
+            entries,
+        }
+    }
+}
+
+impl Provider for EnvOverrides {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name).interpolater(|_: &Profile, keys: &[&str]| {
+            format!(
+                "{ENV_PREFIX}{}",
+                keys.iter()
+                    .map(|k| k.to_ascii_uppercase())
+                    .collect::<Vec<_>>()
+                    .join(ENV_SEPARATOR)
+            )
+        })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let schema = serde_json::to_value(HubConfig::default()).unwrap_or_default();
+        let mut dict = Dict::new();
+        for (key, (var, raw)) in &self.entries {
+            if key.split('.').any(str::is_empty) {
+                return Err(figment::Error::from(format!(
+                    "{var}: empty key segment in the variable name"
+                )));
+            }
+            insert(&mut dict, key, typed_value(&schema, key, raw));
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Inserts `value` at the dotted `key`, creating (or replacing non-table values with) tables on
+/// the way.
+fn insert(dict: &mut Dict, key: &str, value: Value) {
+    match key.split_once('.') {
+        None => {
+            dict.insert(key.to_string(), value);
+        }
+        Some((head, rest)) => {
+            let entry = dict.entry(head.to_string()).or_insert_with(|| Value::from(Dict::new()));
+            if entry.as_dict().is_none() {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// Env values are text; the default config tells what type each key holds, so `"500"` becomes a
+/// number only where a number is expected and a numeric password stays a string. A value that
+/// does not parse as the expected type stays text, and deserialization then names the key.
+fn typed_value(schema: &serde_json::Value, key: &str, raw: &str) -> Value {
+    let expected = key.split('.').try_fold(schema, |v, k| v.get(k));
+    let trimmed = raw.trim();
+    match expected {
+        Some(serde_json::Value::Bool(_)) => match trimmed {
+            "true" | "TRUE" | "1" => Value::from(true),
+            "false" | "FALSE" | "0" => Value::from(false),
+            _ => Value::from(raw.to_string()),
+        },
+        Some(serde_json::Value::Number(n)) if n.is_f64() => trimmed
+            .parse::<f64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::from(raw.to_string())),
+        Some(serde_json::Value::Number(_)) => trimmed
+            .parse::<u64>()
+            .map(Value::from)
+            .or_else(|_| trimmed.parse::<i64>().map(Value::from))
+            .unwrap_or_else(|_| Value::from(raw.to_string())),
+        Some(serde_json::Value::Array(_) | serde_json::Value::Object(_)) => {
+            // `[a, b]` or `[{stream = "s", group = "g"}]`: figment's own value syntax.
+            trimmed.parse::<Value>().unwrap_or_else(|never| match never {})
+        }
+        _ => Value::from(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_env(vars: &[(&str, &str)]) -> Result<HubConfig, ConfigError> {
+        HubConfig::load(None, vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    fn load_toml(toml: &str, vars: &[(&str, &str)]) -> Result<HubConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, toml).unwrap();
+        HubConfig::load(Some(&path), vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    fn sample_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/mt5-hub.toml")
+    }
+
+    /// With no file and no variables the config is the defaults.
+    #[test]
+    fn no_file_and_no_env_gives_the_defaults() {
+        assert_eq!(load_env(&[]).unwrap(), HubConfig::default());
+    }
+
+    /// `MT5_<SECTION>__<KEY>` overrides nested keys, with numbers, floats, enums and lists typed.
+    #[test]
+    fn nested_env_overrides_any_key() {
+        let cfg = load_env(&[
+            ("MT5_BUS__CONSUMER__BLOCK_MS", "500"),
+            ("MT5_BUS__RETRY__JITTER", "0.3"),
+            ("MT5_BUS__RECLAIM__ENABLED", "false"),
+            ("MT5_BUS__TRIM__MODE", "maxlen"),
+            ("MT5_BUS__TRIM__MAXLEN_STREAMS", "[a, b]"),
+            ("MT5_BUS__DEADLETTER_STREAM", "123"),
+            ("MT5_BUS__GROUPS", r#"[{stream = "s1", group = "g1"}]"#),
+            ("MT5_REDIS__CONNECT_TIMEOUT_MS", "750"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.bus.consumer.block_ms, 500);
+        assert_eq!(cfg.bus.retry.jitter, 0.3);
+        assert!(!cfg.bus.reclaim.enabled);
+        assert_eq!(cfg.bus.trim.mode, mt5_bus::TrimMode::Maxlen);
+        assert_eq!(cfg.bus.trim.maxlen_streams, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(
+            cfg.bus.deadletter_stream, "123",
+            "a numeric-looking string stays a string"
+        );
+        assert_eq!(cfg.bus.groups.len(), 1);
+        assert_eq!(cfg.bus.groups[0].stream, "s1");
+        assert_eq!(cfg.redis.connect_timeout_ms, 750);
+    }
+
+    /// The short names map to their keys; `MT5_LOG`, `MT5_CONFIG` and unrelated `MT5_*` are ignored.
+    #[test]
+    fn short_names_map_to_their_keys_and_other_mt5_vars_are_ignored() {
+        let cfg = load_env(&[
+            ("MT5_REDIS_URL", "redis://db:6380/2"),
+            ("MT5_REDIS_PASSWORD", "12345"),
+            ("MT5_HTTP_ADDR", "0.0.0.0:9000"),
+            ("MT5_LOG", "debug"),
+            ("MT5_LOG_FORMAT", "json"),
+            ("MT5_CONFIG", "/nonexistent.toml"),
+            ("MT5_EODHD_BASE_URL", "http://x"),
+            ("MT5_TEST_REDIS", "process"),
+            ("PATH", "/bin"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.redis.url, "redis://db:6380/2");
+        assert_eq!(cfg.redis.password.as_ref().map(|p| p.expose()), Some("12345"));
+        assert_eq!(cfg.http.addr, "0.0.0.0:9000".parse().unwrap());
+    }
+
+    /// The nested form is more specific than the short name, and env beats the file.
+    #[test]
+    fn nested_env_beats_short_names_which_beat_the_file() {
+        let cfg = load_toml(
+            "[redis]\nurl = \"redis://file:1\"\n[bus.consumer]\ncount = 7\n",
+            &[
+                ("MT5_REDIS_URL", "redis://short:2"),
+                ("MT5_REDIS__URL", "redis://nested:3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.redis.url, "redis://nested:3");
+        assert_eq!(cfg.bus.consumer.count, 7);
+        let cfg = load_toml(
+            "[redis]\nurl = \"redis://file:1\"\n",
+            &[("MT5_REDIS_URL", "redis://short:2")],
+        )
+        .unwrap();
+        assert_eq!(cfg.redis.url, "redis://short:2");
+    }
+
+    /// Unknown keys in the file are errors naming the key.
+    #[test]
+    fn unknown_key_in_the_file_is_rejected_by_name() {
+        let err = load_toml("[bus.consumer]\nblok_ms = 5\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("blok_ms"), "{err}");
+        let err = load_toml("[nope]\nx = 1\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+        let err = load_toml("[http]\nport = 1\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("port"), "{err}");
+    }
+
+    /// Unknown keys in `MT5_X__Y` variables are errors naming the variable.
+    #[test]
+    fn unknown_key_in_env_is_rejected_by_name() {
+        let err = load_env(&[("MT5_BUS__CONSUMER__BLOK_MS", "5")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("blok_ms"), "{err}");
+        assert!(err.contains("MT5_BUS__CONSUMER__BLOK_MS"), "{err}");
+        let err = load_env(&[("MT5_NEWS__X", "1")]).unwrap_err().to_string();
+        assert!(err.contains("news"), "{err}");
+    }
+
+    /// A value of the wrong type names its key.
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = load_env(&[("MT5_BUS__CONSUMER__BLOCK_MS", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MT5_BUS__CONSUMER__BLOCK_MS"), "{err}");
+    }
+
+    /// Out-of-range values are rejected by the bus's validation, naming the field.
+    #[test]
+    fn invalid_values_name_the_field() {
+        let err = load_env(&[("MT5_BUS__CONSUMER__BLOCK_MS", "0")]).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid(_)));
+        assert!(err.to_string().contains("bus.consumer.block_ms"), "{err}");
+        let err = load_env(&[("MT5_REDIS_URL", "redis-cluster://h:7000")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis.url") && err.contains("not supported"), "{err}");
+    }
+
+    /// A named config file that does not exist is an error, not silently the defaults.
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err = HubConfig::load(Some(Path::new("/nonexistent/mt5.toml")), Vec::<(String, String)>::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/mt5.toml"), "{err}");
+    }
+
+    /// The printed config never shows the password, from the URL or from `redis.password`.
+    #[test]
+    fn secrets_are_redacted_in_the_printed_config() {
+        let cfg = load_env(&[
+            ("MT5_REDIS_URL", "redis://alice:s3cr3t-url@db:6379/0"),
+            ("MT5_REDIS_PASSWORD", "s3cr3t-pw"),
+        ])
+        .unwrap();
+        let printed = cfg.to_redacted_toml();
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert!(printed.contains("redis://alice:***@db:6379/0"), "{printed}");
+        assert!(printed.contains("password = \"***\""), "{printed}");
+        assert!(!format!("{cfg:?}").contains("s3cr3t-pw"));
+        // The printed config is itself a valid config file.
+        let back: HubConfig = toml::from_str(&printed).unwrap();
+        assert_eq!(back.bus, cfg.bus);
+    }
+
+    /// A bad value for a secret key is reported without echoing it.
+    #[test]
+    fn errors_on_secret_keys_do_not_echo_the_value() {
+        let err = load_toml("[redis]\npassword = 987654321\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis.password") && !err.contains("987654321"), "{err}");
+    }
+
+    /// A syntax error gives the position but never quotes the line (which may hold a password).
+    #[test]
+    fn syntax_errors_do_not_quote_the_line() {
+        let err = load_toml("[redis]\nurl = \"redis://u:hunter2@h:1\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    /// `configs/mt5-hub.toml` parses and holds exactly the defaults.
+    #[test]
+    fn the_sample_config_parses_and_equals_the_defaults() {
+        let cfg = HubConfig::load(Some(&sample_path()), Vec::<(String, String)>::new()).unwrap();
+        assert_eq!(cfg, HubConfig::default());
+    }
+
+    /// The sample config sets every key explicitly (so it documents them all), with a comment.
+    #[test]
+    fn the_sample_config_names_every_key() {
+        let text = std::fs::read_to_string(sample_path()).unwrap();
+        let sample: toml::Value = toml::from_str(&text).unwrap();
+        let defaults = toml::Value::try_from(HubConfig::default()).unwrap();
+        let mut missing = Vec::new();
+        missing_keys(&defaults, &sample, "", &mut missing);
+        // `redis.password` has no default (None is not serialized); it must still be documented.
+        assert!(text.contains("password"), "redis.password must be documented");
+        assert!(
+            missing.is_empty(),
+            "keys missing from configs/mt5-hub.toml: {missing:?}"
+        );
+    }
+
+    fn missing_keys(defaults: &toml::Value, sample: &toml::Value, at: &str, out: &mut Vec<String>) {
+        if let (toml::Value::Table(d), Some(s)) = (defaults, sample.as_table()) {
+            for (k, v) in d {
+                let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                match s.get(k) {
+                    None => out.push(path),
+                    Some(sv) => missing_keys(v, sv, &path, out),
+                }
+            }
+        }
+    }
+
+    /// The known streams are the groups' streams, the filtered news and the dead letter stream.
+    #[test]
+    fn known_streams_follow_the_config() {
+        let cfg = HubConfig::default();
+        assert_eq!(
+            cfg.known_streams(),
+            vec![
+                "mt5:events:news_raw",
+                "mt5:events:news_filtered",
+                "mt5:events:deadletter"
+            ]
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! The hub's error type and how each error maps to the contract's exit codes.
+
+use std::process::ExitCode;
+
+use crate::config::ConfigError;
+
+/// Exit code: runtime failure.
+pub(crate) const EXIT_FAILURE: u8 = 1;
+/// Exit code: usage or configuration error.
+pub(crate) const EXIT_USAGE: u8 = 2;
+/// Exit code: Redis unreachable after bounded retries (one-shot commands only).
+pub(crate) const EXIT_UNREACHABLE: u8 = 3;
+
+/// Everything a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HubError {
+    /// The configuration could not be loaded or is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The command line or its input is unusable (beyond what clap checks).
+    #[error("{0}")]
+    Usage(String),
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(#[from] mt5_bus::Error),
+    /// Redis stayed unreachable through the bounded retries.
+    #[error("Redis at {url} is unreachable: {source}")]
+    Unreachable {
+        /// The redacted URL.
+        url: String,
+        /// The last error.
+        source: mt5_bus::Error,
+    },
+    /// Reading input or writing output failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The command ran but did not fully succeed (the details were already reported).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl HubError {
+    /// An I/O error with what was being done.
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        HubError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The contract's exit code for this error.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            HubError::Config(_) | HubError::Usage(_) => EXIT_USAGE,
+            HubError::Bus(e) => bus_exit_code(e),
+            HubError::Unreachable { .. } => EXIT_UNREACHABLE,
+            HubError::Io { .. } | HubError::Failed(_) => EXIT_FAILURE,
+        }
+    }
+
+    /// The exit code as the process's.
+    pub(crate) fn exit(&self) -> ExitCode {
+        ExitCode::from(self.exit_code())
+    }
+}
+
+/// A bus error's exit code: configuration errors are 2; Redis staying unreachable (bounded
+/// retries exhausted, or a transient or connection error that survived them) is 3; the rest 1.
+pub(crate) fn bus_exit_code(e: &mt5_bus::Error) -> u8 {
+    match e {
+        mt5_bus::Error::Config { .. } => EXIT_USAGE,
+        mt5_bus::Error::RetriesExhausted { .. } => EXIT_UNREACHABLE,
+        e if e.is_transient() || e.is_connection_dropped() => EXIT_UNREACHABLE,
+        _ => EXIT_FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The classification the exit code contract relies on.
+    #[test]
+    fn exit_codes_follow_the_contract() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let redis_down = mt5_bus::Error::Redis(redis::RedisError::from(refused));
+        assert_eq!(HubError::from(redis_down).exit_code(), EXIT_UNREACHABLE);
+        let exhausted = mt5_bus::Error::RetriesExhausted {
+            attempts: 2,
+            elapsed: std::time::Duration::from_millis(5),
+            last: Box::new(mt5_bus::Error::Cancelled),
+        };
+        assert_eq!(HubError::from(exhausted).exit_code(), EXIT_UNREACHABLE);
+        let config = mt5_bus::Error::Config {
+            field: "bus.x",
+            reason: "bad".into(),
+        };
+        assert_eq!(HubError::from(config).exit_code(), EXIT_USAGE);
+        let wrongtype = redis::make_extension_error("WRONGTYPE".into(), None);
+        assert_eq!(
+            HubError::from(mt5_bus::Error::Redis(wrongtype)).exit_code(),
+            EXIT_FAILURE
+        );
+        assert_eq!(HubError::Usage("x".into()).exit_code(), EXIT_USAGE);
+        assert_eq!(HubError::Failed("x".into()).exit_code(), EXIT_FAILURE);
+    }
+}

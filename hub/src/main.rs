@@ -1,0 +1,48 @@
+//! `mt5-hub`: the one binary of the MetaTrader 5 hub's event bus. `main` parses the command
+//! line, sets up logging and hands over to [`commands::run`]; exit codes follow the contract:
+//! 0 success, 1 runtime failure, 2 usage or configuration error, 3 Redis unreachable after
+//! bounded retries.
+
+mod cli;
+mod commands;
+mod config;
+mod error;
+mod logging;
+mod output;
+mod redis_conn;
+mod shutdown;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+
+use crate::error::{EXIT_FAILURE, EXIT_USAGE};
+
+fn main() -> ExitCode {
+    // clap prints usage errors itself and exits with 2 (0 for --help and --version).
+    let cli = cli::Cli::parse();
+    if let Err(msg) = logging::init() {
+        eprintln!("error: {msg}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(commands::run(cli.config.as_deref(), cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::debug!(error = ?e, "The command failed.");
+            eprintln!("error: {e}");
+            e.exit()
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! `config check`: exit 0 for a good config, 2 with the key named for a bad one, secrets
+//! redacted in `--print`.
+
+use crate::support::{run_with, sample_config};
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// The defaults and the sample file are valid: "config OK", exit 0.
+#[tokio::test]
+async fn config_check_accepts_the_defaults_and_the_sample() {
+    let run = run_with(&[], &["config", "check"], None).await;
+    assert_eq!(run.ok().trim(), "config OK");
+    let sample = sample_config();
+    let run = run_with(&[], &["--config", &sample, "config", "check"], None).await;
+    assert_eq!(run.ok().trim(), "config OK");
+    let run = run_with(&env(&[("MT5_CONFIG", &sample)]), &["config", "check"], None).await;
+    assert_eq!(run.ok().trim(), "config OK");
+}
+
+/// An unknown key in the file or in `MT5_X__Y` exits 2 and names the key.
+#[tokio::test]
+async fn config_check_rejects_an_unknown_key_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[bus.consumer]\nblok_ms = 100\n").unwrap();
+    let run = run_with(&[], &["--config", path.to_str().unwrap(), "config", "check"], None).await;
+    run.code(2);
+    assert!(run.stderr.contains("bus.consumer.blok_ms"), "{}", run.stderr);
+
+    let run = run_with(&env(&[("MT5_BUS__NOPE", "1")]), &["config", "check"], None).await;
+    run.code(2);
+    assert!(run.stderr.contains("MT5_BUS__NOPE"), "{}", run.stderr);
+}
+
+/// Out-of-range values, bad URLs and a missing file exit 2 naming the field or file.
+#[tokio::test]
+async fn config_check_rejects_invalid_values_with_exit_2() {
+    let run = run_with(
+        &env(&[("MT5_BUS__CONSUMER__BLOCK_MS", "0")]),
+        &["config", "check"],
+        None,
+    )
+    .await;
+    run.code(2);
+    assert!(run.stderr.contains("bus.consumer.block_ms"), "{}", run.stderr);
+    let run = run_with(
+        &env(&[("MT5_REDIS_URL", "redis-sentinel://h:26379/m")]),
+        &["config", "check"],
+        None,
+    )
+    .await;
+    run.code(2);
+    assert!(
+        run.stderr.contains("redis.url") && run.stderr.contains("Sentinel"),
+        "{}",
+        run.stderr
+    );
+    let run = run_with(&[], &["--config", "/nonexistent/mt5.toml", "config", "check"], None).await;
+    run.code(2);
+    assert!(run.stderr.contains("/nonexistent/mt5.toml"), "{}", run.stderr);
+}
+
+/// `--print` shows the effective config (env overrides applied) and never a password.
+#[tokio::test]
+async fn config_check_print_shows_overrides_and_redacts_secrets() {
+    let run = run_with(
+        &env(&[
+            ("MT5_REDIS_URL", "redis://ops:url-secret@db:6379/0"),
+            ("MT5_REDIS_PASSWORD", "env-secret"),
+            ("MT5_BUS__CONSUMER__BLOCK_MS", "500"),
+            ("MT5_HTTP_ADDR", "0.0.0.0:9100"),
+        ]),
+        &["config", "check", "--print"],
+        None,
+    )
+    .await;
+    let out = run.ok();
+    assert!(!out.contains("url-secret") && !out.contains("env-secret"), "{out}");
+    assert!(out.contains("redis://ops:***@db:6379/0"), "{out}");
+    assert!(out.contains("block_ms = 500"), "{out}");
+    assert!(out.contains("addr = \"0.0.0.0:9100\""), "{out}");
+    assert!(!run.stderr.contains("secret"), "{}", run.stderr);
+}
+
+/// clap's usage errors exit 2 too.
+#[tokio::test]
+async fn usage_errors_exit_2() {
+    run_with(&[], &["streams", "nope"], None).await.code(2);
+    run_with(&[], &["publish", "--stream", "s", "--rate", "5"], None)
+        .await
+        .code(2);
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the `mt5-hub` binary: each runs the real binary as a child process
+//! against a real Redis from `mt5-fixtures`, with streams under the fixture's random prefix.
+
+mod config;
+mod deadletter;
+mod publish;
+mod streams;
+mod support;
+mod unreachable;
