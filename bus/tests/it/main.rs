@@ -1,0 +1,12 @@
+//! Integration tests of the bus against a real Redis from `mt5-fixtures`.
+//!
+//! Tests whose names contain `zero_loss` are the core zero-loss checks; CI runs them once more on
+//! the process backend (`MT5_TEST_REDIS=process`).
+
+mod consumer_group;
+mod dead_letter;
+mod producer;
+mod reclaim;
+mod support;
+mod trim;
+mod zero_loss;

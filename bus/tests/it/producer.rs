@@ -1,0 +1,165 @@
+//! Producer: group creation, idempotency, size limit, backpressure, batches.
+
+use mt5_bus::{Error, Event, PublishOptions};
+use mt5_fixtures::RedisFixture;
+use redis::Value;
+
+use crate::support::{configs, conn, producer, read_all, Names};
+
+/// Connecting a producer creates the configured group at `0`, so entries published before any
+/// consumer exists are still delivered to the group.
+#[tokio::test]
+async fn group_is_created_at_zero_before_the_first_publish() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, bus) = configs(&fx, &n);
+    let p = producer(&redis, &bus).await;
+    let mut c = conn(&fx).await;
+    let groups: Value = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&n.input)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let text = format!("{groups:?}");
+    assert!(text.contains("\"g\"") || text.contains("g"), "{text}");
+    p.publish(&n.input, &Event::new("t", "test.v1", serde_json::json!(1)))
+        .await
+        .unwrap();
+    let lag: Value = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&n.input)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let parsed = mt5_bus::stats::stream_stats(&mut c, &n.input).await.unwrap();
+    assert_eq!(parsed.groups.len(), 1, "{lag:?}");
+    assert_eq!(parsed.groups[0].last_delivered_id, "0-0");
+    assert_eq!(parsed.groups[0].lag, Some(1));
+}
+
+/// A second publish with the same idempotency key writes nothing and returns the first id.
+#[tokio::test]
+async fn idempotent_publish_returns_the_original_entry_id() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, bus) = configs(&fx, &n);
+    let p = producer(&redis, &bus).await;
+    let e = Event::new("t", "test.v1", serde_json::json!({"a": 1}));
+    let first = p
+        .publish_with(&n.input, &e, &PublishOptions::idempotent("link-1:AAPL"))
+        .await
+        .unwrap();
+    let again = p
+        .publish_with(&n.input, &e, &PublishOptions::idempotent("link-1:AAPL"))
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(first.entry_id, again.entry_id);
+    let other = p
+        .publish_with(&n.input, &e, &PublishOptions::idempotent("link-2:AAPL"))
+        .await
+        .unwrap();
+    assert_ne!(other.entry_id, first.entry_id);
+    let mut c = conn(&fx).await;
+    assert_eq!(read_all(&mut c, &n.input).await.len(), 2);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(mt5_bus::keys::idempotency_key(&n.input, "link-1:AAPL"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(ttl > 71 * 3600 * 1000, "the key must live about 72 h, got {ttl} ms");
+}
+
+/// An event larger than the maximum entry size is refused before it reaches Redis.
+#[tokio::test]
+async fn oversized_events_are_refused() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.max_entry_bytes = 1024;
+    let p = producer(&redis, &bus).await;
+    let e = Event::new("t", "test.v1", serde_json::json!("x".repeat(2000)));
+    let err = p.publish(&n.input, &e).await.unwrap_err();
+    assert!(matches!(err, Error::EntryTooLarge { max: 1024, .. }), "{err}");
+    let mut c = conn(&fx).await;
+    assert!(read_all(&mut c, &n.input).await.is_empty());
+}
+
+/// At the hard backlog limit publish fails with a clear backpressure error instead of letting
+/// the stream grow or trimming unread entries.
+#[tokio::test]
+async fn the_backlog_limit_makes_publish_fail_loudly() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.trim.max_len = 5;
+    bus.trim.backlog_limit = 10;
+    let p = producer(&redis, &bus).await;
+    for i in 0..10 {
+        p.publish(&n.input, &Event::new("t", "test.v1", serde_json::json!(i)))
+            .await
+            .unwrap();
+    }
+    let err = p
+        .publish(&n.input, &Event::new("t", "test.v1", serde_json::json!(10)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Backpressure {
+                length: 10,
+                limit: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("consumers are behind"), "{err}");
+    // The dead letter stream has no backlog limit: losing a dead letter is never better.
+    for i in 0..12 {
+        p.publish(&n.dlq, &Event::new("t", "test.v1", serde_json::json!(i)))
+            .await
+            .unwrap();
+    }
+}
+
+/// A batch goes out in one pipeline and returns ids in input order; keyed duplicates inside
+/// the batch collapse to one entry.
+#[tokio::test]
+async fn batch_publish_returns_ids_in_order() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, bus) = configs(&fx, &n);
+    let p = producer(&redis, &bus).await;
+    let mut batch: Vec<(Event, PublishOptions)> = (0..32)
+        .map(|i| {
+            (
+                Event::new("t", "test.v1", serde_json::json!({"seq": i})),
+                PublishOptions::default(),
+            )
+        })
+        .collect();
+    batch.push((
+        Event::new("t", "test.v1", serde_json::json!({"seq": 99})),
+        PublishOptions::idempotent("k"),
+    ));
+    batch.push((
+        Event::new("t", "test.v1", serde_json::json!({"seq": 100})),
+        PublishOptions::idempotent("k"),
+    ));
+    let out = p.publish_batch(&n.input, &batch).await.unwrap();
+    assert_eq!(out.len(), 34);
+    assert!(out
+        .windows(2)
+        .take(32)
+        .all(|w| mt5_bus::reply::cmp_ids(&w[0].entry_id, &w[1].entry_id).is_lt()));
+    assert_eq!(out[32].entry_id, out[33].entry_id);
+    assert!(out[33].duplicate);
+    let mut c = conn(&fx).await;
+    let entries = read_all(&mut c, &n.input).await;
+    assert_eq!(entries.len(), 33);
+    assert_eq!(entries[5].0, out[5].entry_id);
+}

@@ -1,0 +1,244 @@
+//! Reclaim: a SIGKILLed consumer's entries through the heartbeat path, stuck entries through
+//! the idle path, and in-flight entries that must not be taken.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mt5_bus::{BusMetrics, Consumer, ConsumerOptions};
+use mt5_fixtures::RedisFixture;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{
+    assert_zero_loss, configs, conn, output_seqs, pending, producer, scripted, wait_until, Names, Scripted,
+};
+
+const CHILD_TEST: &str = "reclaim::crash_child_holds_a_batch";
+
+/// The body of the child process the crash tests SIGKILL: it reads one batch, never
+/// acknowledges it, reports `HELD <n>` and keeps its heartbeat alive until killed. Run only by
+/// those tests (through `--ignored --exact`), with its settings in the environment.
+#[tokio::test]
+#[ignore = "child process body, started and SIGKILLed by the crash tests"]
+async fn crash_child_holds_a_batch() {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} must be set by the parent test"));
+    let names = Names {
+        input: var("CHILD_INPUT"),
+        output: var("CHILD_OUTPUT"),
+        dlq: var("CHILD_DLQ"),
+        group: var("CHILD_GROUP"),
+    };
+    let redis = mt5_bus::RedisConfig::default().with_url(var("CHILD_URL"));
+    let mut bus = mt5_bus::BusConfig::default();
+    bus.deadletter_stream = names.dlq.clone();
+    bus.consumer.heartbeat_ttl_ms = 1000;
+    bus.consumer.heartbeat_interval_ms = 200;
+    bus.groups = vec![];
+    let mut consumer = Consumer::new(
+        &redis,
+        &bus,
+        ConsumerOptions::new(&names.input, &names.group).with_name(var("CHILD_NAME")),
+        Scripted::new(&names.output),
+        BusMetrics::default(),
+    )
+    .unwrap();
+    let batch = consumer.fetch(Some(Duration::from_millis(500))).await.unwrap();
+    println!("HELD {}", batch.len());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        consumer.heartbeat().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn spawn_child(fx: &RedisFixture, n: &Names, name: &str) -> (std::process::Child, usize) {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args(["--ignored", "--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+        .env("CHILD_URL", fx.url())
+        .env("CHILD_INPUT", &n.input)
+        .env("CHILD_OUTPUT", &n.output)
+        .env("CHILD_DLQ", &n.dlq)
+        .env("CHILD_GROUP", &n.group)
+        .env("CHILD_NAME", name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let held = loop {
+        let line = lines.next().expect("child exited before reporting").unwrap();
+        // libtest prints `test <name> ... ` without a newline before the test's own output.
+        if let Some((_, n)) = line.split_once("HELD ") {
+            break n.trim().parse::<usize>().unwrap();
+        }
+    };
+    (child, held)
+}
+
+/// A consumer SIGKILLed while holding a batch: its heartbeat expires and a live consumer claims
+/// and processes every entry within seconds; each effect is written once.
+#[tokio::test]
+async fn zero_loss_killed_consumer_is_reclaimed_through_the_heartbeat_path() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.consumer.count = 50;
+    let p = producer(&redis, &bus).await;
+    for i in 0..50 {
+        p.publish(&n.input, &scripted(i, &["emit"])).await.unwrap();
+    }
+    let (mut child, held) = spawn_child(&fx, &n, "victim");
+    assert_eq!(held, 50, "the victim holds the whole backlog");
+    let mut c = conn(&fx).await;
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 50);
+
+    // The survivor connects now: its heartbeat path waits one TTL from its own connect.
+    let survivor = Consumer::new(
+        &redis,
+        &bus,
+        ConsumerOptions::new(&n.input, &n.group).with_name("survivor"),
+        Scripted::new(&n.output),
+        BusMetrics::default(),
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(survivor.run(cancel.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        output_seqs(&mut c, &n.output).await.is_empty(),
+        "nothing is taken from a live consumer"
+    );
+
+    child.kill().unwrap(); // SIGKILL: no destructors, no cleanup, the heartbeat just expires.
+    child.wait().unwrap();
+    let killed = Instant::now();
+    let took = wait_until(Duration::from_secs(15), || {
+        let mut c = c.clone();
+        let input = n.input.clone();
+        let group = n.group.clone();
+        async move { pending(&mut c, &input, &group).await == 0 }
+    })
+    .await;
+    let took = took.unwrap_or_else(|| panic!("not reclaimed within 15 s of the kill ({:?})", killed.elapsed()));
+    println!(
+        "reclaim after SIGKILL: {} ms (heartbeat TTL {} ms)",
+        took.as_millis(),
+        bus.consumer.heartbeat_ttl_ms
+    );
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    assert_zero_loss(&mut c, &n, 50).await;
+    let stats = mt5_bus::stats::stream_stats(&mut c, &n.input).await.unwrap();
+    assert!(
+        stats.groups[0].consumers.iter().all(|x| x.name != "victim"),
+        "the dead consumer is removed once its PEL is empty: {:?}",
+        stats.groups[0].consumers
+    );
+}
+
+/// Entries of a live consumer whose handler is stuck are taken by `XAUTOCLAIM` once idle past
+/// `min_idle`, and processed once.
+#[tokio::test]
+async fn stuck_entries_are_reclaimed_after_min_idle() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.reclaim.min_idle_ms = 300;
+    let p = producer(&redis, &bus).await;
+    for i in 0..5 {
+        p.publish(&n.input, &scripted(i, &["emit"])).await.unwrap();
+    }
+    let mk = |name: &str| {
+        Consumer::new(
+            &redis,
+            &bus,
+            ConsumerOptions::new(&n.input, &n.group).with_name(name),
+            Scripted::new(&n.output),
+            BusMetrics::default(),
+        )
+        .unwrap()
+    };
+    let mut stuck = mk("stuck");
+    let held = stuck.fetch(Some(Duration::from_millis(10))).await.unwrap();
+    assert_eq!(held.len(), 5);
+    stuck.heartbeat().await.unwrap(); // alive: the heartbeat path must not apply
+    let mut rescuer = mk("rescuer");
+    rescuer.reclaimer_mut().skip_connect_grace();
+    let early = rescuer.reclaim_tick().await.unwrap();
+    assert!(early.claimed.is_empty(), "not idle long enough yet: {early:?}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stuck.heartbeat().await.unwrap();
+    let report = rescuer.reclaim_tick().await.unwrap();
+    assert_eq!(report.idle, 5, "{report:?}");
+    assert_eq!(report.from_dead, 0);
+    let done = rescuer.step(Some(Duration::from_millis(10))).await.unwrap();
+    assert_eq!(done.emitted, 5);
+    // The stuck consumer wakes up: its late emits are refused, nothing is written twice.
+    let late = stuck.process(held).await.unwrap();
+    assert_eq!(late.not_owner, 5);
+    let mut c = conn(&fx).await;
+    assert_zero_loss(&mut c, &n, 5).await;
+}
+
+/// A live consumer whose handler is still within its timeout keeps its entries: their idle
+/// time is refreshed by the heartbeat, so a small `min_idle` does not cause duplicate work.
+#[tokio::test]
+async fn in_flight_entries_within_the_handler_timeout_are_not_reclaimed() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.reclaim.min_idle_ms = 400;
+    bus.reclaim.interval_ms = 100;
+    bus.consumer.handler_timeout_ms = 5000;
+    let p = producer(&redis, &bus).await;
+    p.publish(&n.input, &scripted(1, &["sleep:1500"])).await.unwrap();
+    let busy_handler = Scripted::new(&n.output);
+    let busy_calls = busy_handler.calls.clone();
+    let busy = Consumer::new(
+        &redis,
+        &bus,
+        ConsumerOptions::new(&n.input, &n.group).with_name("busy"),
+        busy_handler,
+        BusMetrics::default(),
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let t1 = tokio::spawn(busy.run(cancel.clone()));
+    wait_until(Duration::from_secs(5), || {
+        let calls = busy_calls.clone();
+        async move { calls.load(std::sync::atomic::Ordering::SeqCst) == 1 }
+    })
+    .await
+    .expect("busy starts handling");
+    let other_handler = Scripted::new(&n.output);
+    let other_calls = other_handler.calls.clone();
+    let other = Consumer::new(
+        &redis,
+        &bus,
+        ConsumerOptions::new(&n.input, &n.group).with_name("other"),
+        other_handler,
+        BusMetrics::default(),
+    )
+    .unwrap();
+    let t2 = tokio::spawn(other.run(cancel.clone()));
+    let mut c = conn(&fx).await;
+    wait_until(Duration::from_secs(5), || {
+        let mut c = c.clone();
+        let out = n.output.clone();
+        async move { output_seqs(&mut c, &out).await.len() == 1 }
+    })
+    .await
+    .expect("the busy consumer finishes");
+    cancel.cancel();
+    t1.await.unwrap().unwrap();
+    t2.await.unwrap().unwrap();
+    assert_eq!(
+        other_calls.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "in-flight work was taken"
+    );
+    assert_zero_loss(&mut c, &n, 0).await;
+    assert_eq!(output_seqs(&mut c, &n.output).await, vec![1]);
+}

@@ -1,0 +1,227 @@
+//! Helpers shared by the bus integration tests: test configs, a scripted handler, readers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mt5_bus::config::GroupSpec;
+use mt5_bus::{BusConfig, BusMetrics, Delivery, Event, EventProducer, Handler, Outcome, RedisConfig};
+use mt5_fixtures::RedisFixture;
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+use tokio_util::sync::CancellationToken;
+
+/// Names of one test's streams, under the fixture's random prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    pub(crate) input: String,
+    pub(crate) output: String,
+    pub(crate) dlq: String,
+    pub(crate) group: String,
+}
+
+impl Names {
+    pub(crate) fn new(fx: &RedisFixture) -> Self {
+        let p = fx.prefix();
+        Names {
+            input: format!("{p}:in"),
+            output: format!("{p}:out"),
+            dlq: format!("{p}:dlq"),
+            group: "g".into(),
+        }
+    }
+}
+
+/// Fast settings for tests: short blocks, heartbeats and backoffs.
+pub(crate) fn configs(fx: &RedisFixture, n: &Names) -> (RedisConfig, BusConfig) {
+    let redis = RedisConfig::default().with_url(fx.url());
+    let mut bus = BusConfig::default();
+    bus.deadletter_stream = n.dlq.clone();
+    bus.groups = vec![GroupSpec {
+        stream: n.input.clone(),
+        group: n.group.clone(),
+    }];
+    bus.consumer.block_ms = 100;
+    bus.consumer.heartbeat_ttl_ms = 1000;
+    bus.consumer.heartbeat_interval_ms = 200;
+    bus.consumer.handler_timeout_ms = 2000;
+    bus.consumer.timeout_retry_ms = 50;
+    bus.consumer.shutdown_timeout_ms = 5000;
+    bus.reclaim.interval_ms = 200;
+    bus.retry.initial_ms = 20;
+    bus.retry.max_ms = 500;
+    bus.retry.max_attempts = 5;
+    (redis, bus)
+}
+
+pub(crate) async fn producer(redis: &RedisConfig, bus: &BusConfig) -> EventProducer {
+    EventProducer::connect(redis, bus, BusMetrics::default(), CancellationToken::new())
+        .await
+        .expect("producer connects")
+}
+
+/// An event whose handling is scripted by `plan`: the handler takes `plan[deliveries - 1]`
+/// (the last step repeats). Steps: `ack`, `emit`, `retry`, `dead`, `timeout`, `sleep:<ms>`
+/// (then emit).
+pub(crate) fn scripted(seq: u64, plan: &[&str]) -> Event {
+    Event::new("test", "test.v1", serde_json::json!({ "seq": seq, "plan": plan }))
+}
+
+/// The handler for [`scripted`] events: emits `{seq, raw_id}` to `output`.
+#[derive(Debug, Clone)]
+pub(crate) struct Scripted {
+    pub(crate) output: String,
+    pub(crate) calls: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    pub(crate) fn new(output: &str) -> Self {
+        Scripted {
+            output: output.into(),
+            calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+impl Handler for Scripted {
+    fn handles(&self, event_type: &str) -> bool {
+        event_type == "test.v1"
+    }
+
+    async fn handle(&self, d: &Delivery) -> Outcome {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let plan: Vec<String> = d.event.data["plan"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let step = plan
+            .get(
+                (d.deliveries as usize)
+                    .saturating_sub(1)
+                    .min(plan.len().saturating_sub(1)),
+            )
+            .cloned()
+            .unwrap_or_else(|| "emit".into());
+        let emit = || {
+            let data =
+                serde_json::json!({ "seq": d.event.data["seq"], "raw_id": d.event.id, "raw_entry_id": d.entry_id });
+            Outcome::emit(&self.output, Event::new("test", "test.out.v1", data))
+        };
+        match step.as_str() {
+            "ack" => Outcome::Ack,
+            "retry" => Outcome::Retry {
+                after: Duration::from_millis(10),
+            },
+            "dead" => Outcome::dead_letter("scripted permanent failure"),
+            "timeout" => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Outcome::Ack
+            }
+            s if s.starts_with("sleep:") => {
+                let ms: u64 = s[6..].parse().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                emit()
+            }
+            _ => emit(),
+        }
+    }
+}
+
+pub(crate) async fn conn(fx: &RedisFixture) -> MultiplexedConnection {
+    fx.connection().await
+}
+
+/// All entries of a stream as (entry id, fields).
+pub(crate) async fn read_all(conn: &mut MultiplexedConnection, stream: &str) -> Vec<(String, HashMap<String, String>)> {
+    let v: Value = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    if let Value::Array(entries) = v {
+        for e in entries {
+            if let Value::Array(parts) = e {
+                let id: String = redis::from_redis_value(parts[0].clone()).unwrap();
+                let fields: HashMap<String, String> = redis::from_redis_value(parts[1].clone()).unwrap();
+                out.push((id, fields));
+            }
+        }
+    }
+    out
+}
+
+/// The `seq` of every output event.
+pub(crate) async fn output_seqs(conn: &mut MultiplexedConnection, stream: &str) -> Vec<u64> {
+    read_all(conn, stream)
+        .await
+        .iter()
+        .map(|(_, f)| {
+            serde_json::from_str::<serde_json::Value>(&f["data"]).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// The group's PEL size.
+pub(crate) async fn pending(conn: &mut MultiplexedConnection, stream: &str, group: &str) -> u64 {
+    let v: Value = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(conn)
+        .await
+        .unwrap();
+    match v {
+        Value::Array(parts) => redis::from_redis_value(parts[0].clone()).unwrap(),
+        _ => 0,
+    }
+}
+
+/// Polls `check` until it holds or `timeout` passes; returns the time it took.
+pub(crate) async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// Asserts the zero-loss invariant for events numbered `0..n`: each is in the output stream
+/// exactly once or in the dead letter stream exactly once, and the PEL is empty.
+pub(crate) async fn assert_zero_loss(conn: &mut MultiplexedConnection, n: &Names, count: u64) {
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for s in output_seqs(conn, &n.output).await {
+        *seen.entry(s).or_default() += 1;
+    }
+    for (_, f) in read_all(conn, &n.dlq).await {
+        if let Some(d) = f
+            .get("data")
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        {
+            if let Some(s) = d["seq"].as_u64() {
+                *seen.entry(s).or_default() += 1;
+            }
+        }
+    }
+    let lost: Vec<u64> = (0..count).filter(|s| !seen.contains_key(s)).collect();
+    let dup: Vec<(u64, usize)> = seen.iter().filter(|(_, c)| **c > 1).map(|(s, c)| (*s, *c)).collect();
+    assert!(
+        lost.is_empty(),
+        "lost {} events, first {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    assert!(dup.is_empty(), "duplicated effects: {dup:?}");
+    assert_eq!(pending(conn, &n.input, &n.group).await, 0, "the PEL must drain");
+}
