@@ -97,6 +97,7 @@ pub(crate) struct Scripts {
     pub(crate) touch_pending: LuaScript,
     pub(crate) delete_consumer: LuaScript,
     pub(crate) replay: LuaScript,
+    pub(crate) reread: LuaScript,
 }
 
 impl Scripts {
@@ -109,6 +110,7 @@ impl Scripts {
             touch_pending: LuaScript::new(include_str!("lua/touch_pending.lua")),
             delete_consumer: LuaScript::new(include_str!("lua/delete_consumer.lua")),
             replay: LuaScript::new(include_str!("lua/replay.lua")),
+            reread: LuaScript::new(include_str!("lua/reread.lua")),
         })
     }
 }

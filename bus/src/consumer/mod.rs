@@ -23,7 +23,7 @@ use crate::group;
 use crate::keys;
 use crate::metrics::{outcome, BusMetrics};
 use crate::reclaim::{ReclaimReport, Reclaimer};
-use crate::reply::{self, cmp_ids, int, items, prev_id, StreamEntry};
+use crate::reply::{self, cmp_ids, int, items, StreamEntry};
 use crate::retry::{sleep_or_cancel, Backoff};
 use crate::script::{run_pipeline, Scripts};
 
@@ -246,7 +246,9 @@ impl<H: Handler> Consumer<H> {
         due.sort_by(|a, b| cmp_ids(a, b));
         for id in due {
             self.retries.remove(&id);
-            self.reread.push(id);
+            if !self.reread.contains(&id) {
+                self.reread.push(id);
+            }
         }
         let count = self.cfg.consumer.count;
         let (stream, group, name) = (
@@ -274,7 +276,13 @@ impl<H: Handler> Consumer<H> {
                 Some(last) => self.pel_cursor = Some(last.id.clone()),
             }
             if !entries.is_empty() {
-                let counts = pending_counts(&mut conns.cmd, &stream, &group, &name, &entries, 0).await?;
+                // This read counts their delivery: they must not be re-read again by id.
+                for e in &entries {
+                    self.reread.retain(|id| *id != e.id);
+                    self.retries.remove(&e.id);
+                }
+                let conns = self.conns.as_mut().expect("connected");
+                let counts = pending_counts(&mut conns.cmd, &stream, &group, &name, &entries).await?;
                 return Ok(with_counts(entries, &counts));
             }
             // The own PEL is drained: go on to re-reads and new entries in this same call.
@@ -282,36 +290,32 @@ impl<H: Handler> Consumer<H> {
 
         if !self.reread.is_empty() {
             let ids: Vec<String> = self.reread.drain(..self.reread.len().min(count)).collect();
-            let cmds: Vec<redis::Cmd> = ids
-                .iter()
-                .map(|id| {
-                    let mut c = redis::cmd("XREADGROUP");
-                    c.arg("GROUP")
-                        .arg(&group)
-                        .arg(&name)
-                        .arg("COUNT")
-                        .arg(1)
-                        .arg("STREAMS")
-                        .arg(&stream)
-                        .arg(prev_id(id));
-                    c
-                })
-                .collect();
-            let results = run_pipeline(&mut conns.read, &cmds, &[]).await?;
-            let mut entries: Vec<StreamEntry> = Vec::new();
-            for r in results {
-                for e in reply::read_reply(&r?)? {
-                    if !entries.iter().any(|x| x.id == e.id) {
-                        entries.push(e);
-                    }
+            let script = &Scripts::get().reread;
+            let mut args: Vec<&str> = vec![group.as_str(), name.as_str()];
+            args.extend(ids.iter().map(String::as_str));
+            let cmd = script.cmd(&[stream.as_str()], args);
+            let v: Value = script.run(&mut conns.cmd, &cmd).await?;
+            let mut out = Vec::new();
+            for row in items(&v) {
+                let parts = items(row);
+                let [id, fields, count] = parts else {
+                    return Err(Error::UnexpectedReply {
+                        command: "reread",
+                        detail: format!("{row:?}"),
+                    });
+                };
+                let entry = reply::entry(&Value::Array(vec![id.clone(), fields.clone()]), "reread")?;
+                let deliveries = int(count).unwrap_or(1).max(1) as u64;
+                if entry.fields.is_none() {
+                    // XCLAIM already dropped it from the PEL; count it like any trimmed entry.
+                    tracing::warn!(stream = %stream, group = %group, entry_id = %entry.id, "A pending entry was trimmed before it was acknowledged.");
+                    self.metrics.trimmed_unacked.with_label_values(&[&stream, &group]).inc();
+                    continue;
                 }
+                out.push(ReadEntry { entry, deliveries });
             }
-            entries.sort_by(|a, b| cmp_ids(&a.id, &b.id));
-            if !entries.is_empty() {
-                // Other entries of ours (scheduled retries, later re-reads) may sit inside the range.
-                let others = self.retries.len() + self.reread.len();
-                let counts = pending_counts(&mut conns.cmd, &stream, &group, &name, &entries, others).await?;
-                return Ok(with_counts(entries, &counts));
+            if !out.is_empty() {
+                return Ok(out);
             }
         }
 
@@ -824,14 +828,14 @@ pub(crate) fn emit_ack_cmd(
     Scripts::get().emit_ack.cmd(&keys_, args)
 }
 
-/// Delivery counts of entries pending on this consumer, from `XPENDING` over their id range.
+/// Delivery counts of entries just re-read from the own PEL (a contiguous run of this consumer's
+/// pending entries), from `XPENDING` over their id range.
 async fn pending_counts(
     conn: &mut MultiplexedConnection,
     stream: &str,
     group: &str,
     consumer: &str,
     entries: &[StreamEntry],
-    others: usize,
 ) -> Result<HashMap<String, u64>> {
     let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
         return Ok(HashMap::new());
@@ -841,7 +845,7 @@ async fn pending_counts(
         .arg(group)
         .arg(&first.id)
         .arg(&last.id)
-        .arg(entries.len() + others)
+        .arg(entries.len())
         .arg(consumer)
         .query_async(conn)
         .await?;
