@@ -93,6 +93,26 @@ impl Event {
         self
     }
 
+    /// Calls `f` with each stream field, in the order of [`Event::to_fields`], without
+    /// collecting them (the publish hot path writes them straight into the command).
+    pub fn for_each_field(&self, mut f: impl FnMut(&str, &str)) {
+        f(F_SPECVERSION, SPEC_VERSION);
+        f(F_ID, &self.id);
+        f(F_SOURCE, &self.source);
+        f(F_TYPE, &self.event_type);
+        f(F_TIME, &format_time(&self.time));
+        f(F_CONTENT_TYPE, &self.datacontenttype);
+        f(F_DATA, &self.data.to_string());
+        for (k, v) in &self.extensions {
+            f(k, v);
+        }
+    }
+
+    /// The number of stream fields.
+    pub fn field_count(&self) -> usize {
+        7 + self.extensions.len()
+    }
+
     /// The stream fields, in a stable order: the attributes, then the extensions.
     pub fn to_fields(&self) -> Vec<(String, String)> {
         let mut out = Vec::with_capacity(7 + self.extensions.len());
@@ -215,6 +235,10 @@ mod tests {
         assert_eq!(back.extensions.get("ticker").map(String::as_str), Some("AAPL.US"));
         assert_eq!(format_time(&back.time), format_time(&e.time));
         assert_eq!(fields[0], ("specversion".to_string(), b"1.0".to_vec()));
+        let mut streamed = Vec::new();
+        e.for_each_field(|k, v| streamed.push((k.to_string(), v.to_string())));
+        assert_eq!(streamed, e.to_fields());
+        assert_eq!(e.field_count(), streamed.len());
     }
 
     #[test]

@@ -21,6 +21,11 @@ impl LuaScript {
         }
     }
 
+    /// The script's SHA1, for callers that build the `EVALSHA` command themselves.
+    pub(crate) fn sha(&self) -> &str {
+        &self.sha
+    }
+
     /// An `EVALSHA` command for these keys and arguments.
     pub(crate) fn cmd<K: redis::ToRedisArgs, A: redis::ToRedisArgs>(&self, keys: &[K], args: A) -> Cmd {
         let mut c = redis::cmd("EVALSHA");

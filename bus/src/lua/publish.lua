@@ -1,22 +1,40 @@
--- Publish one event: optional idempotency key, optional hard backlog limit, then XADD.
--- KEYS[1] = stream; KEYS[2] = idempotency key (optional)
--- ARGV[1] = idempotency TTL in ms; ARGV[2] = backlog limit (0 = none); ARGV[3..] = field, value, ...
--- Returns {entry id, 1 if the key already existed (duplicate) else 0}.
-if #KEYS > 1 then
-  local existing = redis.call('GET', KEYS[2])
-  if existing then
-    return {existing, 1}
-  end
-end
+-- Publish a batch of events to one stream in one atomic step: per event an optional idempotency
+-- key, and the hard backlog limit checked against the running length.
+-- KEYS[1] = stream; KEYS[2..] = the idempotency keys used by the batch
+-- ARGV[1] = idempotency TTL in ms; ARGV[2] = backlog limit (0 = none);
+-- then per event: key index into KEYS (0 = no key), the number of field/value items n, the n items.
+-- Returns one reply per event: {entry id, 1 if its key already existed (nothing written) else 0},
+-- or {false, length} for an event refused by the backlog limit (it and every later one).
+local ttl = ARGV[1]
 local limit = tonumber(ARGV[2])
+local len = -1
 if limit > 0 then
-  local len = redis.call('XLEN', KEYS[1])
-  if len >= limit then
-    return redis.error_reply('BACKLOG ' .. len)
+  len = redis.call('XLEN', KEYS[1])
+end
+local out = {}
+local i = 3
+while i <= #ARGV do
+  local key_index = tonumber(ARGV[i])
+  local n = tonumber(ARGV[i + 1])
+  local first = i + 2
+  i = first + n
+  local existing = false
+  if key_index > 0 then
+    existing = redis.call('GET', KEYS[key_index])
+  end
+  if existing then
+    out[#out + 1] = {existing, 1}
+  elseif limit > 0 and len >= limit then
+    out[#out + 1] = {false, len}
+  else
+    local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, first, first + n - 1))
+    if key_index > 0 then
+      redis.call('SET', KEYS[key_index], id, 'PX', ttl)
+    end
+    if len >= 0 then
+      len = len + 1
+    end
+    out[#out + 1] = {id, 0}
   end
 end
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
-if #KEYS > 1 then
-  redis.call('SET', KEYS[2], id, 'NX', 'PX', ARGV[1])
-end
-return {id, 0}
+return out

@@ -163,3 +163,31 @@ async fn batch_publish_returns_ids_in_order() {
     assert_eq!(entries.len(), 33);
     assert_eq!(entries[5].0, out[5].entry_id);
 }
+
+/// A batch that does not fit under the backlog limit is written up to the limit and the rest is
+/// refused event by event, on the plain path and on the keyed (script) path alike.
+#[tokio::test]
+async fn a_batch_is_written_up_to_the_backlog_limit_and_the_rest_refused() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.trim.max_len = 5;
+    bus.trim.backlog_limit = 10;
+    let p = producer(&redis, &bus).await;
+    let plain = PublishOptions::default();
+    let events: Vec<Event> = (0..15).map(|i| Event::new("t", "test.v1", serde_json::json!(i))).collect();
+    let batch: Vec<(&Event, &PublishOptions)> = events.iter().map(|e| (e, &plain)).collect();
+    let out = p.publish_each(&n.input, &batch[..8]).await.unwrap();
+    assert!(out.iter().all(Result::is_ok));
+    let out = p.publish_each(&n.input, &batch[8..]).await.unwrap();
+    assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 2, "{out:?}");
+    assert!(matches!(out[2], Err(Error::Backpressure { limit: 10, .. })));
+    let keyed: Vec<PublishOptions> = (0..3).map(|i| PublishOptions::idempotent(format!("k{i}"))).collect();
+    let batch: Vec<(&Event, &PublishOptions)> = events.iter().zip(&keyed).collect();
+    let out = p.publish_each(&n.dlq, &batch).await.unwrap();
+    assert!(out.iter().all(Result::is_ok), "the dead letter stream has no limit");
+    let out = p.publish_each(&n.input, &batch).await.unwrap();
+    assert!(out.iter().all(|r| matches!(r, Err(Error::Backpressure { length: 10, .. }))), "{out:?}");
+    let mut c = conn(&fx).await;
+    assert_eq!(read_all(&mut c, &n.input).await.len(), 10);
+}
