@@ -8,7 +8,9 @@ use mt5_fixtures::RedisFixture;
 use redis::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{configs, conn, output_seqs, pending, producer, read_all, scripted, wait_until, Names, Scripted};
+use crate::support::{
+    configs, conn, consumer, output_seqs, pending, producer, read_all, scripted, wait_until, Names, Scripted,
+};
 
 /// Published events are handled by the group and their outputs written once, in order.
 #[tokio::test]
@@ -20,14 +22,7 @@ async fn publish_consume_round_trip() {
     for i in 0..20 {
         p.publish(&n.input, &scripted(i, &["emit"])).await.unwrap();
     }
-    let mut consumer = Consumer::new(
-        &redis,
-        &bus,
-        ConsumerOptions::new(&n.input, &n.group),
-        Scripted::new(&n.output),
-        BusMetrics::default(),
-    )
-    .unwrap();
+    let mut consumer = consumer(&redis, &bus, &n, None);
     let mut total = 0;
     for _ in 0..5 {
         total += consumer.step(Some(Duration::from_millis(10))).await.unwrap().emitted;
@@ -51,14 +46,7 @@ async fn a_batch_of_plain_acks_is_acknowledged() {
     for i in 0..50 {
         p.publish(&n.input, &scripted(i, &["ack"])).await.unwrap();
     }
-    let mut consumer = Consumer::new(
-        &redis,
-        &bus,
-        ConsumerOptions::new(&n.input, &n.group),
-        Scripted::new(&n.output),
-        BusMetrics::default(),
-    )
-    .unwrap();
+    let mut consumer = consumer(&redis, &bus, &n, None);
     let mut c = conn(&fx).await;
     let batch = consumer.fetch(Some(Duration::from_millis(10))).await.unwrap();
     let first = batch.len();
@@ -196,16 +184,7 @@ async fn emit_after_the_entry_was_claimed_away_writes_nothing() {
     let (redis, bus) = configs(&fx, &n);
     let p = producer(&redis, &bus).await;
     p.publish(&n.input, &scripted(7, &["emit"])).await.unwrap();
-    let mk = |name: &str| {
-        Consumer::new(
-            &redis,
-            &bus,
-            ConsumerOptions::new(&n.input, &n.group).with_name(name),
-            Scripted::new(&n.output),
-            BusMetrics::default(),
-        )
-        .unwrap()
-    };
+    let mk = |name: &str| consumer(&redis, &bus, &n, Some(name));
     let mut a = mk("a");
     let mut b = mk("b");
     let batch = a.fetch(Some(Duration::from_millis(10))).await.unwrap();
@@ -307,14 +286,7 @@ async fn handler_timeouts_count_as_transient_failures() {
     let p = producer(&redis, &bus).await;
     p.publish(&n.input, &scripted(1, &["timeout", "emit"])).await.unwrap();
     p.publish(&n.input, &scripted(2, &["timeout"])).await.unwrap();
-    let mut consumer = Consumer::new(
-        &redis,
-        &bus,
-        ConsumerOptions::new(&n.input, &n.group),
-        Scripted::new(&n.output),
-        BusMetrics::default(),
-    )
-    .unwrap();
+    let mut consumer = consumer(&redis, &bus, &n, None);
     for _ in 0..20 {
         consumer.step(Some(Duration::from_millis(5))).await.unwrap();
         consumer.expire_retries();

@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use mt5_bus::dead_letter::{self, ListOptions};
-use mt5_bus::{BusMetrics, Consumer, ConsumerOptions};
 use mt5_fixtures::RedisFixture;
 
-use crate::support::{configs, conn, output_seqs, pending, producer, read_all, scripted, Names, Scripted};
+use crate::support::{configs, conn, consumer, output_seqs, pending, producer, read_all, scripted, Names};
 
 /// A dead-lettered event replayed to its stream keeps its `id`, is processed normally the
 /// second time, and a second replay of the same dead letter does nothing.
@@ -20,14 +19,7 @@ async fn replay_round_trip_keeps_the_event_id() {
     let e = scripted(42, &["dead"]);
     p.publish(&n.input, &e).await.unwrap();
     p.publish(&n.input, &scripted(43, &["ack"])).await.unwrap();
-    let mut consumer = Consumer::new(
-        &redis,
-        &bus,
-        ConsumerOptions::new(&n.input, &n.group),
-        Scripted::new(&n.output),
-        BusMetrics::default(),
-    )
-    .unwrap();
+    let mut consumer = consumer(&redis, &bus, &n, None);
     consumer.step(Some(Duration::from_millis(10))).await.unwrap();
     let mut c = conn(&fx).await;
 
@@ -98,14 +90,7 @@ async fn purge_deletes_by_id_and_all() {
     for i in 0..3 {
         p.publish(&n.input, &scripted(i, &["dead"])).await.unwrap();
     }
-    let mut consumer = Consumer::new(
-        &redis,
-        &bus,
-        ConsumerOptions::new(&n.input, &n.group),
-        Scripted::new(&n.output),
-        BusMetrics::default(),
-    )
-    .unwrap();
+    let mut consumer = consumer(&redis, &bus, &n, None);
     consumer.step(Some(Duration::from_millis(10))).await.unwrap();
     let mut c = conn(&fx).await;
     let all = dead_letter::list(&mut c, &n.dlq, &ListOptions::default())

@@ -175,7 +175,9 @@ async fn a_batch_is_written_up_to_the_backlog_limit_and_the_rest_refused() {
     bus.trim.backlog_limit = 10;
     let p = producer(&redis, &bus).await;
     let plain = PublishOptions::default();
-    let events: Vec<Event> = (0..15).map(|i| Event::new("t", "test.v1", serde_json::json!(i))).collect();
+    let events: Vec<Event> = (0..15)
+        .map(|i| Event::new("t", "test.v1", serde_json::json!(i)))
+        .collect();
     let batch: Vec<(&Event, &PublishOptions)> = events.iter().map(|e| (e, &plain)).collect();
     let out = p.publish_each(&n.input, &batch[..8]).await.unwrap();
     assert!(out.iter().all(Result::is_ok));
@@ -187,7 +189,11 @@ async fn a_batch_is_written_up_to_the_backlog_limit_and_the_rest_refused() {
     let out = p.publish_each(&n.dlq, &batch).await.unwrap();
     assert!(out.iter().all(Result::is_ok), "the dead letter stream has no limit");
     let out = p.publish_each(&n.input, &batch).await.unwrap();
-    assert!(out.iter().all(|r| matches!(r, Err(Error::Backpressure { length: 10, .. }))), "{out:?}");
+    assert!(
+        out.iter()
+            .all(|r| matches!(r, Err(Error::Backpressure { length: 10, .. }))),
+        "{out:?}"
+    );
     let mut c = conn(&fx).await;
     assert_eq!(read_all(&mut c, &n.input).await.len(), 10);
 }

@@ -10,7 +10,7 @@ use mt5_fixtures::RedisFixture;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    assert_zero_loss, configs, conn, output_seqs, pending, producer, scripted, wait_until, Names, Scripted,
+    assert_zero_loss, configs, conn, consumer, output_seqs, pending, producer, scripted, wait_until, Names, Scripted,
 };
 
 const CHILD_TEST: &str = "reclaim::crash_child_holds_a_batch";
@@ -95,14 +95,7 @@ async fn zero_loss_killed_consumer_is_reclaimed_through_the_heartbeat_path() {
     assert_eq!(pending(&mut c, &n.input, &n.group).await, 50);
 
     // The survivor connects now: its heartbeat path waits one TTL from its own connect.
-    let survivor = Consumer::new(
-        &redis,
-        &bus,
-        ConsumerOptions::new(&n.input, &n.group).with_name("survivor"),
-        Scripted::new(&n.output),
-        BusMetrics::default(),
-    )
-    .unwrap();
+    let survivor = consumer(&redis, &bus, &n, Some("survivor"));
     let cancel = CancellationToken::new();
     let task = tokio::spawn(survivor.run(cancel.clone()));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -150,16 +143,7 @@ async fn stuck_entries_are_reclaimed_after_min_idle() {
     for i in 0..5 {
         p.publish(&n.input, &scripted(i, &["emit"])).await.unwrap();
     }
-    let mk = |name: &str| {
-        Consumer::new(
-            &redis,
-            &bus,
-            ConsumerOptions::new(&n.input, &n.group).with_name(name),
-            Scripted::new(&n.output),
-            BusMetrics::default(),
-        )
-        .unwrap()
-    };
+    let mk = |name: &str| consumer(&redis, &bus, &n, Some(name));
     let mut stuck = mk("stuck");
     let held = stuck.fetch(Some(Duration::from_millis(10))).await.unwrap();
     assert_eq!(held.len(), 5);

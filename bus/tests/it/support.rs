@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mt5_bus::config::GroupSpec;
-use mt5_bus::{BusConfig, BusMetrics, Delivery, Event, EventProducer, Handler, Outcome, RedisConfig};
+use mt5_bus::{
+    BusConfig, BusMetrics, Consumer, ConsumerOptions, Delivery, Event, EventProducer, Handler, Outcome, RedisConfig,
+};
 use mt5_fixtures::RedisFixture;
 use redis::aio::MultiplexedConnection;
 use redis::Value;
@@ -59,6 +61,16 @@ pub(crate) async fn producer(redis: &RedisConfig, bus: &BusConfig) -> EventProdu
     EventProducer::connect(redis, bus, BusMetrics::default(), CancellationToken::new())
         .await
         .expect("producer connects")
+}
+
+/// A consumer of the test's group running [`Scripted`] into the output stream; `None` for the
+/// default `<host>-<pid>-<random>` name.
+pub(crate) fn consumer(redis: &RedisConfig, bus: &BusConfig, n: &Names, name: Option<&str>) -> Consumer<Scripted> {
+    let mut opts = ConsumerOptions::new(&n.input, &n.group);
+    if let Some(name) = name {
+        opts = opts.with_name(name);
+    }
+    Consumer::new(redis, bus, opts, Scripted::new(&n.output), BusMetrics::default()).expect("valid consumer settings")
 }
 
 /// An event whose handling is scripted by `plan`: the handler takes `plan[deliveries - 1]`

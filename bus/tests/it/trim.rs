@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use mt5_bus::trim::trim_stream;
-use mt5_bus::{BusMetrics, Consumer, ConsumerOptions, PublishOptions, TrimMode};
+use mt5_bus::{BusMetrics, PublishOptions, TrimMode};
 use mt5_fixtures::RedisFixture;
 
-use crate::support::{assert_zero_loss, configs, conn, producer, read_all, scripted, Names, Scripted};
+use crate::support::{assert_zero_loss, configs, conn, consumer, producer, read_all, scripted, Names};
 
 async fn publish_n(p: &mt5_bus::EventProducer, stream: &str, n: u64) {
     for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
@@ -40,14 +40,7 @@ async fn zero_loss_backlog_larger_than_the_cap_is_never_trimmed_before_ack() {
 
     // Half read and acknowledged, one batch read but still pending: the floor stops at the
     // oldest pending entry.
-    let mut consumer = Consumer::new(
-        &redis,
-        &bus,
-        ConsumerOptions::new(&n.input, &n.group),
-        Scripted::new(&n.output),
-        BusMetrics::default(),
-    )
-    .unwrap();
+    let mut consumer = consumer(&redis, &bus, &n, None);
     for _ in 0..5 {
         consumer.step(Some(Duration::from_millis(5))).await.unwrap();
     }
@@ -88,14 +81,7 @@ async fn maxlen_trimming_counts_every_unacknowledged_loss() {
     assert_eq!(bus.trim.mode_for(&n.input, &n.dlq), TrimMode::Maxlen);
     let p = producer(&redis, &bus).await;
     publish_n(&p, &n.input, 1000).await;
-    let mut consumer = Consumer::new(
-        &redis,
-        &bus,
-        ConsumerOptions::new(&n.input, &n.group),
-        Scripted::new(&n.output),
-        BusMetrics::default(),
-    )
-    .unwrap();
+    let mut consumer = consumer(&redis, &bus, &n, None);
     // 100 processed, 100 read and pending, 800 never delivered.
     consumer.step(Some(Duration::from_millis(5))).await.unwrap();
     let _held = consumer.fetch(Some(Duration::from_millis(5))).await.unwrap();

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mt5_bus::{BusMetrics, Consumer, ConsumerOptions, PublishOptions};
+use mt5_bus::{BusMetrics, PublishOptions};
 use mt5_fixtures::{Appendfsync, RedisFixture, RedisOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    assert_zero_loss, configs, output_seqs, pending, read_all, scripted, wait_until, Names, Scripted,
+    assert_zero_loss, configs, consumer, output_seqs, pending, read_all, scripted, wait_until, Names,
 };
 
 const EVENTS: u64 = 1500;
@@ -59,14 +59,7 @@ async fn kill_redis_under_load(fx: &mut RedisFixture, n: &Names) -> Run {
     let consumers: Vec<_> = ["c1", "c2"]
         .into_iter()
         .map(|name| {
-            let c = Consumer::new(
-                &redis,
-                &bus,
-                ConsumerOptions::new(&n.input, &n.group).with_name(name),
-                Scripted::new(&n.output),
-                BusMetrics::default(),
-            )
-            .unwrap();
+            let c = consumer(&redis, &bus, n, Some(name));
             tokio::spawn(c.run(cancel.clone()))
         })
         .collect();
