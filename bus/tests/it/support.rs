@@ -11,7 +11,6 @@ use mt5_bus::{
 };
 use mt5_fixtures::RedisFixture;
 use redis::aio::MultiplexedConnection;
-use redis::Value;
 use tokio_util::sync::CancellationToken;
 
 /// Names of one test's streams, under the fixture's random prefix.
@@ -140,30 +139,10 @@ impl Handler for Scripted {
     }
 }
 
+pub(crate) use mt5_fixtures::streams::{pending, read_all};
+
 pub(crate) async fn conn(fx: &RedisFixture) -> MultiplexedConnection {
     fx.connection().await
-}
-
-/// All entries of a stream as (entry id, fields).
-pub(crate) async fn read_all(conn: &mut MultiplexedConnection, stream: &str) -> Vec<(String, HashMap<String, String>)> {
-    let v: Value = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query_async(conn)
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    if let Value::Array(entries) = v {
-        for e in entries {
-            if let Value::Array(parts) = e {
-                let id: String = redis::from_redis_value(parts[0].clone()).unwrap();
-                let fields: HashMap<String, String> = redis::from_redis_value(parts[1].clone()).unwrap();
-                out.push((id, fields));
-            }
-        }
-    }
-    out
 }
 
 /// The `seq` of every output event.
@@ -177,20 +156,6 @@ pub(crate) async fn output_seqs(conn: &mut MultiplexedConnection, stream: &str) 
                 .unwrap()
         })
         .collect()
-}
-
-/// The group's PEL size.
-pub(crate) async fn pending(conn: &mut MultiplexedConnection, stream: &str, group: &str) -> u64 {
-    let v: Value = redis::cmd("XPENDING")
-        .arg(stream)
-        .arg(group)
-        .query_async(conn)
-        .await
-        .unwrap();
-    match v {
-        Value::Array(parts) => redis::from_redis_value(parts[0].clone()).unwrap(),
-        _ => 0,
-    }
 }
 
 /// Polls `check` until it holds or `timeout` passes; returns the time it took.

@@ -1,0 +1,100 @@
+//! `mt5_news_filter_total{decision,reason}`.
+
+use prometheus::{IntCounterVec, Opts, Registry};
+
+use super::rules::RejectReason;
+
+/// `decision` label of a passing event.
+pub const PASSED: &str = "passed";
+/// `decision` label of a rejected event (`reason` is the [`RejectReason`]).
+pub const REJECTED: &str = "rejected";
+/// `decision` (and `reason`) label of an event whose data is not `news.raw.v1`: dead-lettered.
+pub const INVALID: &str = "invalid";
+
+/// The filter's metrics. Cheap to clone (the vector is reference-counted).
+#[derive(Clone, Debug)]
+pub struct FilterMetrics {
+    /// `mt5_news_filter_total{decision,reason}`: decisions, by outcome. `decision` is `passed`
+    /// (reason `passed`), `rejected` (reason `ticker`, `stale`, `keywords` or `sentiment`) or
+    /// `invalid` (reason `invalid`: the event was dead-lettered).
+    pub filter_total: IntCounterVec,
+}
+
+impl Default for FilterMetrics {
+    fn default() -> Self {
+        Self::unregistered()
+    }
+}
+
+impl FilterMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    ///
+    /// # Errors
+    /// [`prometheus::Error::AlreadyReg`] when a metric of the same name is already registered.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self::unregistered();
+        registry.register(Box::new(m.filter_total.clone()))?;
+        Ok(m)
+    }
+
+    /// Metrics that are not registered anywhere (tests, one-shot tools). Every label pair starts
+    /// at 0, so dashboards and `rate()` see the series before the first event.
+    pub fn unregistered() -> Self {
+        let filter_total = IntCounterVec::new(
+            Opts::new(
+                "mt5_news_filter_total",
+                "News filter decisions: passed, rejected (by the first rule that failed), or invalid data.",
+            ),
+            &["decision", "reason"],
+        )
+        .expect("static metric definition is valid");
+        filter_total.with_label_values(&[PASSED, PASSED]);
+        for r in RejectReason::ALL {
+            filter_total.with_label_values(&[REJECTED, r.as_str()]);
+        }
+        filter_total.with_label_values(&[INVALID, INVALID]);
+        FilterMetrics { filter_total }
+    }
+
+    /// Counts a passing event.
+    pub fn passed(&self) {
+        self.filter_total.with_label_values(&[PASSED, PASSED]).inc();
+    }
+
+    /// Counts a rejected event.
+    pub fn rejected(&self, reason: RejectReason) {
+        self.filter_total.with_label_values(&[REJECTED, reason.as_str()]).inc();
+    }
+
+    /// Counts an event with invalid data.
+    pub fn invalid(&self) {
+        self.filter_total.with_label_values(&[INVALID, INVALID]).inc();
+    }
+
+    /// The current count of one `decision`/`reason` pair (tests, summaries).
+    pub fn count(&self, decision: &str, reason: &str) -> u64 {
+        self.filter_total.with_label_values(&[decision, reason]).get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_once_with_every_series_at_zero() {
+        let registry = Registry::new();
+        let m = FilterMetrics::register(&registry).unwrap();
+        assert!(FilterMetrics::register(&registry).is_err());
+        let families = registry.gather();
+        assert_eq!(families.len(), 1);
+        assert_eq!(families[0].name(), "mt5_news_filter_total");
+        assert_eq!(families[0].get_metric().len(), 6);
+        m.rejected(RejectReason::Stale);
+        m.passed();
+        m.passed();
+        assert_eq!(m.count(REJECTED, "stale"), 1);
+        assert_eq!(m.count(PASSED, PASSED), 2);
+        assert_eq!(m.count(INVALID, INVALID), 0);
+    }
+}

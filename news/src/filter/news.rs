@@ -1,0 +1,261 @@
+//! The fields of a `news.raw.v1` payload the filter needs, read leniently.
+//!
+//! This is deliberately a small view of the payload rather than the client's full article
+//! model: the filter only needs the ticker, the date, the text and the optional polarity, and
+//! forwards everything else untouched.
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
+use serde_json::Value;
+
+use super::error::FilterError;
+
+/// The parts of a raw news event the rules look at.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RawNews {
+    /// The ticker this entry was fetched for, e.g. `AAPL.US` (`data.ticker`, else the event's
+    /// `ticker` extension).
+    pub ticker: String,
+    /// When the article was published (`data.article.date`).
+    pub date: DateTime<Utc>,
+    /// The headline (`data.article.title`; missing counts as empty).
+    pub title: String,
+    /// The article text (`data.article.content`; missing counts as empty).
+    pub content: String,
+    /// EODHD's own polarity (`data.article.sentiment.polarity`), when present and a finite
+    /// number in -1.0..=1.0.
+    pub polarity: Option<f64>,
+}
+
+impl RawNews {
+    /// A value for tests and tools.
+    pub fn new(
+        ticker: impl Into<String>,
+        date: DateTime<Utc>,
+        title: impl Into<String>,
+        content: impl Into<String>,
+    ) -> Self {
+        RawNews {
+            ticker: ticker.into(),
+            date,
+            title: title.into(),
+            content: content.into(),
+            polarity: None,
+        }
+    }
+
+    /// Sets EODHD's polarity.
+    #[must_use]
+    pub fn with_polarity(mut self, polarity: Option<f64>) -> Self {
+        self.polarity = polarity;
+        self
+    }
+
+    /// Reads a `news.raw.v1` `data` payload; `ticker_extension` is the event's `ticker`
+    /// extension, used when `data.ticker` is missing.
+    ///
+    /// Lenient where the rules do not care (missing title, content or sentiment, a polarity that is
+    /// not a number), strict where they do.
+    ///
+    /// # Errors
+    /// [`FilterError::InvalidData`] naming the field: `data` not an object, no ticker, no
+    /// `article` object, or an `article.date` that is missing or not a date-time.
+    pub fn from_data(data: &Value, ticker_extension: Option<&str>) -> Result<Self, FilterError> {
+        let obj = data
+            .as_object()
+            .ok_or_else(|| FilterError::data("data", format!("expected an object, got {}", kind(data))))?;
+        let ticker = match obj.get("ticker") {
+            Some(Value::String(t)) if !t.trim().is_empty() => t.trim().to_string(),
+            None | Some(Value::Null) => match ticker_extension.map(str::trim) {
+                Some(t) if !t.is_empty() => t.to_string(),
+                _ => {
+                    return Err(FilterError::data(
+                        "ticker",
+                        "missing (no data.ticker, no ticker extension)",
+                    ))
+                }
+            },
+            Some(other) => {
+                return Err(FilterError::data(
+                    "ticker",
+                    format!("expected a non-empty string, got {}", kind(other)),
+                ))
+            }
+        };
+        let article = match obj.get("article") {
+            Some(Value::Object(a)) => a,
+            Some(other) => {
+                return Err(FilterError::data(
+                    "article",
+                    format!("expected an object, got {}", kind(other)),
+                ))
+            }
+            None => return Err(FilterError::data("article", "missing")),
+        };
+        let date = match article.get("date") {
+            Some(Value::String(s)) => parse_date(s).ok_or_else(|| {
+                FilterError::data(
+                    "article.date",
+                    format!("not an RFC 3339 date-time: {:?}", truncate(s, 64)),
+                )
+            })?,
+            Some(other) => {
+                return Err(FilterError::data(
+                    "article.date",
+                    format!("expected a string, got {}", kind(other)),
+                ))
+            }
+            None => return Err(FilterError::data("article.date", "missing")),
+        };
+        let text = |field: &'static str, path: &'static str| -> Result<String, FilterError> {
+            match article.get(field) {
+                None | Some(Value::Null) => Ok(String::new()),
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(other) => Err(FilterError::data(
+                    path,
+                    format!("expected a string, got {}", kind(other)),
+                )),
+            }
+        };
+        let title = text("title", "article.title")?;
+        let content = text("content", "article.content")?;
+        let polarity = article
+            .get("sentiment")
+            .and_then(|s| s.get("polarity"))
+            .and_then(Value::as_f64)
+            .filter(|p| (-1.0..=1.0).contains(p));
+        Ok(RawNews {
+            ticker,
+            date,
+            title,
+            content,
+            polarity,
+        })
+    }
+}
+
+/// RFC 3339 (`...+00:00` or `...Z`), also with a space for `T`, an offset without a colon, or no
+/// offset at all (taken as UTC, as EODHD documents its timestamps).
+fn parse_date(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
+        return Some(d.with_timezone(&Utc));
+    }
+    if let Ok(d) = s.parse::<DateTime<FixedOffset>>() {
+        return Some(d.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+        if let Ok(d) = DateTime::parse_from_str(s, fmt) {
+            return Some(d.with_timezone(&Utc));
+        }
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(d) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(d.and_utc());
+        }
+    }
+    None
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> &str {
+    s.char_indices().nth(max_chars).map_or(s, |(i, _)| &s[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    fn field_of(data: Value) -> &'static str {
+        match RawNews::from_data(&data, None) {
+            Err(FilterError::InvalidData { field, .. }) => field,
+            other => panic!("expected invalid data, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_the_contract_shape() {
+        let data = json!({
+            "ticker": "AAPL.US", "fetch_time": "2025-06-03T12:00:00.000Z", "source_query": "s=AAPL.US",
+            "article": {"date": "2025-06-03T10:05:00+00:00", "title": "T", "content": "C", "link": "https://x",
+                        "symbols": ["AAPL.US"], "tags": [],
+                        "sentiment": {"polarity": 0.75, "neg": 0.0, "neu": 0.5, "pos": 0.5}}
+        });
+        let n = RawNews::from_data(&data, None).unwrap();
+        assert_eq!(n.ticker, "AAPL.US");
+        assert_eq!(n.date, Utc.with_ymd_and_hms(2025, 6, 3, 10, 5, 0).unwrap());
+        assert_eq!((n.title.as_str(), n.content.as_str()), ("T", "C"));
+        assert_eq!(n.polarity, Some(0.75));
+    }
+
+    #[test]
+    fn tolerates_missing_text_and_sentiment() {
+        let n = RawNews::from_data(
+            &json!({"article": {"date": "2025-06-03T10:05:00Z", "sentiment": null}}),
+            Some("MSFT.US"),
+        )
+        .unwrap();
+        assert_eq!(n.ticker, "MSFT.US");
+        assert_eq!((n.title.as_str(), n.content.as_str(), n.polarity), ("", "", None));
+        let n = RawNews::from_data(
+            &json!({"ticker": "X", "article": {"date": "2025-06-03T10:05:00Z", "sentiment": {"polarity": "high"}}}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(n.polarity, None);
+        let n = RawNews::from_data(
+            &json!({"ticker": "X", "article": {"date": "2025-06-03T10:05:00Z", "sentiment": {"polarity": 7.0}}}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(n.polarity, None, "out of range counts as missing");
+    }
+
+    #[test]
+    fn accepts_common_date_spellings() {
+        let want = Utc.with_ymd_and_hms(2025, 6, 3, 10, 5, 0).unwrap();
+        for s in [
+            "2025-06-03T10:05:00+00:00",
+            "2025-06-03T10:05:00Z",
+            "2025-06-03T12:05:00+02:00",
+            "2025-06-03T10:05:00+0000",
+            "2025-06-03 10:05:00",
+            "2025-06-03T10:05:00.000",
+        ] {
+            assert_eq!(parse_date(s), Some(want), "{s}");
+        }
+        assert_eq!(parse_date("yesterday"), None);
+    }
+
+    #[test]
+    fn rejects_the_wrong_shape_naming_the_field() {
+        assert_eq!(field_of(json!([1])), "data");
+        assert_eq!(field_of(json!({"article": {"date": "2025-06-03T10:05:00Z"}})), "ticker");
+        assert_eq!(field_of(json!({"ticker": 5, "article": {}})), "ticker");
+        assert_eq!(field_of(json!({"ticker": "X"})), "article");
+        assert_eq!(field_of(json!({"ticker": "X", "article": "text"})), "article");
+        assert_eq!(field_of(json!({"ticker": "X", "article": {}})), "article.date");
+        assert_eq!(
+            field_of(json!({"ticker": "X", "article": {"date": "soon"}})),
+            "article.date"
+        );
+        assert_eq!(field_of(json!({"ticker": "X", "article": {"date": 1}})), "article.date");
+        assert_eq!(
+            field_of(json!({"ticker": "X", "article": {"date": "2025-06-03T10:05:00Z", "title": 3}})),
+            "article.title"
+        );
+    }
+}

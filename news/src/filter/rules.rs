@@ -1,0 +1,500 @@
+//! The filter's decision: whitelist, freshness, keywords, sentiment, cheapest first.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::config::{FilterConfig, SentimentMode, SentimentSource};
+use super::error::FilterError;
+use super::keywords::{self, Keyword};
+use super::news::RawNews;
+use super::sentiment::{SentimentModel, SentimentScorer};
+
+/// Why an event did not pass (the `reason` label of `mt5_news_filter_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The ticker is not on the whitelist (`ticker`).
+    Ticker,
+    /// The article is older than `max_age_hours` (`stale`).
+    Stale,
+    /// No keyword matched (`keywords`).
+    Keywords,
+    /// The sentiment score is not above the threshold (`sentiment`).
+    Sentiment,
+}
+
+impl RejectReason {
+    /// Every reason, in rule order.
+    pub const ALL: [RejectReason; 4] = [
+        RejectReason::Ticker,
+        RejectReason::Stale,
+        RejectReason::Keywords,
+        RejectReason::Sentiment,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Ticker => "ticker",
+            RejectReason::Stale => "stale",
+            RejectReason::Keywords => "keywords",
+            RejectReason::Sentiment => "sentiment",
+        }
+    }
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What matched for a passing event (`matched` in the filtered event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Matched {
+    /// The event's ticker.
+    pub ticker: String,
+    /// The configured keywords found, as configured; empty when there is no keyword rule.
+    pub keywords: Vec<String>,
+}
+
+/// A score and the model that produced it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Sentiment {
+    /// -1.0 (negative) ..= 1.0 (positive).
+    pub score: f64,
+    /// Where it came from.
+    pub model: SentimentModel,
+}
+
+/// The filter's verdict on one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Forward to the filtered stream.
+    Pass {
+        /// The sentiment score that passed the threshold.
+        score: f64,
+        /// The model that produced it.
+        model: SentimentModel,
+        /// What matched.
+        matched: Matched,
+    },
+    /// Acknowledge and drop.
+    Reject {
+        /// The first rule that failed.
+        reason: RejectReason,
+    },
+}
+
+impl Decision {
+    /// Whether the event passes.
+    pub fn passed(&self) -> bool {
+        matches!(self, Decision::Pass { .. })
+    }
+}
+
+/// A validated [`FilterConfig`], ready to decide.
+#[derive(Debug)]
+pub struct FilterRules {
+    cfg: FilterConfig,
+    /// Upper-cased whitelist entries.
+    tickers: Vec<String>,
+    keywords: Vec<Keyword>,
+    max_age: TimeDelta,
+    scorer: SentimentScorer,
+}
+
+impl FilterRules {
+    /// Validates `cfg` and prepares the rules.
+    ///
+    /// # Errors
+    /// [`FilterError::Config`] as [`FilterConfig::validate`].
+    pub fn new(cfg: FilterConfig) -> Result<Self, FilterError> {
+        cfg.validate()?;
+        let keywords = cfg
+            .keywords
+            .iter()
+            .map(|k| Keyword::parse(k))
+            .collect::<Result<_, _>>()?;
+        let tickers = cfg.tickers.iter().map(|t| t.trim().to_uppercase()).collect();
+        let max_age = i64::try_from(cfg.max_age_hours)
+            .ok()
+            .and_then(TimeDelta::try_hours)
+            .unwrap_or(TimeDelta::MAX);
+        let scorer = SentimentScorer::new(cfg.sentiment_cache_size, cfg.sentiment_content_chars);
+        Ok(FilterRules {
+            cfg,
+            tickers,
+            keywords,
+            max_age,
+            scorer,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FilterConfig {
+        &self.cfg
+    }
+
+    /// The VADER scorer (and its cache).
+    pub fn scorer(&self) -> &SentimentScorer {
+        &self.scorer
+    }
+
+    /// Decides on one event as of `now`. The rules run cheapest first and the first failure is
+    /// the reason: ticker whitelist, freshness, keywords, sentiment (the only one that may run
+    /// VADER).
+    pub fn decide(&self, news: &RawNews, now: DateTime<Utc>) -> Decision {
+        if !self.ticker_allowed(&news.ticker) {
+            return Decision::Reject {
+                reason: RejectReason::Ticker,
+            };
+        }
+        if now.signed_duration_since(news.date) > self.max_age {
+            return Decision::Reject {
+                reason: RejectReason::Stale,
+            };
+        }
+        let keywords = if self.keywords.is_empty() {
+            Vec::new()
+        } else {
+            let words = keywords::words(&format!("{}\n{}", news.title, news.content));
+            let found: Vec<String> = self
+                .keywords
+                .iter()
+                .filter(|k| k.matches(&words))
+                .map(|k| k.original.clone())
+                .collect();
+            if found.is_empty() {
+                return Decision::Reject {
+                    reason: RejectReason::Keywords,
+                };
+            }
+            found
+        };
+        let Sentiment { score, model } = self.sentiment(news);
+        let strong = match self.cfg.sentiment_mode {
+            SentimentMode::Positive => score > self.cfg.min_sentiment,
+            SentimentMode::Abs => score.abs() > self.cfg.min_sentiment,
+        };
+        if !strong {
+            return Decision::Reject {
+                reason: RejectReason::Sentiment,
+            };
+        }
+        Decision::Pass {
+            score,
+            model,
+            matched: Matched {
+                ticker: news.ticker.clone(),
+                keywords,
+            },
+        }
+    }
+
+    /// The score the sentiment rule uses for `news`, from the configured source.
+    pub fn sentiment(&self, news: &RawNews) -> Sentiment {
+        let vader = |model| Sentiment {
+            score: self.scorer.vader(&news.title, &news.content),
+            model,
+        };
+        match (self.cfg.sentiment_source, news.polarity) {
+            (SentimentSource::Eodhd, Some(p)) if p.is_finite() => Sentiment {
+                score: p,
+                model: SentimentModel::Eodhd,
+            },
+            (SentimentSource::Eodhd, _) => vader(SentimentModel::VaderFallback),
+            (SentimentSource::Vader, _) => vader(SentimentModel::Vader),
+        }
+    }
+
+    /// Whether `ticker` passes the whitelist: exact (case-insensitive), or an entry without an
+    /// exchange suffix matching the symbol part.
+    fn ticker_allowed(&self, ticker: &str) -> bool {
+        if self.tickers.is_empty() {
+            return true;
+        }
+        let ticker = ticker.trim().to_uppercase();
+        let symbol = ticker.split_once('.').map_or(ticker.as_str(), |(s, _)| s);
+        self.tickers
+            .iter()
+            .any(|t| *t == ticker || (!t.contains('.') && t == symbol))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 6, 3, 12, 0, 0).unwrap()
+    }
+
+    const GOOD: &str = "Acme beats estimates and raises guidance, a great quarter";
+    const BAD: &str = "Acme shares crash after fraud charges and terrible losses";
+    const FLAT: &str = "Acme to hold its annual meeting on Tuesday";
+
+    fn news(ticker: &str, title: &str) -> RawNews {
+        RawNews::new(ticker, now() - TimeDelta::hours(1), title, "")
+    }
+
+    /// The defaults with the keyword rule off and `positive` mode, so each test below turns on
+    /// exactly the rule it is about.
+    fn base() -> FilterConfig {
+        let none: [&str; 0] = [];
+        FilterConfig::default()
+            .with_keywords(none)
+            .with_sentiment_mode(SentimentMode::Positive)
+    }
+
+    fn rules(cfg: FilterConfig) -> FilterRules {
+        FilterRules::new(cfg).unwrap()
+    }
+
+    fn reason(d: Decision) -> Option<RejectReason> {
+        match d {
+            Decision::Reject { reason } => Some(reason),
+            Decision::Pass { .. } => None,
+        }
+    }
+
+    mod whitelist {
+        use super::*;
+
+        #[test]
+        fn empty_whitelist_passes_every_ticker() {
+            let r = rules(base());
+            assert!(r.decide(&news("ANY.XX", GOOD), now()).passed());
+        }
+
+        #[test]
+        fn only_listed_tickers_pass() {
+            let r = rules(base().with_tickers(["AAPL.US", "msft.us"]));
+            assert!(r.decide(&news("AAPL.US", GOOD), now()).passed());
+            assert!(r.decide(&news("MSFT.US", GOOD), now()).passed(), "case-insensitive");
+            assert_eq!(
+                reason(r.decide(&news("TSLA.US", GOOD), now())),
+                Some(RejectReason::Ticker)
+            );
+            assert_eq!(
+                reason(r.decide(&news("AAPL.LSE", GOOD), now())),
+                Some(RejectReason::Ticker)
+            );
+        }
+
+        #[test]
+        fn an_entry_without_exchange_matches_any_exchange() {
+            let r = rules(base().with_tickers(["AAPL"]));
+            assert!(r.decide(&news("AAPL.US", GOOD), now()).passed());
+            assert!(r.decide(&news("AAPL", GOOD), now()).passed());
+            assert_eq!(
+                reason(r.decide(&news("AAPLX.US", GOOD), now())),
+                Some(RejectReason::Ticker)
+            );
+        }
+
+        #[test]
+        fn the_whitelist_runs_before_everything_else() {
+            let r = rules(base().with_tickers(["AAPL.US"]).with_keywords(["nothing"]));
+            let mut n = news("TSLA.US", FLAT);
+            n.date = now() - TimeDelta::days(30);
+            assert_eq!(reason(r.decide(&n, now())), Some(RejectReason::Ticker));
+        }
+    }
+
+    mod freshness {
+        use super::*;
+
+        #[test]
+        fn articles_within_max_age_pass_and_older_ones_are_stale() {
+            let r = rules(base());
+            let mut n = news("A.US", GOOD);
+            n.date = now() - TimeDelta::hours(24);
+            assert!(r.decide(&n, now()).passed(), "exactly 24 h is still fresh");
+            n.date = now() - TimeDelta::hours(24) - TimeDelta::seconds(1);
+            assert_eq!(reason(r.decide(&n, now())), Some(RejectReason::Stale));
+        }
+
+        #[test]
+        fn the_clock_decides_not_the_wall_time() {
+            let r = rules(base().with_max_age_hours(2));
+            let n = RawNews::new("A.US", now(), GOOD, "");
+            assert!(r.decide(&n, now() + TimeDelta::hours(2)).passed());
+            assert_eq!(
+                reason(r.decide(&n, now() + TimeDelta::hours(3))),
+                Some(RejectReason::Stale)
+            );
+            // An article "from the future" (clock skew) is fresh.
+            assert!(r.decide(&n, now() - TimeDelta::hours(5)).passed());
+        }
+
+        #[test]
+        fn freshness_runs_before_keywords_and_sentiment() {
+            let r = rules(base().with_keywords(["absent"]));
+            let mut n = news("A.US", FLAT);
+            n.date = now() - TimeDelta::days(3);
+            assert_eq!(reason(r.decide(&n, now())), Some(RejectReason::Stale));
+        }
+
+        #[test]
+        fn a_huge_max_age_does_not_overflow() {
+            let r = rules(base().with_max_age_hours(u64::MAX));
+            let mut n = news("A.US", GOOD);
+            n.date = DateTime::<Utc>::MIN_UTC;
+            assert!(r.decide(&n, now()).passed());
+        }
+    }
+
+    mod keywords_rule {
+        use super::*;
+
+        #[test]
+        fn no_keywords_means_no_keyword_rule() {
+            let r = rules(base());
+            match r.decide(&news("A.US", GOOD), now()) {
+                Decision::Pass { matched, .. } => assert!(matched.keywords.is_empty()),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[test]
+        fn any_keyword_in_title_or_content_passes_and_is_reported() {
+            let r = rules(base().with_keywords(["guidance", "Share Buyback", "merger"]));
+            let mut n = news("A.US", GOOD);
+            n.content = "The board also approved a share buyback.".into();
+            match r.decide(&n, now()) {
+                Decision::Pass { matched, .. } => {
+                    assert_eq!(
+                        matched.keywords,
+                        vec!["guidance".to_string(), "Share Buyback".to_string()]
+                    );
+                    assert_eq!(matched.ticker, "A.US");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[test]
+        fn keywords_match_case_insensitively() {
+            let r = rules(base().with_keywords(["GUIDANCE"]));
+            assert!(r.decide(&news("A.US", GOOD), now()).passed());
+        }
+
+        #[test]
+        fn keywords_match_whole_words_only() {
+            let r = rules(base().with_keywords(["guid", "quarte", "beat"]));
+            assert_eq!(
+                reason(r.decide(&news("A.US", GOOD), now())),
+                Some(RejectReason::Keywords)
+            );
+            let r = rules(base().with_keywords(["beats"]));
+            assert!(r.decide(&news("A.US", GOOD), now()).passed());
+        }
+
+        #[test]
+        fn keywords_run_before_sentiment() {
+            let r = rules(base().with_keywords(["absent"]));
+            assert_eq!(
+                reason(r.decide(&news("A.US", FLAT), now())),
+                Some(RejectReason::Keywords)
+            );
+            assert_eq!(r.scorer().cached(), 0, "VADER did not run");
+        }
+    }
+
+    mod threshold {
+        use super::*;
+
+        #[test]
+        fn positive_mode_passes_only_scores_above_the_threshold() {
+            let r = rules(base());
+            assert!(r.decide(&news("A.US", GOOD), now()).passed());
+            assert_eq!(
+                reason(r.decide(&news("A.US", BAD), now())),
+                Some(RejectReason::Sentiment)
+            );
+            assert_eq!(
+                reason(r.decide(&news("A.US", FLAT), now())),
+                Some(RejectReason::Sentiment)
+            );
+        }
+
+        #[test]
+        fn abs_mode_also_passes_strongly_negative_news() {
+            let r = rules(base().with_sentiment_mode(SentimentMode::Abs));
+            assert!(r.decide(&news("A.US", GOOD), now()).passed());
+            match r.decide(&news("A.US", BAD), now()) {
+                Decision::Pass { score, .. } => assert!(score < -0.5, "{score}"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(
+                reason(r.decide(&news("A.US", FLAT), now())),
+                Some(RejectReason::Sentiment)
+            );
+        }
+
+        #[test]
+        fn the_threshold_is_strict() {
+            let n = news("A.US", FLAT).with_polarity(Some(0.5));
+            let eodhd = base().with_sentiment_source(SentimentSource::Eodhd);
+            assert_eq!(
+                reason(rules(eodhd.clone()).decide(&n, now())),
+                Some(RejectReason::Sentiment)
+            );
+            assert!(rules(eodhd.clone().with_min_sentiment(0.49)).decide(&n, now()).passed());
+            let n = n.with_polarity(Some(-0.5));
+            let abs = eodhd.with_sentiment_mode(SentimentMode::Abs);
+            assert_eq!(
+                reason(rules(abs.clone()).decide(&n, now())),
+                Some(RejectReason::Sentiment)
+            );
+            assert!(rules(abs.with_min_sentiment(0.49)).decide(&n, now()).passed());
+        }
+    }
+
+    mod source {
+        use super::*;
+
+        #[test]
+        fn vader_source_ignores_the_eodhd_polarity() {
+            let r = rules(base());
+            let n = news("A.US", FLAT).with_polarity(Some(0.99));
+            assert_eq!(reason(r.decide(&n, now())), Some(RejectReason::Sentiment));
+            assert_eq!(r.sentiment(&n).model, SentimentModel::Vader);
+        }
+
+        #[test]
+        fn eodhd_source_uses_the_article_polarity() {
+            let r = rules(base().with_sentiment_source(SentimentSource::Eodhd));
+            let n = news("A.US", FLAT).with_polarity(Some(0.9));
+            assert_eq!(
+                r.decide(&n, now()),
+                Decision::Pass {
+                    score: 0.9,
+                    model: SentimentModel::Eodhd,
+                    matched: Matched {
+                        ticker: "A.US".into(),
+                        keywords: vec![]
+                    },
+                }
+            );
+            let n = news("A.US", GOOD).with_polarity(Some(0.1));
+            assert_eq!(reason(r.decide(&n, now())), Some(RejectReason::Sentiment));
+        }
+
+        #[test]
+        fn eodhd_source_falls_back_to_vader_and_says_so() {
+            let r = rules(base().with_sentiment_source(SentimentSource::Eodhd));
+            match r.decide(&news("A.US", GOOD), now()) {
+                Decision::Pass { score, model, .. } => {
+                    assert_eq!(model, SentimentModel::VaderFallback);
+                    assert_eq!(score, r.scorer().vader(GOOD, ""));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Sentiment scores: VADER's compound score computed here (cached by title), or EODHD's own
+//! polarity.
+
+use moka::sync::Cache;
+use vader_sentiment::SentimentIntensityAnalyzer;
+
+/// Which model produced a score (`sentiment.model` in the filtered event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SentimentModel {
+    /// VADER's compound score, computed by the filter (`vader`).
+    Vader,
+    /// The article's own EODHD polarity (`eodhd`).
+    Eodhd,
+    /// VADER, because `sentiment_source = "eodhd"` but the article had no usable polarity
+    /// (`vader_fallback`).
+    VaderFallback,
+}
+
+impl SentimentModel {
+    /// The `sentiment.model` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SentimentModel::Vader => "vader",
+            SentimentModel::Eodhd => "eodhd",
+            SentimentModel::VaderFallback => "vader_fallback",
+        }
+    }
+}
+
+impl std::fmt::Display for SentimentModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// VADER scoring with a bounded cache keyed by title.
+///
+/// The same article arrives once per ticker it mentions, so the cache saves re-scoring the
+/// duplicates. Cheap to share behind an `Arc`; the cache is internally synchronised.
+pub struct SentimentScorer {
+    analyzer: SentimentIntensityAnalyzer<'static>,
+    cache: Cache<String, f64>,
+    content_chars: usize,
+}
+
+impl std::fmt::Debug for SentimentScorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentimentScorer")
+            .field("cached", &self.cache.entry_count())
+            .field("content_chars", &self.content_chars)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SentimentScorer {
+    /// A scorer caching up to `cache_size` titles and scoring the title with the first
+    /// `content_chars` characters of the content.
+    pub fn new(cache_size: u64, content_chars: usize) -> Self {
+        SentimentScorer {
+            analyzer: SentimentIntensityAnalyzer::new(),
+            cache: Cache::new(cache_size),
+            content_chars,
+        }
+    }
+
+    /// VADER's compound score (-1.0..=1.0) of [`SentimentScorer::text`], cached by `title`.
+    pub fn vader(&self, title: &str, content: &str) -> f64 {
+        if let Some(score) = self.cache.get(title) {
+            return score;
+        }
+        let score = self.score_text(&self.text(title, content));
+        self.cache.insert(title.to_string(), score);
+        score
+    }
+
+    /// VADER's compound score of `text`, uncached.
+    pub fn score_text(&self, text: &str) -> f64 {
+        let score = self
+            .analyzer
+            .polarity_scores(text)
+            .get("compound")
+            .copied()
+            .unwrap_or(0.0);
+        if score.is_finite() {
+            score
+        } else {
+            0.0
+        }
+    }
+
+    /// The text VADER scores: the title, then the lede (the first `content_chars` characters
+    /// of the content, cut back to a word boundary) as a separate sentence.
+    pub fn text(&self, title: &str, content: &str) -> String {
+        let title = title.trim();
+        let lede = lede(content.trim(), self.content_chars);
+        match (title.is_empty(), lede.is_empty()) {
+            (_, true) => title.to_string(),
+            (true, false) => lede.to_string(),
+            (false, false) if title.ends_with(['.', '!', '?']) => format!("{title} {lede}"),
+            (false, false) => format!("{title}. {lede}"),
+        }
+    }
+
+    /// Titles currently cached (approximate: the cache applies writes lazily).
+    pub fn cached(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+}
+
+/// The first `max_chars` characters of `content`, cut back to the last whitespace when that
+/// cuts a word (unless the cut would drop more than half).
+fn lede(content: &str, max_chars: usize) -> &str {
+    let Some((end, _)) = content.char_indices().nth(max_chars) else {
+        return content;
+    };
+    let head = &content[..end];
+    if content[end..].starts_with(char::is_whitespace) {
+        return head.trim_end();
+    }
+    match head.rfind(char::is_whitespace) {
+        Some(i) if i >= end / 2 => head[..i].trim_end(),
+        _ => head,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_the_title_and_the_lede() {
+        let s = SentimentScorer::new(10, 12);
+        assert_eq!(s.text("Title", "one two three four"), "Title. one two");
+        assert_eq!(s.text("Big win!", "one two three four"), "Big win! one two");
+        assert_eq!(s.text("Title", ""), "Title");
+        assert_eq!(s.text("", "short"), "short");
+        assert_eq!(SentimentScorer::new(10, 0).text("Title", "anything"), "Title");
+    }
+
+    #[test]
+    fn lede_respects_char_boundaries_and_words() {
+        assert_eq!(lede("héllo wörld again", 11), "héllo wörld");
+        assert_eq!(lede("héllo wörld again", 9), "héllo");
+        assert_eq!(lede("abcdefghijkl", 5), "abcde", "a single long word is cut");
+        assert_eq!(lede("short", 100), "short");
+        assert_eq!(lede("🚀🚀🚀 up", 2), "🚀🚀");
+    }
+
+    #[test]
+    fn vader_scores_clear_cases() {
+        let s = SentimentScorer::new(10, 280);
+        assert!(s.score_text("Great results, strong growth, excellent quarter") > 0.5);
+        assert!(s.score_text("Terrible losses, fraud charges and a collapse") < -0.5);
+        assert_eq!(s.score_text(""), 0.0);
+        assert_eq!(s.score_text("   "), 0.0);
+    }
+
+    #[test]
+    fn scores_are_cached_by_title() {
+        let s = SentimentScorer::new(10, 280);
+        let first = s.vader("Same title", "wonderful amazing superb");
+        // Same title, different content: the cached score is returned.
+        assert_eq!(s.vader("Same title", "awful horrible disaster"), first);
+        assert_eq!(s.cached(), 1);
+        assert_ne!(s.vader("Other title", "awful horrible disaster"), first);
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let s = SentimentScorer::new(5, 280);
+        for i in 0..100 {
+            s.vader(&format!("title {i}"), "good");
+        }
+        assert!(s.cached() <= 5, "{}", s.cached());
+    }
+}

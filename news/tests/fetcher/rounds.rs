@@ -1,0 +1,265 @@
+//! Rounds, overlap, restarts and the quota pause.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, TimeDelta, Utc};
+use mt5_fixtures::eodhd::Fault;
+use mt5_fixtures::{MockEodhd, RedisFixture};
+use mt5_news::{NewsMetrics, Schedule};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::support::{expected_links, fetcher, fetcher_with, published_pairs, read_all, Keys, TICKERS};
+
+/// Two rounds over the same (overlapping) window publish each (article, ticker) exactly once:
+/// the second round re-reads whole days and every article hits its idempotency key. A new
+/// article that appears between the rounds is the only thing the second round writes.
+#[tokio::test]
+async fn two_rounds_over_overlapping_windows_publish_each_article_once() {
+    let fx = RedisFixture::start().await.unwrap();
+    let mock = MockEodhd::start().await;
+    let keys = Keys::new(&fx);
+    let f = fetcher(&fx, &mock, &keys).await;
+
+    let first = f.round().await.unwrap();
+    let expected: usize = TICKERS.iter().map(|t| expected_links(&mock, t).len()).sum();
+    assert!(expected > 50, "the samples hold {expected} articles");
+    assert_eq!(first.failed(), 0, "{first:?}");
+    assert_eq!(first.published(), expected, "{first:?}");
+    assert_eq!(first.duplicates(), 0);
+    assert!(
+        first.tickers.iter().all(|t| t.complete && t.cursor.is_some()),
+        "{first:?}"
+    );
+    let tsla = first.tickers.iter().find(|t| t.ticker == "TSLA.US").unwrap();
+    assert_eq!(
+        tsla.rejected, 1,
+        "the malformed sample article is rejected, not published"
+    );
+
+    // A new AAPL article, published "now".
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    mock.push_articles(
+        "AAPL.US",
+        vec![json!({
+            "date": now, "title": "Apple announces a $110 billion buyback", "content": "A record repurchase.",
+            "link": "https://example.com/apple-buyback-new", "symbols": ["AAPL.US"], "tags": ["BUYBACK"],
+        })],
+    );
+    let second = f.round().await.unwrap();
+    assert_eq!(second.failed(), 0, "{second:?}");
+    assert_eq!(second.published(), 1, "only the new article: {second:?}");
+    assert_eq!(second.duplicates(), second.fetched() - 1);
+
+    let mut conn = fx.connection().await;
+    let pairs = published_pairs(&mut conn, &keys.raw).await;
+    let unique: HashSet<_> = pairs.iter().cloned().collect();
+    assert_eq!(pairs.len(), unique.len(), "no (article, ticker) twice");
+    assert_eq!(pairs.len(), expected + 1);
+    for t in TICKERS {
+        let mut want = expected_links(&mock, t);
+        if *t == "AAPL.US" {
+            want.insert("https://example.com/apple-buyback-new".into());
+        }
+        let got: HashSet<String> = unique
+            .iter()
+            .filter(|(tk, _)| tk == t)
+            .map(|(_, l)| l.clone())
+            .collect();
+        assert_eq!(got, want, "{t}");
+    }
+    // The same article under two tickers is two events (one per ticker), as the contract says.
+    let shared = pairs.iter().filter(|(_, l)| l.contains("tech-rally")).count();
+    assert!(
+        shared >= 2,
+        "the cross-ticker sample article is published per ticker ({shared})"
+    );
+}
+
+/// The raw events carry the contract's envelope and data: `source` eodhd, `type` news.raw.v1,
+/// the `ticker` extension, and `{ticker, fetch_time, source_query, article}` in `data`; the
+/// event id is derived from (ticker, link), so a refetch after a lost idempotency key would
+/// still carry the same id.
+#[tokio::test]
+async fn raw_events_follow_the_contract() {
+    let fx = RedisFixture::start().await.unwrap();
+    let mock = MockEodhd::start().await;
+    let keys = Keys::new(&fx);
+    let cfg = keys.fetcher().with_watchlist(["MSFT.US"]);
+    let f = fetcher_with(&fx, &mock, &keys, cfg, NewsMetrics::unregistered()).await;
+    f.round().await.unwrap();
+    let mut conn = fx.connection().await;
+    let entries = read_all(&mut conn, &keys.raw).await;
+    assert_eq!(entries.len(), expected_links(&mock, "MSFT.US").len());
+    let mut ids = HashSet::new();
+    for (_, fields) in &entries {
+        assert_eq!(fields["source"], "eodhd");
+        assert_eq!(fields["type"], "news.raw.v1");
+        assert_eq!(fields["ticker"], "MSFT.US");
+        assert_eq!(fields["specversion"], "1.0");
+        let data: serde_json::Value = serde_json::from_str(&fields["data"]).unwrap();
+        assert_eq!(data["ticker"], "MSFT.US");
+        assert!(data["fetch_time"].as_str().unwrap().ends_with('Z'));
+        assert!(data["source_query"].as_str().unwrap().starts_with("s=MSFT.US&from="));
+        assert!(
+            !data["source_query"].as_str().unwrap().contains(&mock.key()),
+            "no key in events"
+        );
+        for field in ["date", "title", "content", "link", "symbols", "tags", "sentiment"] {
+            assert!(data["article"].get(field).is_some(), "article.{field}");
+        }
+        assert!(ids.insert(fields["id"].clone()));
+    }
+    // Entries are in article date order.
+    let dates: Vec<String> = entries
+        .iter()
+        .map(|(_, f)| {
+            let d: serde_json::Value = serde_json::from_str(&f["data"]).unwrap();
+            d["article"]["date"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let mut sorted = dates.clone();
+    sorted.sort();
+    assert_eq!(dates, sorted);
+}
+
+/// A restarted fetcher (new client, new producer, same Redis) starts from the cursor stored in
+/// Redis: its query's `from` is the cursor's UTC day, not the lookback, and it publishes
+/// nothing twice.
+#[tokio::test]
+async fn a_restart_resumes_from_the_redis_cursor() {
+    let fx = RedisFixture::start().await.unwrap();
+    let mock = MockEodhd::start().await;
+    let keys = Keys::new(&fx);
+    {
+        let f = fetcher(&fx, &mock, &keys).await;
+        let r = f.round().await.unwrap();
+        assert_eq!(r.failed(), 0, "{r:?}");
+    }
+    let restarted = fetcher(&fx, &mock, &keys).await;
+    let newest = mock.now();
+    for t in TICKERS {
+        let cursor = restarted.cursor(t).await.unwrap().expect("a cursor per ticker");
+        assert!(cursor <= newest + TimeDelta::seconds(1), "{t}: {cursor} after {newest}");
+    }
+    let aapl_cursor = restarted.cursor("AAPL.US").await.unwrap().unwrap();
+    mock.reset_requests();
+    let r = restarted.round().await.unwrap();
+    assert_eq!(r.published(), 0, "nothing new: {r:?}");
+    let froms: Vec<String> = mock
+        .requests()
+        .iter()
+        .filter(|q| q.param("s") == Some("AAPL.US"))
+        .filter_map(|q| q.param("from").map(String::from))
+        .collect();
+    assert!(!froms.is_empty());
+    let lookback_from = (Utc::now() - TimeDelta::days(4)).date_naive().to_string();
+    for from in froms {
+        assert_eq!(from, aapl_cursor.date_naive().to_string(), "from the cursor's day");
+        assert_ne!(from, lookback_from, "not the first-start lookback");
+    }
+}
+
+/// A skipped page (invalid JSON) keeps the cursor where it was, so the next round refetches;
+/// what was published is not published again.
+#[tokio::test]
+async fn the_cursor_stays_when_a_page_was_skipped() {
+    let fx = RedisFixture::start().await.unwrap();
+    let mock = MockEodhd::start().await;
+    let keys = Keys::new(&fx);
+    let cfg = keys.fetcher().with_watchlist(["MSFT.US"]);
+    let f = fetcher_with(&fx, &mock, &keys, cfg, NewsMetrics::unregistered()).await;
+    mock.set_fault_times(Fault::InvalidJson, 1);
+    let r = f.round().await.unwrap();
+    assert!(!r.tickers[0].complete, "{r:?}");
+    assert_eq!(
+        f.cursor("MSFT.US").await.unwrap(),
+        None,
+        "no cursor after an incomplete walk"
+    );
+    let r = f.round().await.unwrap();
+    assert!(r.tickers[0].complete, "{r:?}");
+    assert_eq!(r.published(), expected_links(&mock, "MSFT.US").len());
+    assert!(f.cursor("MSFT.US").await.unwrap().is_some());
+}
+
+/// A 402 (quota exhausted) pauses fetching: the round stops asking, reports `paused_until`,
+/// and later rounds make no request until the reset.
+#[tokio::test]
+async fn quota_exhaustion_pauses_rounds() {
+    let fx = RedisFixture::start().await.unwrap();
+    let mock = MockEodhd::start().await;
+    let keys = Keys::new(&fx);
+    let metrics = NewsMetrics::unregistered();
+    let cfg = keys.fetcher().with_concurrency(1);
+    let f = fetcher_with(&fx, &mock, &keys, cfg, metrics.clone()).await;
+    mock.set_fault(Fault::QuotaExhausted);
+    let r = f.round().await.unwrap();
+    let until = r.paused_until.expect("paused");
+    assert!(until > Utc::now(), "{until}");
+    assert_eq!(mock.request_count(), 1, "one 402, then no more requests this round");
+    assert_eq!(r.failed(), TICKERS.len(), "{r:?}");
+    assert!(r.tickers[1].error.as_deref().unwrap().contains("quota"), "{r:?}");
+
+    // The upstream recovers, but the pause holds until the reset: no request.
+    mock.clear_fault();
+    let r = f.round().await.unwrap();
+    assert!(r.paused_until.is_some());
+    assert_eq!(mock.request_count(), 1, "no request while paused");
+    // The service loop does not spin either.
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let started = Instant::now();
+    let run = tokio::spawn(async move {
+        f.run(Schedule::unchecked(Duration::from_millis(20), Duration::ZERO), cancel)
+            .await
+            .unwrap();
+        f
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    let f = run.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cancellation ends the pause wait"
+    );
+    assert_eq!(mock.request_count(), 1, "no request while paused");
+    assert!(f.client().metrics().count("quota_exhausted") >= 1);
+}
+
+/// The service loop runs a round at once and then every interval, and returns promptly when
+/// cancelled.
+#[tokio::test]
+async fn the_service_loop_runs_rounds_on_its_schedule_until_cancelled() {
+    let fx = RedisFixture::start().await.unwrap();
+    let mock = MockEodhd::start().await;
+    let keys = Keys::new(&fx);
+    let cfg = keys.fetcher().with_watchlist(["MSFT.US"]);
+    let f = fetcher_with(&fx, &mock, &keys, cfg, NewsMetrics::unregistered()).await;
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let run = tokio::spawn(async move {
+        f.run(
+            Schedule::unchecked(Duration::from_millis(200), Duration::from_millis(50)),
+            cancel,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stopped_at = Instant::now();
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert!(stopped_at.elapsed() < Duration::from_secs(2), "prompt shutdown");
+    let rounds = mock.request_count();
+    assert!(
+        (3..=8).contains(&rounds),
+        "about one round per 200 ms in 1.1 s, got {rounds}"
+    );
+    let mut conn = fx.connection().await;
+    assert_eq!(
+        published_pairs(&mut conn, &keys.raw).await.len(),
+        expected_links(&mock, "MSFT.US").len(),
+        "rounds after the first publish nothing twice"
+    );
+}
