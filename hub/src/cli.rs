@@ -38,6 +38,32 @@ pub(crate) enum Command {
     Deadletter(DeadletterCommand),
     /// Publish events: one (`--data`), JSON lines from stdin, or a paced load (`--rate`).
     Publish(PublishArgs),
+    /// Fetch news from EODHD into the raw news stream: a service, or one round with `--once`.
+    /// Needs `EODHD_API_KEY`. The service serves `/metrics`, `/healthz`, `/readyz` on `[http].addr`.
+    Fetch {
+        /// Run one round over the watchlist, print a per-ticker summary and exit (1 when every
+        /// ticker failed).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Run one consumer of the news filter's group until SIGINT/SIGTERM, serving `/metrics`,
+    /// `/healthz` and `/readyz` on `[http].addr`.
+    Filter {
+        /// The consumer name. Default `<host>-<pid>-<random>`; a fixed name lets a restarted
+        /// consumer re-read its own pending entries at once.
+        #[arg(long, value_name = "NAME")]
+        consumer: Option<String>,
+    },
+    /// Run everything in one process: the fetcher, one filter consumer (with its reclaimer), the
+    /// trimmer and the HTTP server. Needs `EODHD_API_KEY`.
+    Run {
+        /// The filter consumer's name. Default `<host>-<pid>-<random>`.
+        #[arg(long, value_name = "NAME")]
+        consumer: Option<String>,
+    },
+    /// The whole news pipeline on this machine: a temporary redis-server (unless a Redis URL is
+    /// configured), bundled sample news (or EODHD with `EODHD_API_KEY`), fetch, filter, report.
+    Demo(crate::commands::demo::DemoArgs),
 }
 
 /// `config ...`

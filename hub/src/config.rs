@@ -1,9 +1,13 @@
 //! The hub's configuration: one TOML file plus environment overrides, loaded with figment.
 //!
 //! Precedence, lowest first: the defaults (`impl Default`), the TOML file (`--config` or
-//! `MT5_CONFIG`), the short env names (`MT5_REDIS_URL`, `MT5_REDIS_PASSWORD`, `MT5_HTTP_ADDR`),
-//! then `MT5_<SECTION>__<KEY>` (nested sections joined by `__`). Unknown keys, in the file or in
-//! `MT5_*__*` variables, are errors that name the key.
+//! `MT5_CONFIG`), the short env names (`MT5_REDIS_URL`, `MT5_REDIS_PASSWORD`, `MT5_HTTP_ADDR`,
+//! `MT5_EODHD_BASE_URL`), then `MT5_<SECTION>__<KEY>` (nested sections joined by `__`, e.g.
+//! `MT5_NEWS__EODHD__BASE_URL`). Unknown keys, in the file or in `MT5_*__*` variables, are errors
+//! that name the key.
+//!
+//! The EODHD API key is a secret read only from the env `EODHD_API_KEY`: setting
+//! `news.eodhd.api_key` in the file or through `MT5_NEWS__EODHD__API_KEY` is an error.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,6 +18,7 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use mt5_bus::{BusConfig, RedisConfig};
+use mt5_news::{EodhdConfig, FetcherConfig, FilterConfig};
 use serde::{Deserialize, Serialize};
 
 /// Env var naming the config file (the same as `--config`).
@@ -27,11 +32,18 @@ const SHORT_NAMES: &[(&str, &str)] = &[
     ("MT5_REDIS_URL", "redis.url"),
     ("MT5_REDIS_PASSWORD", "redis.password"),
     ("MT5_HTTP_ADDR", "http.addr"),
+    ("MT5_EODHD_BASE_URL", "news.eodhd.base_url"),
 ];
+/// The env var holding the EODHD API key, the only way to set `news.eodhd.api_key`.
+pub(crate) const EODHD_API_KEY_ENV: &str = "EODHD_API_KEY";
+/// The dotted key of the EODHD API key.
+const EODHD_API_KEY: &str = "news.eodhd.api_key";
+/// The name of the `EODHD_API_KEY` provider in error messages.
+const API_KEY_SOURCE: &str = "environment variable EODHD_API_KEY";
 /// The name of the env override providers in error messages.
 const ENV_SOURCE: &str = "environment variables";
 /// Dotted keys whose values are secrets or may hold one: never echoed in error messages.
-const SECRET_KEYS: &[&str] = &["redis.url", "redis.password"];
+const SECRET_KEYS: &[&str] = &["redis.url", "redis.password", EODHD_API_KEY];
 
 /// `[http]`: where the HTTP servers (metrics, health, gateway) listen.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -51,6 +63,19 @@ impl Default for HttpConfig {
     }
 }
 
+/// `[news]`: the news pipeline (`[news.eodhd]`, `[news.fetcher]`, `[news.filter]`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub(crate) struct NewsConfig {
+    /// `[news.eodhd]`: the EODHD client (the key only from env `EODHD_API_KEY`).
+    pub(crate) eodhd: EodhdConfig,
+    /// `[news.fetcher]`: watchlist, schedule and where raw news go.
+    pub(crate) fetcher: FetcherConfig,
+    /// `[news.filter]`: which raw news pass to the filtered stream.
+    pub(crate) filter: FilterConfig,
+}
+
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -62,6 +87,8 @@ pub(crate) struct HubConfig {
     pub(crate) bus: BusConfig,
     /// `[http]`.
     pub(crate) http: HttpConfig,
+    /// `[news]`.
+    pub(crate) news: NewsConfig,
 }
 
 /// Why the configuration could not be loaded. Always exit code 2.
@@ -81,6 +108,15 @@ pub(crate) enum ConfigError {
     /// A value is out of range (from the bus's `validate`).
     #[error(transparent)]
     Invalid(#[from] mt5_bus::Error),
+    /// A `[news.eodhd]` value is out of range.
+    #[error(transparent)]
+    InvalidEodhd(#[from] mt5_news::Error),
+    /// A `[news.fetcher]` value is out of range.
+    #[error(transparent)]
+    InvalidFetcher(#[from] mt5_news::FetcherError),
+    /// A `[news.filter]` value is out of range.
+    #[error(transparent)]
+    InvalidFilter(#[from] mt5_news::filter::FilterError),
 }
 
 impl HubConfig {
@@ -107,8 +143,25 @@ impl HubConfig {
         let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         figment = figment
             .merge(EnvOverrides::short_names(&env))
-            .merge(EnvOverrides::nested(&env));
+            .merge(EnvOverrides::nested(&env))
+            .merge(EnvOverrides::api_key(&env));
         let cfg: HubConfig = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        // The key is a secret: only the env may hold it, never the file (which gets copied,
+        // committed and printed) nor an `MT5_*` override.
+        if !cfg.news.eodhd.api_key.is_empty() {
+            if let Some(md) = figment.find_metadata(EODHD_API_KEY) {
+                if md.name != API_KEY_SOURCE {
+                    let source = md
+                        .source
+                        .as_ref()
+                        .map_or_else(|| md.name.to_string(), |s| s.to_string());
+                    return Err(ConfigError::Parse(format!(
+                        "{EODHD_API_KEY}: the EODHD API key is read only from the env \
+                         {EODHD_API_KEY_ENV}; remove it from {source}"
+                    )));
+                }
+            }
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -116,10 +169,14 @@ impl HubConfig {
     /// Validates every section.
     ///
     /// # Errors
-    /// The bus's [`mt5_bus::Error::Config`] naming the first bad field.
-    pub(crate) fn validate(&self) -> Result<(), mt5_bus::Error> {
+    /// [`ConfigError::Invalid`] and its news siblings, naming the first bad field.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.redis.validate()?;
-        self.bus.validate()
+        self.bus.validate()?;
+        self.news.eodhd.validate()?;
+        self.news.fetcher.validate()?;
+        self.news.filter.validate()?;
+        Ok(())
     }
 
     /// The effective config as TOML, with the URL's password and every secret redacted.
@@ -135,7 +192,7 @@ impl HubConfig {
     pub(crate) fn known_streams(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let candidates = self.bus.groups.iter().map(|g| g.stream.clone()).chain([
-            mt5_bus::keys::NEWS_FILTERED_STREAM.to_string(),
+            self.news.filter.output_stream.clone(),
             self.bus.deadletter_stream.clone(),
         ]);
         for s in candidates {
@@ -250,6 +307,19 @@ impl EnvOverrides {
             .collect();
         EnvOverrides {
             name: ENV_SOURCE,
+            entries,
+        }
+    }
+
+    /// `EODHD_API_KEY` → `news.eodhd.api_key`.
+    fn api_key(env: &[(String, String)]) -> Self {
+        let entries = env
+            .iter()
+            .filter(|(k, _)| k == EODHD_API_KEY_ENV)
+            .map(|(k, v)| (EODHD_API_KEY.to_string(), (k.clone(), v.clone())))
+            .collect();
+        EnvOverrides {
+            name: API_KEY_SOURCE,
             entries,
         }
     }
@@ -445,7 +515,9 @@ mod tests {
         assert!(err.contains("blok_ms"), "{err}");
         assert!(err.contains("MT5_BUS__CONSUMER__BLOK_MS"), "{err}");
         let err = load_env(&[("MT5_NEWS__X", "1")]).unwrap_err().to_string();
-        assert!(err.contains("news"), "{err}");
+        assert!(err.contains("MT5_NEWS__X"), "{err}");
+        let err = load_env(&[("MT5_NEWS__EODHD__NOPE", "1")]).unwrap_err().to_string();
+        assert!(err.contains("MT5_NEWS__EODHD__NOPE"), "{err}");
     }
 
     /// A value of the wrong type names its key.
@@ -461,7 +533,7 @@ mod tests {
     #[test]
     fn invalid_values_name_the_field() {
         let err = load_env(&[("MT5_BUS__CONSUMER__BLOCK_MS", "0")]).unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid(_)));
+        assert!(matches!(err, ConfigError::Invalid(_)), "{err}");
         assert!(err.to_string().contains("bus.consumer.block_ms"), "{err}");
         let err = load_env(&[("MT5_REDIS_URL", "redis-cluster://h:7000")])
             .unwrap_err()
@@ -530,8 +602,14 @@ mod tests {
         let defaults = toml::Value::try_from(HubConfig::default()).unwrap();
         let mut missing = Vec::new();
         missing_keys(&defaults, &sample, "", &mut missing);
-        // `redis.password` has no default (None is not serialized); it must still be documented.
+        // `redis.password` has no default (None is not serialized) and the EODHD key is read only
+        // from the env: neither is set, but both must be documented.
         assert!(text.contains("password"), "redis.password must be documented");
+        assert!(
+            text.contains("api_key") && text.contains("EODHD_API_KEY"),
+            "news.eodhd.api_key must be documented"
+        );
+        missing.retain(|k| k != EODHD_API_KEY);
         assert!(
             missing.is_empty(),
             "keys missing from configs/mt5-hub.toml: {missing:?}"
@@ -548,6 +626,98 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `MT5_<A>__<B>__<C>` reaches three levels deep, into every news section.
+    #[test]
+    fn nested_env_overrides_reach_the_news_sections() {
+        let cfg = load_env(&[
+            ("MT5_NEWS__EODHD__BASE_URL", "http://127.0.0.1:8080"),
+            ("MT5_NEWS__EODHD__RETRY__MAX_ATTEMPTS", "2"),
+            ("MT5_NEWS__FETCHER__WATCHLIST", "[\"AAPL.US\", \"SAP.XETRA\"]"),
+            ("MT5_NEWS__FETCHER__INTERVAL_SECS", "300"),
+            ("MT5_NEWS__FILTER__MIN_SENTIMENT", "0.25"),
+            ("MT5_NEWS__FILTER__SENTIMENT_MODE", "positive"),
+            ("MT5_NEWS__FILTER__KEYWORDS", "[]"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.news.eodhd.base_url, "http://127.0.0.1:8080");
+        assert_eq!(cfg.news.eodhd.retry.max_attempts, 2);
+        assert_eq!(
+            cfg.news.fetcher.watchlist,
+            vec!["AAPL.US".to_string(), "SAP.XETRA".to_string()]
+        );
+        assert_eq!(cfg.news.fetcher.interval_secs, 300);
+        assert_eq!(cfg.news.filter.min_sentiment, 0.25);
+        assert_eq!(
+            cfg.news.filter.sentiment_mode,
+            mt5_news::filter::SentimentMode::Positive
+        );
+        assert!(cfg.news.filter.keywords.is_empty());
+    }
+
+    /// `MT5_EODHD_BASE_URL` is the short name of `news.eodhd.base_url`; the nested form wins.
+    #[test]
+    fn the_eodhd_base_url_has_a_short_name() {
+        let cfg = load_env(&[("MT5_EODHD_BASE_URL", "http://mock:1")]).unwrap();
+        assert_eq!(cfg.news.eodhd.base_url, "http://mock:1");
+        let cfg = load_env(&[
+            ("MT5_EODHD_BASE_URL", "http://short:1"),
+            ("MT5_NEWS__EODHD__BASE_URL", "http://nested:2"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.news.eodhd.base_url, "http://nested:2");
+    }
+
+    /// The API key comes from `EODHD_API_KEY` and is redacted everywhere it could be shown.
+    #[test]
+    fn the_eodhd_key_comes_from_its_env_and_is_redacted() {
+        let cfg = load_env(&[("EODHD_API_KEY", "k3y-s3cr3t")]).unwrap();
+        assert_eq!(cfg.news.eodhd.api_key.expose(), "k3y-s3cr3t");
+        let printed = cfg.to_redacted_toml();
+        assert!(!printed.contains("k3y-s3cr3t"), "{printed}");
+        assert!(printed.contains("api_key = \"***\""), "{printed}");
+        assert!(!format!("{cfg:?}").contains("k3y-s3cr3t"));
+    }
+
+    /// The key in the file or in `MT5_NEWS__EODHD__API_KEY` is an error that names
+    /// `EODHD_API_KEY` and does not echo the key.
+    #[test]
+    fn the_eodhd_key_is_refused_outside_its_env() {
+        let err = load_toml("[news.eodhd]\napi_key = \"f1le-key\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("EODHD_API_KEY") && !err.contains("f1le-key"), "{err}");
+        let err = load_env(&[("MT5_NEWS__EODHD__API_KEY", "env-k3y")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("EODHD_API_KEY") && !err.contains("env-k3y"), "{err}");
+        // A wrongly typed key is reported without its value too.
+        let err = load_toml("[news.eodhd]\napi_key = 123456789\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("news.eodhd.api_key") && !err.contains("123456789"),
+            "{err}"
+        );
+    }
+
+    /// Out-of-range news settings are rejected naming the field.
+    #[test]
+    fn invalid_news_values_name_the_field() {
+        for (var, value, field) in [
+            ("MT5_NEWS__EODHD__BASE_URL", "ftp://x", "news.eodhd.base_url"),
+            ("MT5_NEWS__EODHD__PAGE_LIMIT", "0", "news.eodhd.page_limit"),
+            ("MT5_NEWS__FETCHER__INTERVAL_SECS", "10", "news.fetcher.interval_secs"),
+            ("MT5_NEWS__FILTER__MIN_SENTIMENT", "2.0", "news.filter.min_sentiment"),
+        ] {
+            let err = load_env(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(field), "{var}={value}: {err}");
+        }
+        let err = load_toml("[news.fetcher]\nwatchlst = []\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("watchlst"), "{err}");
     }
 
     /// The known streams are the groups' streams, the filtered news and the dead letter stream.

@@ -7,9 +7,11 @@ mod cli;
 mod commands;
 mod config;
 mod error;
+mod http;
 mod logging;
 mod output;
 mod redis_conn;
+mod services;
 mod shutdown;
 
 use std::process::ExitCode;
@@ -22,6 +24,10 @@ use crate::error::{EXIT_FAILURE, EXIT_USAGE};
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits with 2 (0 for --help and --version).
     let cli = cli::Cli::parse();
+    if matches!(cli.command, cli::Command::Demo(_)) && std::env::var_os(logging::LOG_ENV).is_none() {
+        // The demo reports its own progress; log lines would only clutter it. Still one thread.
+        std::env::set_var(logging::LOG_ENV, "error");
+    }
     if let Err(msg) = logging::init() {
         eprintln!("error: {msg}");
         return ExitCode::from(EXIT_USAGE);

@@ -2,7 +2,11 @@
 
 mod config;
 mod deadletter;
+pub(crate) mod demo;
+mod fetch;
+mod filter;
 mod publish;
+mod run;
 pub(crate) mod streams;
 
 use std::path::Path;
@@ -31,5 +35,9 @@ pub(crate) async fn run(config_path: Option<&Path>, command: Command) -> Result<
         }
         Command::Deadletter(cmd) => deadletter::run(&cfg, &cancel, cmd).await,
         Command::Publish(args) => publish::run(&cfg, &cancel, args).await,
+        Command::Fetch { once } => fetch::run(&cfg, &cancel, once).await,
+        Command::Filter { consumer } => filter::run(&cfg, &cancel, consumer).await,
+        Command::Run { consumer } => run::run(&cfg, &cancel, consumer).await,
+        Command::Demo(args) => demo::run(config_path, &cfg, &cancel, args).await,
     }
 }

@@ -92,3 +92,37 @@ async fn usage_errors_exit_2() {
         .await
         .code(2);
 }
+
+/// `config check --print` shows the news sections and never the EODHD key; the key in the file
+/// is refused (exit 2) naming `EODHD_API_KEY`.
+#[tokio::test]
+async fn config_check_print_redacts_the_eodhd_key() {
+    let run = run_with(
+        &env(&[
+            ("EODHD_API_KEY", "eodhd-s3cr3t-key"),
+            ("MT5_EODHD_BASE_URL", "http://127.0.0.1:9999"),
+        ]),
+        &["config", "check", "--print"],
+        None,
+    )
+    .await;
+    let out = run.ok();
+    assert!(!out.contains("eodhd-s3cr3t-key"), "{out}");
+    assert!(
+        out.contains("[news.eodhd]") && out.contains("api_key = \"***\""),
+        "{out}"
+    );
+    assert!(out.contains("base_url = \"http://127.0.0.1:9999\""), "{out}");
+    assert!(out.contains("[news.fetcher]") && out.contains("[news.filter]"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key.toml");
+    std::fs::write(&path, "[news.eodhd]\napi_key = \"f1le-s3cr3t\"\n").unwrap();
+    let run = run_with(&[], &["--config", path.to_str().unwrap(), "config", "check"], None).await;
+    run.code(2);
+    assert!(
+        run.stderr.contains("EODHD_API_KEY") && !run.stderr.contains("f1le-s3cr3t"),
+        "{}",
+        run.stderr
+    );
+}

@@ -3,7 +3,10 @@
 
 mod config;
 mod deadletter;
+mod demo;
+mod news;
 mod publish;
+mod service;
 mod streams;
 mod support;
 mod unreachable;

@@ -66,7 +66,7 @@ impl Run {
 pub(crate) fn command(env: &[(String, String)], args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     for (k, _) in std::env::vars() {
-        if k.starts_with("MT5_") {
+        if k.starts_with("MT5_") || k == "EODHD_API_KEY" {
             cmd.env_remove(&k);
         }
     }
@@ -253,4 +253,146 @@ pub(crate) fn sample_config() -> String {
         .join("../configs/mt5-hub.toml")
         .display()
         .to_string()
+}
+
+/// A long-running command (`filter`, `fetch`, `run`) started with `MT5_HTTP_ADDR=127.0.0.1:0`:
+/// the child, the HTTP address it printed, and its stderr so far (for failure messages).
+pub(crate) struct Service {
+    pub(crate) child: Child,
+    pub(crate) addr: std::net::SocketAddr,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Service {
+    /// Starts the binary with `env` plus a free HTTP port and waits (at most 20 s) for its
+    /// `mt5-hub: http listening on <addr>` line.
+    pub(crate) async fn start(env: &[(String, String)], args: &[&str]) -> Service {
+        use tokio::io::AsyncBufReadExt;
+        let mut env = env.to_vec();
+        env.push(("MT5_HTTP_ADDR".to_string(), "127.0.0.1:0".to_string()));
+        let mut child = command(&env, args).spawn().expect("the mt5-hub binary starts");
+        let pipe = child.stderr.take().expect("stderr is piped");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let buf = stderr.clone();
+        // Keeps draining stderr so the child never blocks on a full pipe.
+        let reader = tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut lines = tokio::io::BufReader::new(pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = line.strip_prefix("mt5-hub: http listening on ") {
+                    if let (Some(tx), Ok(addr)) = (tx.take(), addr.trim().parse()) {
+                        let _ = tx.send(addr);
+                    }
+                }
+                buf.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let addr = match tokio::time::timeout(Duration::from_secs(20), rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => panic!(
+                "mt5-hub {args:?} did not print its HTTP address within 20 s; stderr:\n{}",
+                stderr.lock().unwrap()
+            ),
+        };
+        Service {
+            child,
+            addr,
+            stderr,
+            reader,
+        }
+    }
+
+    /// `http://<addr><path>`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GET `path`: status and body.
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
+        let resp = reqwest::Client::new()
+            .get(self.url(path))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\nstderr:\n{}", self.stderr()));
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
+    /// Polls GET `path` (at most `within`) until `ok(status, body)`; returns the last answer.
+    pub(crate) async fn wait_for(&self, path: &str, within: Duration, ok: impl Fn(u16, &str) -> bool) -> (u16, String) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let (status, body) = self.get(path).await;
+            if ok(status, &body) {
+                return (status, body);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "GET {path} still answers {status} after {within:?}: {body}\nstderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What the child wrote to stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits (at most `within`) for the exit; returns the exit code and stdout.
+    pub(crate) async fn terminate(mut self, within: Duration) -> (i32, String) {
+        let pid = self.child.id().expect("the child is running").to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(s) => s.unwrap(),
+            Err(_) => panic!("no exit within {within:?} of SIGTERM; stderr:\n{}", self.stderr()),
+        };
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            use tokio::io::AsyncReadExt;
+            let _ = out.read_to_string(&mut stdout).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.reader).await;
+        (status.code().unwrap_or(-1), stdout)
+    }
+}
+
+impl Hub {
+    /// Env for the news commands: the fetcher publishes to the group's input stream, the filter
+    /// reads it and writes [`Hub::filtered`], cursors under the input's name, EODHD is `mock`.
+    pub(crate) fn news_env(&self, mock: &mt5_fixtures::MockEodhd) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        env.extend(
+            [
+                ("MT5_EODHD_BASE_URL", mock.uri()),
+                ("EODHD_API_KEY", mock.key()),
+                ("MT5_NEWS__EODHD__RETRY__INITIAL_MS", "10".to_string()),
+                ("MT5_NEWS__EODHD__RETRY__MAX_MS", "50".to_string()),
+                ("MT5_NEWS__FETCHER__STREAM", self.input.clone()),
+                ("MT5_NEWS__FETCHER__CURSOR_PREFIX", format!("{}:cursor", self.input)),
+                // The samples span about 57 hours before now.
+                ("MT5_NEWS__FETCHER__LOOKBACK_DAYS", "3".to_string()),
+                ("MT5_NEWS__FILTER__INPUT_STREAM", self.input.clone()),
+                ("MT5_NEWS__FILTER__GROUP", GROUP.to_string()),
+                ("MT5_NEWS__FILTER__OUTPUT_STREAM", self.filtered()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v)),
+        );
+        env
+    }
+
+    /// The filter's output stream of [`Hub::news_env`] (the fixture's `prefix()` is new on
+    /// every call, so it is derived from the input stream's).
+    pub(crate) fn filtered(&self) -> String {
+        format!("{}:filtered", self.input)
+    }
 }

@@ -1,0 +1,185 @@
+//! The HTTP server of every long-running command: `GET /metrics` (Prometheus text format),
+//! `GET /healthz` (the process is up) and `GET /readyz` (Redis answers and the configured
+//! groups exist).
+//!
+//! The server binds before the command's components start, so `/healthz` and `/readyz` answer
+//! while a service is still (re)connecting: a service that cannot reach Redis keeps retrying
+//! and reports it through `/readyz` instead of exiting.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use mt5_bus::config::GroupSpec;
+use mt5_bus::{BusMetrics, RedisConfig};
+use prometheus::{Encoder as _, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HubConfig;
+use crate::error::HubError;
+
+/// Longest a `/readyz` check (or the stream-gauge refresh of `/metrics`) may take: probes time
+/// out after a few seconds, and a hung Redis must read as "not ready", not as a hung probe.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the handlers share.
+struct AppState {
+    registry: Registry,
+    bus_metrics: BusMetrics,
+    redis: RedisConfig,
+    groups: Vec<GroupSpec>,
+    /// Streams whose gauges (`mt5_stream_length`, lag, pending, ...) are refreshed on a scrape.
+    streams: Vec<String>,
+}
+
+/// A bound, not yet serving HTTP server. Split from [`HttpServer::serve`] so the command learns
+/// the address (port 0 picks a free one) before anything else starts.
+#[derive(Debug)]
+pub(crate) struct HttpServer {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: Router,
+}
+
+impl HttpServer {
+    /// Binds `[http].addr`, logs the bound address and prints it to stderr as
+    /// `mt5-hub: http listening on <addr>` (tests and scripts read that line).
+    ///
+    /// # Errors
+    /// [`HubError::Io`] when the address cannot be bound (in use, not local, no permission).
+    pub(crate) async fn bind(cfg: &HubConfig, registry: Registry, bus_metrics: BusMetrics) -> Result<Self, HubError> {
+        let listener = TcpListener::bind(cfg.http.addr)
+            .await
+            .map_err(|e| HubError::io(format!("cannot listen on {} (http.addr)", cfg.http.addr), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| HubError::io("cannot read the bound HTTP address", e))?;
+        tracing::info!(addr = %addr, "HTTP server listening (/metrics, /healthz, /readyz).");
+        eprintln!("mt5-hub: http listening on {addr}");
+        let state = Arc::new(AppState {
+            registry,
+            bus_metrics,
+            redis: cfg.redis.clone(),
+            groups: cfg.bus.groups.clone(),
+            streams: cfg.known_streams(),
+        });
+        let router = Router::new()
+            .route("/metrics", get(metrics))
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .with_state(state);
+        Ok(HttpServer { listener, addr, router })
+    }
+
+    /// The bound address (for commands that print where to look, e.g. `demo`).
+    #[allow(dead_code)]
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `cancel` fires, then stops accepting and finishes the requests in flight.
+    ///
+    /// # Errors
+    /// [`HubError::Io`] when accepting fails for good.
+    pub(crate) async fn serve(self, cancel: CancellationToken) -> Result<(), HubError> {
+        let addr = self.addr;
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(cancel.cancelled_owned())
+            .await
+            .map_err(|e| HubError::io(format!("the HTTP server on {addr} failed"), e))?;
+        tracing::debug!(addr = %addr, "HTTP server stopped.");
+        Ok(())
+    }
+}
+
+/// `GET /healthz`: 200 "ok" while the process runs.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /metrics`: every registered metric in the Prometheus text format. The stream gauges are
+/// refreshed first (best effort, bounded: a scrape never hangs on Redis).
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if let Ok(Err(e)) = tokio::time::timeout(CHECK_TIMEOUT, refresh_stream_gauges(&state)).await {
+        tracing::debug!(error = %e, "Could not refresh the stream gauges for a scrape.");
+    }
+    let encoder = TextEncoder::new();
+    let mut body = Vec::new();
+    match encoder.encode(&state.registry.gather(), &mut body) {
+        Ok(()) => ([(header::CONTENT_TYPE, encoder.format_type().to_string())], body).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not encode the metrics.");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode metrics: {e}\n"),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn refresh_stream_gauges(state: &AppState) -> mt5_bus::Result<()> {
+    let mut conn = connect(&state.redis).await?;
+    for stream in &state.streams {
+        let stats = mt5_bus::stats::stream_stats(&mut conn, stream).await?;
+        if stats.exists {
+            state.bus_metrics.observe_stats(&stats);
+        }
+    }
+    Ok(())
+}
+
+/// `GET /readyz`: 200 `{"status":"ready"}` when Redis answers `PING` and every configured group
+/// exists; else 503 with `{"status":"not ready","reason":...}`.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let verdict = match tokio::time::timeout(CHECK_TIMEOUT, check_ready(&state)).await {
+        Ok(v) => v,
+        Err(_) => Err(format!("Redis did not answer within {} ms", CHECK_TIMEOUT.as_millis())),
+    };
+    match verdict {
+        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"}))).into_response(),
+        Err(reason) => {
+            tracing::debug!(reason = %reason, "Not ready.");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "not ready", "reason": reason})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Why the process is not ready, if it is not. The reason never holds the Redis password.
+async fn check_ready(state: &AppState) -> Result<(), String> {
+    let unreachable = |e: mt5_bus::Error| format!("Redis at {} is unreachable: {e}", state.redis.redacted_url());
+    let mut conn = connect(&state.redis).await.map_err(unreachable)?;
+    let _: String = redis::cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| unreachable(e.into()))?;
+    for spec in &state.groups {
+        let stats = mt5_bus::stats::stream_stats(&mut conn, &spec.stream)
+            .await
+            .map_err(unreachable)?;
+        if !stats.groups.iter().any(|g| g.name == spec.group) {
+            return Err(format!(
+                "group {} on stream {} does not exist yet",
+                spec.group, spec.stream
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A fresh connection per check: probes are rare, and a cached one would need its own
+/// reconnect logic to tell "down" from "was down".
+async fn connect(redis: &RedisConfig) -> mt5_bus::Result<redis::aio::MultiplexedConnection> {
+    let client = mt5_bus::connection::client(redis)?;
+    mt5_bus::connection::connect(&client, redis, Duration::from_millis(redis.response_timeout_ms)).await
+}
