@@ -456,32 +456,28 @@ impl Model {
                 c.reread.push(i);
             }
         }
+        // Entries delivered before are read one at a time (`SUSPECT_BATCH`): a poison among
+        // them must not raise the others' delivery counts.
         if let Some(from) = c.replay_from {
-            let own: Vec<usize> = (from..self.events.len())
-                .filter(|&i| self.is_own_pending(i, &name))
-                .collect();
+            let next = (from..self.events.len()).find(|&i| self.is_own_pending(i, &name));
             let c = self.consumer(slot);
-            match own.last() {
+            match next {
                 None => c.replay_from = None,
-                Some(&last) => {
-                    c.replay_from = Some(last + 1);
+                Some(i) => {
+                    c.replay_from = Some(i + 1);
                     // Read now: a re-read queued for it (by a reclaim) is done too.
-                    c.reread.retain(|i| !own.contains(i));
+                    c.reread.retain(|&q| q != i);
                     self.stats.pel_rereads += 1;
-                    return own.into_iter().map(|i| (i, self.deliver(i))).collect();
+                    return vec![(i, self.deliver(i))];
                 }
             }
         }
-        let queued = std::mem::take(&mut self.consumer(slot).reread);
-        let targets: Vec<usize> = queued.into_iter().filter(|&q| self.is_own_pending(q, &name)).collect();
-        if !targets.is_empty() {
-            let mut batch: BTreeMap<usize, u64> = BTreeMap::new();
-            for i in targets {
-                let n = self.deliver(i);
-                let again = batch.insert(i, n);
-                assert!(again.is_none(), "model: entry {i} queued for a re-read twice");
+        // Queued re-reads in queue order; ids no longer ours are dropped and the next is tried.
+        while !self.consumer(slot).reread.is_empty() {
+            let q = self.consumer(slot).reread.remove(0);
+            if self.is_own_pending(q, &name) {
+                return vec![(q, self.deliver(q))];
             }
-            return batch.into_iter().collect();
         }
         let new: Vec<usize> = (self.delivered..self.events.len()).collect();
         for &i in &new {
