@@ -222,6 +222,29 @@ pub(crate) struct LoadArgs {
     /// (`event_id`, `entry_id`, `seq`, `published_at_ms`, `duplicate`).
     #[arg(long, value_name = "FILE", requires = "rate")]
     pub(crate) history: Option<PathBuf>,
+    /// Load mode: the event data. `seq` (the default): `{"seq": i, "payload": ...}` of type
+    /// `load.v1`. `news`: valid `news.raw.v1` articles dated now that pass the default filter
+    /// (type `news.raw.v1` unless `--type` says otherwise), so each has an effect in the
+    /// filtered stream.
+    #[arg(long, value_enum, default_value_t = LoadTemplate::Seq, requires = "rate")]
+    pub(crate) template: LoadTemplate,
+    /// Load mode with `--template news`: every K-th event (seq K-1, 2K-1, ...) is a poison:
+    /// its title carries the `--poison-marker`, which the `filter-poison` fault injection hook
+    /// of a filter turns into a process abort (docs/reliability.md, "Fault injection hooks").
+    #[arg(long, value_name = "K", requires = "rate", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) poison_every: Option<u64>,
+    /// Load mode: the marker in a poison's title. Default `CHAOS-POISON`.
+    #[arg(long, value_name = "M", requires = "poison_every")]
+    pub(crate) poison_marker: Option<String>,
+}
+
+/// The data of `publish --rate` events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LoadTemplate {
+    /// `{"seq": i, "payload": "xxx..."}`.
+    Seq,
+    /// A `news.raw.v1` article that passes the default filter.
+    News,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod config;
 mod error;
+mod faults;
 mod http;
 mod logging;
 mod output;
@@ -31,6 +32,16 @@ fn main() -> ExitCode {
     if let Err(msg) = logging::init() {
         eprintln!("error: {msg}");
         return ExitCode::from(EXIT_USAGE);
+    }
+    match faults::init() {
+        Ok(names) if !names.is_empty() => {
+            tracing::warn!(fail_points = ?names, "Fault injection hooks are active (FAILPOINTS).");
+        }
+        Ok(_) => {}
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return ExitCode::from(EXIT_USAGE);
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

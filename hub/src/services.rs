@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{HubConfig, EODHD_API_KEY_ENV};
 use crate::error::HubError;
+use crate::faults::Hooked;
 use crate::redis_conn::classify;
 
 /// Extra time, beyond `bus.consumer.shutdown_timeout_ms`, that [`Tasks::join`] gives components
@@ -151,7 +152,7 @@ pub(crate) fn filter_consumer(
     cfg: &HubConfig,
     telemetry: &Telemetry,
     name: Option<String>,
-) -> Result<Consumer<NewsFilter>, HubError> {
+) -> Result<Consumer<Hooked<NewsFilter>>, HubError> {
     let f = &cfg.news.filter;
     let handler = NewsFilter::new(f.clone(), telemetry.filter.clone()).map_err(|e| HubError::Usage(e.to_string()))?;
     let mut opts = ConsumerOptions::new(f.input_stream.clone(), f.group.clone());
@@ -162,7 +163,7 @@ pub(crate) fn filter_consumer(
         &cfg.redis,
         &cfg.bus,
         opts,
-        handler,
+        Hooked(handler),
         telemetry.bus.clone(),
     )?)
 }
@@ -172,7 +173,10 @@ pub(crate) fn filter_consumer(
 ///
 /// # Errors
 /// The final cleanup's error.
-pub(crate) async fn run_consumer(consumer: Consumer<NewsFilter>, cancel: CancellationToken) -> Result<(), HubError> {
+pub(crate) async fn run_consumer(
+    consumer: Consumer<Hooked<NewsFilter>>,
+    cancel: CancellationToken,
+) -> Result<(), HubError> {
     tracing::info!(consumer = %consumer.name(), "Filter consumer starting.");
     consumer.run(cancel).await.map_err(HubError::Bus)
 }

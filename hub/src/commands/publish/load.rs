@@ -1,7 +1,8 @@
 //! `publish --rate R --count N`: a paced load that survives Redis restarts and records every
 //! acknowledged publish, for the chaos suite and load tests.
 //!
-//! Event `i` (from 0) has data `{"seq": i, "payload": "<payload-bytes x's>"}`. Transient errors
+//! Event `i` (from 0) has data `{"seq": i, "payload": "<payload-bytes x's>"}`, or with
+//! `--template news` a `news.raw.v1` article that passes the default filter (see `template`). Transient errors
 //! are retried until they pass or a signal stops the load (`with_unbounded_retries`); on
 //! SIGINT/SIGTERM the batch in flight is finished (or abandoned in its backoff sleep and counted
 //! as unconfirmed) and the summary is printed.
@@ -17,7 +18,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::bucket::TokenBucket;
-use crate::cli::PublishArgs;
+use super::template;
+use crate::cli::{LoadTemplate, PublishArgs};
 use crate::config::HubConfig;
 use crate::error::{bus_exit_code, HubError, EXIT_UNREACHABLE};
 use crate::output::println;
@@ -121,7 +123,20 @@ pub(crate) async fn run(
         .batch
         .map_or_else(|| auto_batch(rate), |b| b as usize)
         .min(count.max(1) as usize);
-    let event_type = args.event_type.clone().unwrap_or_else(|| DEFAULT_TYPE.to_string());
+    let template = args.load.template;
+    if args.load.poison_every.is_some() && template != LoadTemplate::News {
+        return Err(HubError::Usage("--poison-every needs --template news".into()));
+    }
+    let default_type = match template {
+        LoadTemplate::Seq => DEFAULT_TYPE,
+        LoadTemplate::News => template::NEWS_RAW_TYPE,
+    };
+    let event_type = args.event_type.clone().unwrap_or_else(|| default_type.to_string());
+    let poison_marker = args
+        .load
+        .poison_marker
+        .clone()
+        .unwrap_or_else(|| template::DEFAULT_POISON_MARKER.to_string());
     let mut history = match &args.load.history {
         Some(path) => Some(open_history(path)?),
         None => None,
@@ -156,8 +171,18 @@ pub(crate) async fn run(
         }
         let events: Vec<(Event, PublishOptions)> = (seq..seq + n)
             .map(|i| {
-                let data = serde_json::json!({ "seq": i, "payload": pad });
-                let mut e = Event::new(source.as_str(), event_type.as_str(), data);
+                let mut e = match template {
+                    LoadTemplate::Seq => {
+                        let data = serde_json::json!({ "seq": i, "payload": pad });
+                        Event::new(source.as_str(), event_type.as_str(), data)
+                    }
+                    LoadTemplate::News => {
+                        let poison = template::is_poison(i, args.load.poison_every).then_some(poison_marker.as_str());
+                        let mut e = template::news_event(source.as_str(), i, poison);
+                        e.event_type.clone_from(&event_type);
+                        e
+                    }
+                };
                 let mut opts = PublishOptions::default();
                 if let Some(p) = prefix {
                     e = e.with_id(stable_event_id(p, i));

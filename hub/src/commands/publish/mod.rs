@@ -3,6 +3,7 @@
 mod bucket;
 mod lines;
 mod load;
+mod template;
 
 use mt5_bus::{BusMetrics, Event, EventProducer, PublishOptions, Published};
 use serde::Serialize;

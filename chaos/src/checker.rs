@@ -1,0 +1,548 @@
+//! The history checker: reads back what the group did with every published event and gives the
+//! verdict of the zero-loss invariant.
+//!
+//! Inputs: the publisher's history files (what was published: unique event ids), the raw stream,
+//! the output stream (the filter's effects: `data.raw_id`), the dead letter stream (field `id`
+//! and `dlq_reason`, entries with `dlq_stream` = the raw stream) and the group's PEL. The load
+//! is built so that every good event passes the filter (`publish --template news`), so a
+//! published event with neither an effect nor a dead letter is lost: a plain ACK of a rejected
+//! event would look exactly like a loss, which is why the traffic never produces one.
+//!
+//! ```no_run
+//! use mt5_chaos::checker::Checker;
+//! use mt5_chaos::harness::Scenario;
+//!
+//! # async fn example(sc: &Scenario) -> Result<(), mt5_chaos::harness::HarnessError> {
+//! let checker = Checker::for_scenario(sc);
+//! let recovery = checker.wait_drained(std::time::Duration::from_secs(20)).await?;
+//! let verdict = checker
+//!     .check(&[sc.history_path("load")])
+//!     .await?
+//!     .with_recovery(recovery)
+//!     .with_faults("3 consumer SIGKILLs");
+//! println!("{}", verdict.line());
+//! verdict.assert_zero_loss();
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+
+use crate::harness::{HarnessError, Result, Scenario, Streams};
+use crate::history::History;
+
+/// Entries per `XRANGE` page.
+const PAGE: usize = 1000;
+
+/// Reads a scenario's streams back.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    redis_url: String,
+    streams: Streams,
+}
+
+/// End-to-end latency percentiles (output entry id ms − raw entry id ms), in ms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latency {
+    /// Median.
+    pub p50_ms: i64,
+    /// 95th percentile.
+    pub p95_ms: i64,
+    /// 99th percentile.
+    pub p99_ms: i64,
+    /// Maximum.
+    pub max_ms: i64,
+}
+
+/// What happened to the published events.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Verdict {
+    /// What faults were injected (for the report), set by the scenario.
+    pub faults: String,
+    /// Distinct event ids whose publish returned an entry id.
+    pub published: u64,
+    /// History lines whose idempotency key already existed: retried publishes that deduped.
+    pub publish_dedupes: u64,
+    /// Torn history lines (a SIGKILLed publisher's last line).
+    pub history_torn: u64,
+    /// Entries in the raw stream.
+    pub raw_entries: u64,
+    /// Published events with at least one effect in the output stream.
+    pub processed: u64,
+    /// Effects (output entries) of this scenario's raw stream.
+    pub effects: u64,
+    /// Effects beyond the first per event (the same `raw_id` twice in the output).
+    pub duplicated_effects: u64,
+    /// Published events in the dead letter stream, by `dlq_reason`.
+    pub dead_lettered: BTreeMap<String, u64>,
+    /// Published events dead-lettered more than once, or both dead-lettered and processed.
+    pub double_outcomes: u64,
+    /// Published events with neither an effect nor a dead letter.
+    pub lost: u64,
+    /// Up to 10 lost event ids.
+    pub lost_sample: Vec<String>,
+    /// Effects or dead letters of event ids the history does not hold (a publish applied but
+    /// not recorded, e.g. the publisher was killed before writing its history).
+    pub unrecorded: u64,
+    /// Entries still in the group's PEL.
+    pub pending: u64,
+    /// End-to-end latency of the effects.
+    pub latency: Option<Latency>,
+    /// Time to recover, measured by the scenario.
+    pub recovery: Option<Duration>,
+}
+
+impl Verdict {
+    /// With the scenario's faults description.
+    #[must_use]
+    pub fn with_faults(mut self, faults: impl Into<String>) -> Self {
+        self.faults = faults.into();
+        self
+    }
+
+    /// With the scenario's time to recover.
+    #[must_use]
+    pub fn with_recovery(mut self, recovery: Duration) -> Self {
+        self.recovery = Some(recovery);
+        self
+    }
+
+    /// All dead-lettered published events.
+    pub fn dead_lettered_total(&self) -> u64 {
+        self.dead_lettered.values().sum()
+    }
+
+    /// Dead letters with `reason`.
+    pub fn dead_lettered_with(&self, reason: &str) -> u64 {
+        self.dead_lettered.get(reason).copied().unwrap_or(0)
+    }
+
+    /// `reason=n,reason=n`, or `0`.
+    pub fn dead_lettered_text(&self) -> String {
+        if self.dead_lettered.is_empty() {
+            return "0".into();
+        }
+        self.dead_lettered
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The one-line summary with every figure.
+    pub fn line(&self) -> String {
+        let lat = self.latency.map_or_else(
+            || "n/a".to_string(),
+            |l| format!("{}/{}/{} ms", l.p50_ms, l.p95_ms, l.p99_ms),
+        );
+        let rec = self
+            .recovery
+            .map_or_else(|| "n/a".to_string(), |d| format!("{:.2}s", d.as_secs_f64()));
+        format!(
+            "published {} (dedupes {}), processed {}, effects {}, duplicated {}, dead-lettered {}, double outcomes {}, lost {}, pending {}, unrecorded {}, recovery {}, e2e p50/p95/p99 {}",
+            self.published,
+            self.publish_dedupes,
+            self.processed,
+            self.effects,
+            self.duplicated_effects,
+            self.dead_lettered_text(),
+            self.double_outcomes,
+            self.lost,
+            self.pending,
+            self.unrecorded,
+            rec,
+            lat
+        )
+    }
+
+    /// Asserts the zero-loss invariant: something was published, nothing lost, no duplicated
+    /// effect, no event with two outcomes, and the PEL drained.
+    ///
+    /// # Panics
+    /// When the invariant does not hold (the message has the whole line and lost ids).
+    pub fn assert_zero_loss(&self) {
+        assert!(self.published > 0, "nothing was published: {}", self.line());
+        assert!(
+            self.lost == 0 && self.duplicated_effects == 0 && self.double_outcomes == 0 && self.pending == 0,
+            "zero-loss invariant violated: {}; lost ids (sample): {:?}",
+            self.line(),
+            self.lost_sample
+        );
+    }
+}
+
+/// A nearest-rank percentile of sorted values.
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The milliseconds part of an entry id.
+fn entry_ms(id: &str) -> Option<i64> {
+    id.split('-').next()?.parse().ok()
+}
+
+/// A flat `[k, v, k, v, ...]` (or RESP3 map) reply as a map.
+fn as_map(v: &Value) -> HashMap<String, Value> {
+    let mut out = HashMap::new();
+    match v {
+        Value::Array(items) => {
+            for pair in items.chunks(2) {
+                if let [k, v] = pair {
+                    if let Ok(k) = redis::from_redis_value_ref::<String>(k) {
+                        out.insert(k, v.clone());
+                    }
+                }
+            }
+        }
+        Value::Map(pairs) => {
+            for (k, v) in pairs {
+                if let Ok(k) = redis::from_redis_value_ref::<String>(k) {
+                    out.insert(k, v.clone());
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Compares two entry ids numerically.
+fn id_key(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+impl Checker {
+    /// A checker of `streams` on `redis_url`.
+    pub fn new(redis_url: &str, streams: Streams) -> Self {
+        Checker {
+            redis_url: redis_url.to_string(),
+            streams,
+        }
+    }
+
+    /// A checker of the scenario's streams.
+    pub fn for_scenario(sc: &Scenario) -> Self {
+        Self::new(&sc.redis_url, sc.streams.clone())
+    }
+
+    /// A fresh connection (Redis may have restarted since the last one).
+    ///
+    /// # Errors
+    /// Redis is unreachable.
+    pub async fn connection(&self) -> Result<MultiplexedConnection> {
+        let client = redis::Client::open(self.redis_url.as_str())?;
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(10)));
+        Ok(client.get_multiplexed_async_connection_with_config(&cfg).await?)
+    }
+
+    /// Every entry of `stream`, oldest first, paged.
+    async fn read_all(
+        conn: &mut MultiplexedConnection,
+        stream: &str,
+    ) -> Result<Vec<(String, HashMap<String, String>)>> {
+        let mut out = Vec::new();
+        let mut start = "-".to_string();
+        loop {
+            let page: Vec<(String, HashMap<String, String>)> = {
+                let v: Value = redis::cmd("XRANGE")
+                    .arg(stream)
+                    .arg(&start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(PAGE)
+                    .query_async(conn)
+                    .await?;
+                let Value::Array(entries) = v else {
+                    return Ok(out);
+                };
+                let mut page = Vec::with_capacity(entries.len());
+                for e in entries {
+                    let (id, fields): (String, HashMap<String, String>) = redis::from_redis_value(e)?;
+                    page.push((id, fields));
+                }
+                page
+            };
+            let n = page.len();
+            if let Some((last, _)) = page.last() {
+                start = format!("({last}");
+            }
+            out.extend(page);
+            if n < PAGE {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// `XLEN` of the output stream: a cheap progress probe while a fault is on (Redis errors are
+    /// the caller's to retry).
+    ///
+    /// # Errors
+    /// Redis is unreachable.
+    pub async fn output_len(&self) -> Result<u64> {
+        let mut conn = self.connection().await?;
+        Ok(redis::cmd("XLEN")
+            .arg(&self.streams.filtered)
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// The group's pending count (`XPENDING` summary; 0 when the stream or group is missing).
+    ///
+    /// # Errors
+    /// Redis is unreachable.
+    pub async fn pending(&self) -> Result<u64> {
+        Ok(self.pending_by_consumer().await?.values().sum())
+    }
+
+    /// The group's pending entries per consumer.
+    ///
+    /// # Errors
+    /// Redis is unreachable.
+    pub async fn pending_by_consumer(&self) -> Result<HashMap<String, u64>> {
+        let mut conn = self.connection().await?;
+        let v: std::result::Result<Value, redis::RedisError> = redis::cmd("XPENDING")
+            .arg(&self.streams.raw)
+            .arg(&self.streams.group)
+            .query_async(&mut conn)
+            .await;
+        let v = match v {
+            Ok(v) => v,
+            // NOGROUP: nothing was ever published.
+            Err(e) if e.code() == Some("NOGROUP") => return Ok(HashMap::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = HashMap::new();
+        if let Value::Array(parts) = v {
+            if let Some(Value::Array(consumers)) = parts.get(3) {
+                for c in consumers {
+                    let (name, n): (String, String) = redis::from_redis_value_ref(c)?;
+                    out.insert(name, n.parse().unwrap_or(0));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The group's last-delivered id and the stream's last-generated id.
+    async fn positions(&self, conn: &mut MultiplexedConnection) -> Result<Option<(String, String)>> {
+        let info: std::result::Result<Value, redis::RedisError> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.streams.raw)
+            .query_async(conn)
+            .await;
+        let info = match info {
+            Ok(v) => as_map(&v),
+            Err(e) if e.to_string().contains("no such key") => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let last: String = info
+            .get("last-generated-id")
+            .map(redis::from_redis_value_ref)
+            .transpose()?
+            .unwrap_or_default();
+        let groups: Value = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.streams.raw)
+            .query_async(conn)
+            .await?;
+        let Value::Array(groups) = groups else {
+            return Ok(None);
+        };
+        for g in &groups {
+            let g = as_map(g);
+            let name: String = g
+                .get("name")
+                .map(redis::from_redis_value_ref)
+                .transpose()?
+                .unwrap_or_default();
+            if name == self.streams.group {
+                let delivered: String = g
+                    .get("last-delivered-id")
+                    .map(redis::from_redis_value_ref)
+                    .transpose()?
+                    .unwrap_or_default();
+                return Ok(Some((delivered, last)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether the group has read every entry and its PEL is empty.
+    ///
+    /// # Errors
+    /// Redis is unreachable.
+    pub async fn is_drained(&self) -> Result<bool> {
+        let mut conn = self.connection().await?;
+        let Some((delivered, last)) = self.positions(&mut conn).await? else {
+            return Ok(false);
+        };
+        Ok(id_key(&delivered) >= id_key(&last) && self.pending().await? == 0)
+    }
+
+    /// Waits until the group has read every entry and its PEL is empty; returns how long that
+    /// took. Redis errors while waiting (a restart) are retried until the timeout.
+    ///
+    /// # Errors
+    /// [`HarnessError::Timeout`] with the pending count at the end.
+    pub async fn wait_drained(&self, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            if let Ok(true) = self.is_drained().await {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() >= timeout {
+                let pending = self.pending().await.unwrap_or(u64::MAX);
+                return Err(HarnessError::Timeout {
+                    what: format!(
+                        "group {} on {} to drain (pending {pending})",
+                        self.streams.group, self.streams.raw
+                    ),
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Reads everything back and computes the verdict (without faults or recovery time: add
+    /// them with [`Verdict::with_faults`] and [`Verdict::with_recovery`]).
+    ///
+    /// # Errors
+    /// A history file cannot be read, Redis is unreachable, or an output entry's `data` is not
+    /// JSON.
+    pub async fn check(&self, histories: &[PathBuf]) -> Result<Verdict> {
+        let history = History::read(histories)?;
+        let published: HashSet<&str> = history.event_ids().into_iter().collect();
+        let mut conn = self.connection().await?;
+        let raw = Self::read_all(&mut conn, &self.streams.raw).await?;
+        let output = Self::read_all(&mut conn, &self.streams.filtered).await?;
+        let dlq = Self::read_all(&mut conn, &self.streams.deadletter).await?;
+
+        let mut effects_by_id: HashMap<String, u64> = HashMap::new();
+        let mut latencies = Vec::with_capacity(output.len());
+        let mut effects = 0u64;
+        for (entry_id, fields) in &output {
+            let data = fields.get("data").map(String::as_str).unwrap_or("null");
+            let data: serde_json::Value = serde_json::from_str(data).map_err(|e| HarnessError::Parse {
+                what: format!("the data of output entry {entry_id}"),
+                detail: e.to_string(),
+            })?;
+            let Some(raw_id) = data.get("raw_id").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            effects += 1;
+            *effects_by_id.entry(raw_id.to_string()).or_default() += 1;
+            if let (Some(out_ms), Some(in_ms)) = (
+                entry_ms(entry_id),
+                data.get("raw_entry_id").and_then(|v| v.as_str()).and_then(entry_ms),
+            ) {
+                latencies.push(out_ms - in_ms);
+            }
+        }
+        let mut dead_by_id: HashMap<String, (u64, String)> = HashMap::new();
+        for (_, fields) in &dlq {
+            if fields.get("dlq_stream").map(String::as_str) != Some(self.streams.raw.as_str()) {
+                continue;
+            }
+            let Some(id) = fields.get("id") else { continue };
+            let reason = fields.get("dlq_reason").cloned().unwrap_or_else(|| "unknown".into());
+            let e = dead_by_id.entry(id.clone()).or_insert((0, reason));
+            e.0 += 1;
+        }
+
+        let mut v = Verdict {
+            published: published.len() as u64,
+            publish_dedupes: history.duplicates() as u64,
+            history_torn: history.torn as u64,
+            raw_entries: raw.len() as u64,
+            effects,
+            ..Verdict::default()
+        };
+        for id in &published {
+            let n_eff = effects_by_id.get(*id).copied().unwrap_or(0);
+            let dead = dead_by_id.get(*id);
+            if n_eff > 0 {
+                v.processed += 1;
+                v.duplicated_effects += n_eff - 1;
+            }
+            if let Some((n, reason)) = dead {
+                *v.dead_lettered.entry(reason.clone()).or_default() += 1;
+                if *n > 1 || n_eff > 0 {
+                    v.double_outcomes += 1;
+                }
+            }
+            if n_eff == 0 && dead.is_none() {
+                v.lost += 1;
+                if v.lost_sample.len() < 10 {
+                    v.lost_sample.push((*id).to_string());
+                }
+            }
+        }
+        v.unrecorded = effects_by_id
+            .keys()
+            .chain(dead_by_id.keys())
+            .filter(|id| !published.contains(id.as_str()))
+            .collect::<HashSet<_>>()
+            .len() as u64;
+        v.pending = self.pending().await?;
+        latencies.sort_unstable();
+        if !latencies.is_empty() {
+            v.latency = Some(Latency {
+                p50_ms: percentile(&latencies, 50.0),
+                p95_ms: percentile(&latencies, 95.0),
+                p99_ms: percentile(&latencies, 99.0),
+                max_ms: latencies.last().copied().unwrap_or(0),
+            });
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nearest-rank percentiles.
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 95.0), 95);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(percentile(&[], 50.0), 0);
+    }
+
+    /// Entry ids compare numerically, not as text.
+    #[test]
+    fn entry_ids_compare_numerically() {
+        assert!(id_key("10-0") > id_key("9-5"));
+        assert!(id_key("10-10") > id_key("10-9"));
+    }
+
+    /// The zero-loss assertion fails on a loss.
+    #[test]
+    #[should_panic(expected = "zero-loss invariant violated")]
+    fn a_loss_fails_the_verdict() {
+        Verdict {
+            published: 2,
+            processed: 1,
+            lost: 1,
+            ..Verdict::default()
+        }
+        .assert_zero_loss();
+    }
+}

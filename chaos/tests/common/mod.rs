@@ -1,0 +1,41 @@
+//! Helpers shared by the chaos scenarios (each scenario file is its own test binary and uses a
+//! part of them).
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use mt5_chaos::harness::{hub_bin, HubProcess, Scenario};
+use mt5_fixtures::{Appendfsync, Backend, RedisFixture, RedisOptions};
+
+/// A `redis-server` process (fast SIGKILL and restart on the same data dir) with `appendfsync`.
+pub async fn process_redis(appendfsync: Appendfsync) -> RedisFixture {
+    RedisFixture::start_with(
+        RedisOptions::default()
+            .with_backend(Backend::Process)
+            .with_appendfsync(appendfsync),
+    )
+    .await
+    .expect("start redis-server")
+}
+
+/// The scenario `name` on `fx`, after checking the `mt5-hub` binary is built.
+pub fn scenario(name: &str, fx: &RedisFixture) -> Scenario {
+    if let Err(e) = hub_bin() {
+        panic!("{e}");
+    }
+    Scenario::new(name, &fx.url(), &fx.prefix()).expect("scenario dir")
+}
+
+/// Waits until `p` serves HTTP (it has parsed its config and started).
+pub async fn ready(p: &HubProcess) {
+    p.http_addr(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("{} did not start: {e}", p.label()));
+}
+
+/// SIGTERMs every process, asserting nothing hangs.
+pub async fn stop_all(procs: &mut [HubProcess]) {
+    for p in procs.iter_mut() {
+        let _ = p.sigterm_and_wait(Duration::from_secs(10)).await;
+    }
+}
