@@ -53,12 +53,17 @@ pub(crate) struct HttpConfig {
     /// Listen address of the HTTP server (`/metrics`, `/healthz`, `/readyz`). Default
     /// `127.0.0.1:9464` (env `MT5_HTTP_ADDR`).
     pub(crate) addr: SocketAddr,
+    /// How often the in-process stats collector refreshes the stream gauges
+    /// (`mt5_stream_length`, lag, pending, oldest pending age, live consumers) from `XINFO`,
+    /// in ms; every scrape of `/metrics` refreshes them too. 0 = only on scrapes. Default 5000.
+    pub(crate) stats_interval_ms: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            stats_interval_ms: 5000,
         }
     }
 }

@@ -34,17 +34,28 @@ struct AppState {
     bus_metrics: BusMetrics,
     redis: RedisConfig,
     groups: Vec<GroupSpec>,
-    /// Streams whose gauges (`mt5_stream_length`, lag, pending, ...) are refreshed on a scrape.
+    /// Streams whose gauges (`mt5_stream_length`, lag, pending, ...) are refreshed on a scrape
+    /// and by the stats collector.
     streams: Vec<String>,
 }
 
 /// A bound, not yet serving HTTP server. Split from [`HttpServer::serve`] so the command learns
 /// the address (port 0 picks a free one) before anything else starts.
-#[derive(Debug)]
 pub(crate) struct HttpServer {
     listener: TcpListener,
     addr: SocketAddr,
     router: Router,
+    state: Arc<AppState>,
+    stats_interval: Duration,
+}
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("addr", &self.addr)
+            .field("stats_interval", &self.stats_interval)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpServer {
@@ -73,8 +84,14 @@ impl HttpServer {
             .route("/metrics", get(metrics))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
-            .with_state(state);
-        Ok(HttpServer { listener, addr, router })
+            .with_state(state.clone());
+        Ok(HttpServer {
+            listener,
+            addr,
+            router,
+            state,
+            stats_interval: Duration::from_millis(cfg.http.stats_interval_ms),
+        })
     }
 
     /// The bound address (for commands that print where to look, e.g. `demo`).
@@ -84,15 +101,16 @@ impl HttpServer {
     }
 
     /// Serves until `cancel` fires, then stops accepting and finishes the requests in flight.
+    /// Meanwhile the stats collector refreshes the stream gauges every `http.stats_interval_ms`.
     ///
     /// # Errors
     /// [`HubError::Io`] when accepting fails for good.
     pub(crate) async fn serve(self, cancel: CancellationToken) -> Result<(), HubError> {
         let addr = self.addr;
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(cancel.cancelled_owned())
-            .await
-            .map_err(|e| HubError::io(format!("the HTTP server on {addr} failed"), e))?;
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(cancel.clone().cancelled_owned());
+        let collector = collect_stats(&self.state, self.stats_interval, &cancel);
+        let (served, ()) = tokio::join!(server, collector);
+        served.map_err(|e| HubError::io(format!("the HTTP server on {addr} failed"), e))?;
         tracing::debug!(addr = %addr, "HTTP server stopped.");
         Ok(())
     }
@@ -120,6 +138,32 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
                 format!("cannot encode metrics: {e}\n"),
             )
                 .into_response()
+        }
+    }
+}
+
+/// The in-process stats collector: refreshes the stream gauges every `interval` until `cancel`
+/// fires (never, for a zero interval). A failed refresh is logged at debug level and retried on
+/// the next tick: Redis being down shows in `/readyz`, not here.
+async fn collect_stats(state: &AppState, interval: Duration, cancel: &CancellationToken) {
+    if interval.is_zero() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = cancel.cancelled() => return,
+        }
+        let refresh = tokio::time::timeout(CHECK_TIMEOUT, refresh_stream_gauges(state));
+        tokio::select! {
+            result = refresh => {
+                if let Ok(Err(e)) = result {
+                    tracing::debug!(error = %e, "Could not refresh the stream gauges.");
+                }
+            }
+            () = cancel.cancelled() => return,
         }
     }
 }
