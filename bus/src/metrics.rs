@@ -153,6 +153,32 @@ impl BusMetrics {
     }
 }
 
+impl BusMetrics {
+    /// Creates every counter series a consumer of `group` on `stream` can touch, at 0, so
+    /// dashboards, `rate()` and `increase()` see them before the first event (a missing series
+    /// reads as "no data", not as zero): processed by outcome, dead letters by reason, reclaims
+    /// by kind, trimmed-unacked.
+    pub fn init_consumer_series(&self, stream: &str, group: &str) {
+        for o in [
+            outcome::ACKED,
+            outcome::EMITTED,
+            outcome::RETRIED,
+            outcome::DEAD_LETTERED,
+            outcome::NOT_OWNER,
+        ] {
+            self.processed.with_label_values(&[stream, group, o]);
+        }
+        use crate::consumer::DeadLetterReason as R;
+        for r in [R::Malformed, R::Unsupported, R::MaxDeliveries, R::Handler] {
+            self.deadletter.with_label_values(&[stream, r.as_str()]);
+        }
+        for k in [reclaim_kind::DEAD_CONSUMER, reclaim_kind::IDLE] {
+            self.reclaimed.with_label_values(&[stream, group, k]);
+        }
+        self.trimmed_unacked.with_label_values(&[stream, group]);
+    }
+}
+
 impl Default for BusMetrics {
     fn default() -> Self {
         Self::unregistered()
@@ -195,5 +221,31 @@ mod tests {
             BusMetrics::register(&registry).is_err(),
             "double registration must fail"
         );
+    }
+
+    #[test]
+    fn consumer_series_exist_at_zero_before_the_first_event() {
+        let m = BusMetrics::unregistered();
+        m.init_consumer_series("s", "g");
+        assert_eq!(m.deadletter.with_label_values(&["s", "max_deliveries"]).get(), 0);
+        assert_eq!(
+            m.processed
+                .get_metric_with_label_values(&["s", "g", outcome::NOT_OWNER])
+                .unwrap()
+                .get(),
+            0
+        );
+        let reg = Registry::new();
+        let m = BusMetrics::register(&reg).unwrap();
+        m.init_consumer_series("s", "g");
+        let text = prometheus::TextEncoder::new().encode_to_string(&reg.gather()).unwrap();
+        for series in [
+            r#"mt5_deadletter_total{reason="handler",stream="s"} 0"#,
+            r#"mt5_reclaimed_total{group="g",kind="idle",stream="s"} 0"#,
+            r#"mt5_stream_trimmed_unacked_total{group="g",stream="s"} 0"#,
+            r#"mt5_events_processed_total{group="g",outcome="emitted",stream="s"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} in\n{text}");
+        }
     }
 }

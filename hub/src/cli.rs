@@ -64,6 +64,11 @@ pub(crate) enum Command {
     /// The whole news pipeline on this machine: a temporary redis-server (unless a Redis URL is
     /// configured), bundled sample news (or EODHD with `EODHD_API_KEY`), fetch, filter, report.
     Demo(crate::commands::demo::DemoArgs),
+    /// Relay Alertmanager webhooks (`POST /alertmanager`, payload version 4) to a DingTalk
+    /// robot as markdown messages, signed when `DINGTALK_SECRET` is set, within the robot's rate
+    /// limit. Needs `DINGTALK_ACCESS_TOKEN`; does not use Redis. Serves the webhook, `/metrics`,
+    /// `/healthz` and `/readyz` on `[http].addr` (`MT5_HTTP_ADDR`).
+    AlertRelay,
 }
 
 /// `config ...`

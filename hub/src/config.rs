@@ -6,8 +6,10 @@
 //! `MT5_NEWS__EODHD__BASE_URL`). Unknown keys, in the file or in `MT5_*__*` variables, are errors
 //! that name the key.
 //!
-//! The EODHD API key is a secret read only from the env `EODHD_API_KEY`: setting
-//! `news.eodhd.api_key` in the file or through `MT5_NEWS__EODHD__API_KEY` is an error.
+//! Secrets are read only from their own env vars: the EODHD API key from `EODHD_API_KEY`, the
+//! DingTalk robot's access token from `DINGTALK_ACCESS_TOKEN` and its signing secret from
+//! `DINGTALK_SECRET`. Setting `news.eodhd.api_key`, `alerts.access_token` or `alerts.secret` in
+//! the file or through an `MT5_*` variable is an error.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +23,8 @@ use mt5_bus::{BusConfig, RedisConfig};
 use mt5_news::{EodhdConfig, FetcherConfig, FilterConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::relay::{AlertsConfig, AlertsConfigError};
+
 /// Env var naming the config file (the same as `--config`).
 pub(crate) const CONFIG_ENV: &str = "MT5_CONFIG";
 /// Prefix of every override variable.
@@ -33,6 +37,7 @@ const SHORT_NAMES: &[(&str, &str)] = &[
     ("MT5_REDIS_PASSWORD", "redis.password"),
     ("MT5_HTTP_ADDR", "http.addr"),
     ("MT5_EODHD_BASE_URL", "news.eodhd.base_url"),
+    ("MT5_DINGTALK_URL", "alerts.dingtalk_url"),
 ];
 /// The env var holding the EODHD API key, the only way to set `news.eodhd.api_key`.
 pub(crate) const EODHD_API_KEY_ENV: &str = "EODHD_API_KEY";
@@ -40,10 +45,38 @@ pub(crate) const EODHD_API_KEY_ENV: &str = "EODHD_API_KEY";
 const EODHD_API_KEY: &str = "news.eodhd.api_key";
 /// The name of the `EODHD_API_KEY` provider in error messages.
 const API_KEY_SOURCE: &str = "environment variable EODHD_API_KEY";
+/// The env var holding the DingTalk robot's access token, the only way to set it.
+pub(crate) const DINGTALK_ACCESS_TOKEN_ENV: &str = "DINGTALK_ACCESS_TOKEN";
+/// The dotted key of the DingTalk access token.
+const DINGTALK_ACCESS_TOKEN: &str = "alerts.access_token";
+/// The env var holding the DingTalk robot's signing secret, the only way to set it.
+const DINGTALK_SECRET_ENV: &str = "DINGTALK_SECRET";
+/// The dotted key of the DingTalk signing secret.
+const DINGTALK_SECRET: &str = "alerts.secret";
+/// Secrets read only from their own env var: (env var, dotted key, provider name).
+const SECRET_ENVS: &[(&str, &str, &str)] = &[
+    (EODHD_API_KEY_ENV, EODHD_API_KEY, API_KEY_SOURCE),
+    (
+        DINGTALK_ACCESS_TOKEN_ENV,
+        DINGTALK_ACCESS_TOKEN,
+        "environment variable DINGTALK_ACCESS_TOKEN",
+    ),
+    (
+        DINGTALK_SECRET_ENV,
+        DINGTALK_SECRET,
+        "environment variable DINGTALK_SECRET",
+    ),
+];
 /// The name of the env override providers in error messages.
 const ENV_SOURCE: &str = "environment variables";
 /// Dotted keys whose values are secrets or may hold one: never echoed in error messages.
-const SECRET_KEYS: &[&str] = &["redis.url", "redis.password", EODHD_API_KEY];
+const SECRET_KEYS: &[&str] = &[
+    "redis.url",
+    "redis.password",
+    EODHD_API_KEY,
+    DINGTALK_ACCESS_TOKEN,
+    DINGTALK_SECRET,
+];
 
 /// `[http]`: where the HTTP servers (metrics, health, gateway) listen.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -94,6 +127,8 @@ pub(crate) struct HubConfig {
     pub(crate) http: HttpConfig,
     /// `[news]`.
     pub(crate) news: NewsConfig,
+    /// `[alerts]`: the Alertmanager → DingTalk relay.
+    pub(crate) alerts: AlertsConfig,
 }
 
 /// Why the configuration could not be loaded. Always exit code 2.
@@ -122,6 +157,9 @@ pub(crate) enum ConfigError {
     /// A `[news.filter]` value is out of range.
     #[error(transparent)]
     InvalidFilter(#[from] mt5_news::filter::FilterError),
+    /// An `[alerts]` value is out of range.
+    #[error(transparent)]
+    InvalidAlerts(#[from] AlertsConfigError),
 }
 
 impl HubConfig {
@@ -150,20 +188,24 @@ impl HubConfig {
             .merge(EnvOverrides::short_names(&env))
             .merge(EnvOverrides::nested(&env))
             .merge(EnvOverrides::api_key(&env));
+        for &(var, key, name) in &SECRET_ENVS[1..] {
+            figment = figment.merge(EnvOverrides::secret(&env, var, key, name));
+        }
         let cfg: HubConfig = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
-        // The key is a secret: only the env may hold it, never the file (which gets copied,
+        // Secrets: only their env var may hold them, never the file (which gets copied,
         // committed and printed) nor an `MT5_*` override.
-        if !cfg.news.eodhd.api_key.is_empty() {
-            if let Some(md) = figment.find_metadata(EODHD_API_KEY) {
-                if md.name != API_KEY_SOURCE {
-                    let source = md
-                        .source
-                        .as_ref()
-                        .map_or_else(|| md.name.to_string(), |s| s.to_string());
-                    return Err(ConfigError::Parse(format!(
-                        "{EODHD_API_KEY}: the EODHD API key is read only from the env \
-                         {EODHD_API_KEY_ENV}; remove it from {source}"
-                    )));
+        for &(var, key, name) in SECRET_ENVS {
+            if cfg.secret(key).is_some_and(|s| !s.is_empty()) {
+                if let Some(md) = figment.find_metadata(key) {
+                    if md.name != name {
+                        let source = md
+                            .source
+                            .as_ref()
+                            .map_or_else(|| md.name.to_string(), |s| s.to_string());
+                        return Err(ConfigError::Parse(format!(
+                            "{key}: this secret is read only from the env {var}; remove it from {source}"
+                        )));
+                    }
                 }
             }
         }
@@ -181,7 +223,18 @@ impl HubConfig {
         self.news.eodhd.validate()?;
         self.news.fetcher.validate()?;
         self.news.filter.validate()?;
+        self.alerts.validate()?;
         Ok(())
+    }
+
+    /// The secret at a dotted key of [`SECRET_ENVS`].
+    fn secret(&self, key: &str) -> Option<&mt5_bus::Secret> {
+        match key {
+            EODHD_API_KEY => Some(&self.news.eodhd.api_key),
+            DINGTALK_ACCESS_TOKEN => Some(&self.alerts.access_token),
+            DINGTALK_SECRET => Some(&self.alerts.secret),
+            _ => None,
+        }
     }
 
     /// The effective config as TOML, with the URL's password and every secret redacted.
@@ -318,15 +371,18 @@ impl EnvOverrides {
 
     /// `EODHD_API_KEY` → `news.eodhd.api_key`.
     fn api_key(env: &[(String, String)]) -> Self {
+        let (var, key, name) = SECRET_ENVS[0];
+        Self::secret(env, var, key, name)
+    }
+
+    /// The env var `var` → the secret at `key`, as the provider `name`.
+    fn secret(env: &[(String, String)], var: &str, key: &str, name: &'static str) -> Self {
         let entries = env
             .iter()
-            .filter(|(k, _)| k == EODHD_API_KEY_ENV)
-            .map(|(k, v)| (EODHD_API_KEY.to_string(), (k.clone(), v.clone())))
+            .filter(|(k, _)| k == var)
+            .map(|(k, v)| (key.to_string(), (k.clone(), v.clone())))
             .collect();
-        EnvOverrides {
-            name: API_KEY_SOURCE,
-            entries,
-        }
+        EnvOverrides { name, entries }
     }
 }
 
@@ -614,7 +670,13 @@ mod tests {
             text.contains("api_key") && text.contains("EODHD_API_KEY"),
             "news.eodhd.api_key must be documented"
         );
-        missing.retain(|k| k != EODHD_API_KEY);
+        for (var, key) in [
+            (DINGTALK_ACCESS_TOKEN_ENV, "access_token"),
+            (DINGTALK_SECRET_ENV, "secret ="),
+        ] {
+            assert!(text.contains(var) && text.contains(key), "{key} must be documented");
+        }
+        missing.retain(|k| ![EODHD_API_KEY, DINGTALK_ACCESS_TOKEN, DINGTALK_SECRET].contains(&k.as_str()));
         assert!(
             missing.is_empty(),
             "keys missing from configs/mt5-hub.toml: {missing:?}"
@@ -723,6 +785,71 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("watchlst"), "{err}");
+    }
+
+    /// The DingTalk token and secret come from their env vars only, are redacted, and are
+    /// refused (without being echoed) in the file or an `MT5_*` override.
+    #[test]
+    fn the_dingtalk_secrets_come_only_from_their_env_and_are_redacted() {
+        let cfg = load_env(&[
+            ("DINGTALK_ACCESS_TOKEN", "t0ken-s3cr3t"),
+            ("DINGTALK_SECRET", "SECs1gn-s3cr3t"),
+            ("MT5_DINGTALK_URL", "http://127.0.0.1:1/robot/send"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.alerts.access_token.expose(), "t0ken-s3cr3t");
+        assert_eq!(cfg.alerts.secret.expose(), "SECs1gn-s3cr3t");
+        assert_eq!(cfg.alerts.dingtalk_url, "http://127.0.0.1:1/robot/send");
+        let printed = cfg.to_redacted_toml();
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert!(!format!("{cfg:?}").contains("s3cr3t"));
+
+        let err = load_toml("[alerts]\naccess_token = \"f1le-t0ken\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("DINGTALK_ACCESS_TOKEN") && !err.contains("f1le-t0ken"),
+            "{err}"
+        );
+        let err = load_env(&[("MT5_ALERTS__SECRET", "SECenv")]).unwrap_err().to_string();
+        assert!(err.contains("DINGTALK_SECRET") && !err.contains("SECenv"), "{err}");
+        let err = load_toml("[alerts]\nsecret = 424242424\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("alerts.secret") && !err.contains("424242424"), "{err}");
+    }
+
+    /// Mentions per severity load from the file; bad `[alerts]` values name the field.
+    #[test]
+    fn alerts_mentions_load_and_bad_values_name_the_field() {
+        let cfg = load_toml(
+            "[alerts.mentions.critical]\nmobiles = [\"13800000000\"]\nat_all = true\n\
+             [alerts.mentions.page]\nuser_ids = [\"u1\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.alerts.mentions["critical"].mobiles, vec!["13800000000".to_string()]);
+        assert!(cfg.alerts.mentions["critical"].at_all);
+        assert_eq!(cfg.alerts.mentions["page"].user_ids, vec!["u1".to_string()]);
+        assert!(cfg.alerts.mentions.contains_key("warning"), "defaults stay");
+        for (var, value, field) in [
+            ("MT5_ALERTS__RATE_LIMIT_PER_MINUTE", "0", "alerts.rate_limit_per_minute"),
+            ("MT5_ALERTS__MAX_ATTEMPTS", "0", "alerts.max_attempts"),
+            ("MT5_DINGTALK_URL", "ftp://x", "alerts.dingtalk_url"),
+            (
+                "MT5_DINGTALK_URL",
+                "http://x/send?access_token=abc",
+                "alerts.dingtalk_url",
+            ),
+            ("MT5_ALERTS__MAX_MESSAGE_BYTES", "50000", "alerts.max_message_bytes"),
+        ] {
+            let err = load_env(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(field), "{var}={value}: {err}");
+        }
+        let err = load_toml("[alerts.mentions.critical]\nphones = []\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("phones"), "{err}");
     }
 
     /// The known streams are the groups' streams, the filtered news and the dead letter stream.

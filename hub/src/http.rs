@@ -5,6 +5,9 @@
 //! The server binds before the command's components start, so `/healthz` and `/readyz` answer
 //! while a service is still (re)connecting: a service that cannot reach Redis keeps retrying
 //! and reports it through `/readyz` instead of exiting.
+//!
+//! A command adds its own routes with [`HttpServer::with_routes`] (the alert relay's webhook);
+//! one that does not use Redis turns the Redis parts off with [`HttpServer::without_redis`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +40,8 @@ struct AppState {
     /// Streams whose gauges (`mt5_stream_length`, lag, pending, ...) are refreshed on a scrape
     /// and by the stats collector.
     streams: Vec<String>,
+    /// Whether `/readyz` checks Redis and the groups (false for services without Redis).
+    uses_redis: bool,
 }
 
 /// A bound, not yet serving HTTP server. Split from [`HttpServer::serve`] so the command learns
@@ -44,8 +49,9 @@ struct AppState {
 pub(crate) struct HttpServer {
     listener: TcpListener,
     addr: SocketAddr,
-    router: Router,
-    state: Arc<AppState>,
+    /// Routes served next to `/metrics`, `/healthz` and `/readyz`.
+    extra: Router,
+    state: AppState,
     stats_interval: Duration,
 }
 
@@ -73,25 +79,39 @@ impl HttpServer {
             .map_err(|e| HubError::io("cannot read the bound HTTP address", e))?;
         tracing::info!(addr = %addr, "HTTP server listening (/metrics, /healthz, /readyz).");
         eprintln!("mt5-hub: http listening on {addr}");
-        let state = Arc::new(AppState {
+        let state = AppState {
             registry,
             bus_metrics,
             redis: cfg.redis.clone(),
             groups: cfg.bus.groups.clone(),
             streams: cfg.known_streams(),
-        });
-        let router = Router::new()
-            .route("/metrics", get(metrics))
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
-            .with_state(state.clone());
+            uses_redis: true,
+        };
         Ok(HttpServer {
             listener,
             addr,
-            router,
+            extra: Router::new(),
             state,
             stats_interval: Duration::from_millis(cfg.http.stats_interval_ms),
         })
+    }
+
+    /// Also serves `routes` (which must not use `/metrics`, `/healthz` or `/readyz`).
+    #[must_use]
+    pub(crate) fn with_routes(mut self, routes: Router) -> Self {
+        self.extra = self.extra.merge(routes);
+        self
+    }
+
+    /// For a service that does not use Redis (`alert-relay`): `/readyz` answers ready while the
+    /// process serves, `/metrics` refreshes no stream gauges and no stats collector runs.
+    #[must_use]
+    pub(crate) fn without_redis(mut self) -> Self {
+        self.state.uses_redis = false;
+        self.state.groups.clear();
+        self.state.streams.clear();
+        self.stats_interval = Duration::ZERO;
+        self
     }
 
     /// The bound address (for commands that print where to look, e.g. `demo`).
@@ -107,8 +127,15 @@ impl HttpServer {
     /// [`HubError::Io`] when accepting fails for good.
     pub(crate) async fn serve(self, cancel: CancellationToken) -> Result<(), HubError> {
         let addr = self.addr;
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(cancel.clone().cancelled_owned());
-        let collector = collect_stats(&self.state, self.stats_interval, &cancel);
+        let state = Arc::new(self.state);
+        let router = Router::new()
+            .route("/metrics", get(metrics))
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .with_state(state.clone())
+            .merge(self.extra);
+        let server = axum::serve(self.listener, router).with_graceful_shutdown(cancel.clone().cancelled_owned());
+        let collector = collect_stats(&state, self.stats_interval, &cancel);
         let (served, ()) = tokio::join!(server, collector);
         served.map_err(|e| HubError::io(format!("the HTTP server on {addr} failed"), e))?;
         tracing::debug!(addr = %addr, "HTTP server stopped.");
@@ -169,6 +196,9 @@ async fn collect_stats(state: &AppState, interval: Duration, cancel: &Cancellati
 }
 
 async fn refresh_stream_gauges(state: &AppState) -> mt5_bus::Result<()> {
+    if state.streams.is_empty() {
+        return Ok(());
+    }
     let mut conn = connect(&state.redis).await?;
     for stream in &state.streams {
         let stats = mt5_bus::stats::stream_stats(&mut conn, stream).await?;
@@ -180,7 +210,8 @@ async fn refresh_stream_gauges(state: &AppState) -> mt5_bus::Result<()> {
 }
 
 /// `GET /readyz`: 200 `{"status":"ready"}` when Redis answers `PING` and every configured group
-/// exists; else 503 with `{"status":"not ready","reason":...}`.
+/// exists (or at once for a service [`HttpServer::without_redis`]); else 503 with
+/// `{"status":"not ready","reason":...}`.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let verdict = match tokio::time::timeout(CHECK_TIMEOUT, check_ready(&state)).await {
         Ok(v) => v,
@@ -201,6 +232,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 /// Why the process is not ready, if it is not. The reason never holds the Redis password.
 async fn check_ready(state: &AppState) -> Result<(), String> {
+    if !state.uses_redis {
+        return Ok(());
+    }
     let unreachable = |e: mt5_bus::Error| format!("Redis at {} is unreachable: {e}", state.redis.redacted_url());
     let mut conn = connect(&state.redis).await.map_err(unreachable)?;
     let _: String = redis::cmd("PING")

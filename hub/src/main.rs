@@ -12,6 +12,7 @@ mod http;
 mod logging;
 mod output;
 mod redis_conn;
+mod relay;
 mod services;
 mod shutdown;
 

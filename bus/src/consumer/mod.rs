@@ -163,6 +163,7 @@ impl<H: Handler> Consumer<H> {
             });
         }
         let client = connection::client(redis)?;
+        metrics.init_consumer_series(&opts.stream, &opts.group);
         let reclaimer = Reclaimer::new(&opts.stream, &opts.group, &opts.name, cfg, metrics.clone());
         Ok(Consumer {
             client,

@@ -1,5 +1,6 @@
 //! One module per command group; [`run`] dispatches a parsed command line.
 
+mod alert_relay;
 mod config;
 mod deadletter;
 pub(crate) mod demo;
@@ -39,5 +40,6 @@ pub(crate) async fn run(config_path: Option<&Path>, command: Command) -> Result<
         Command::Filter { consumer } => filter::run(&cfg, &cancel, consumer).await,
         Command::Run { consumer } => run::run(&cfg, &cancel, consumer).await,
         Command::Demo(args) => demo::run(config_path, &cfg, &cancel, args).await,
+        Command::AlertRelay => alert_relay::run(&cfg, &cancel).await,
     }
 }

@@ -1,0 +1,142 @@
+//! The DingTalk robot's send API: one POST per message, the answer classified as delivered,
+//! transient (worth retrying) or permanent.
+//!
+//! The token and the secret only ever go into the request URL; errors are built from
+//! `reqwest` errors stored `without_url()` and from DingTalk's `errcode`/`errmsg`, so neither
+//! can reach a log line, an error or a metric.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use mt5_bus::Secret;
+use reqwest::Url;
+use serde::Deserialize;
+
+use super::config::AlertsConfig;
+use super::render::Message;
+use super::sign;
+
+/// DingTalk's "send too fast, exceed 20 times per minute".
+pub(crate) const ERRCODE_RATE_LIMITED: i64 = 130_101;
+
+/// Why a message was not delivered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SendError {
+    /// Worth retrying: HTTP 5xx or 429, a timeout, a connection error, errcode 130101.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying the same message will not help: another errcode (bad sign 310000, unknown
+    /// token 300001, too long 460101, ...) or another HTTP 4xx.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl SendError {
+    /// Whether a retry may succeed.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(self, SendError::Transient(_))
+    }
+}
+
+/// Where messages go: DingTalk, or a fake in tests.
+pub(crate) trait Transport: Send + Sync + 'static {
+    /// Sends one message.
+    fn send(&self, msg: &Message) -> impl Future<Output = Result<(), SendError>> + Send;
+}
+
+/// The DingTalk robot client.
+pub(crate) struct DingTalk {
+    http: reqwest::Client,
+    base: Url,
+    token: Secret,
+    secret: Secret,
+}
+
+impl fmt::Debug for DingTalk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DingTalk")
+            .field("base", &self.base.as_str())
+            .field("signed", &!self.secret.is_empty())
+            .finish_non_exhaustive()
+    }
+}
+
+/// DingTalk's answer body.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    errcode: i64,
+    #[serde(default)]
+    errmsg: String,
+}
+
+impl DingTalk {
+    /// A client for `[alerts]`.
+    ///
+    /// # Errors
+    /// A message when the URL is invalid or the HTTP client cannot be built.
+    pub(crate) fn new(cfg: &AlertsConfig) -> Result<Self, String> {
+        let base = Url::parse(&cfg.dingtalk_url).map_err(|e| format!("alerts.dingtalk_url: {e}"))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(cfg.request_timeout_ms))
+            // A redirect would carry the token to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))?;
+        Ok(DingTalk {
+            http,
+            base,
+            token: cfg.access_token.clone(),
+            secret: cfg.secret.clone(),
+        })
+    }
+
+    async fn post(&self, msg: &Message) -> Result<(), SendError> {
+        let url = sign::send_url(
+            &self.base,
+            self.token.expose(),
+            self.secret.expose(),
+            chrono::Utc::now().timestamp_millis(),
+        );
+        let resp = self.http.post(url).json(msg).send().await.map_err(|e| {
+            let e = e.without_url();
+            let what = if e.is_timeout() { "timed out" } else { "failed" };
+            SendError::Transient(format!("the request to DingTalk {what}: {e}"))
+        })?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| SendError::Transient(format!("reading DingTalk's answer failed: {}", e.without_url())))?;
+        if !status.is_success() {
+            let msg = format!("DingTalk answered HTTP {status}");
+            return Err(if status.is_server_error() || status.as_u16() == 429 {
+                SendError::Transient(msg)
+            } else {
+                SendError::Permanent(msg)
+            });
+        }
+        let answer: Answer = serde_json::from_slice(&body).map_err(|_| {
+            SendError::Transient(format!(
+                "DingTalk answered HTTP {status} without an errcode ({} bytes)",
+                body.len()
+            ))
+        })?;
+        let errmsg: String = answer.errmsg.chars().take(200).collect();
+        match answer.errcode {
+            0 => Ok(()),
+            ERRCODE_RATE_LIMITED => Err(SendError::Transient(format!(
+                "DingTalk throttles the robot: errcode {ERRCODE_RATE_LIMITED} ({errmsg})"
+            ))),
+            code => Err(SendError::Permanent(format!(
+                "DingTalk refused the message: errcode {code} ({errmsg})"
+            ))),
+        }
+    }
+}
+
+impl Transport for DingTalk {
+    fn send(&self, msg: &Message) -> impl Future<Output = Result<(), SendError>> + Send {
+        self.post(msg)
+    }
+}
