@@ -127,9 +127,12 @@ pub fn redis_is_transient(e: &redis::RedisError) -> bool {
     if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
         return true;
     }
-    match e.code() {
-        Some(code) => TRANSIENT_CODES.contains(&code),
-        None => false,
+    // A pipeline or an aborted transaction carries the server errors of its commands (its own
+    // code is e.g. `EXECABORT`): it is transient when every one of them is, as when Redis at
+    // `maxmemory` refuses each `XADD` of a batch with `OOM`.
+    match e.clone().into_server_errors() {
+        Some(errors) if !errors.is_empty() => errors.iter().all(|(_, s)| TRANSIENT_CODES.contains(&s.code())),
+        _ => e.code().is_some_and(|code| TRANSIENT_CODES.contains(&code)),
     }
 }
 

@@ -280,7 +280,11 @@ impl EventProducer {
                 );
             }
         }
+        // MULTI/EXEC: all or nothing. A plain pipeline refused part-way (Redis at `maxmemory`
+        // answers `OOM` to some `XADD`s after others were written) would leave written entries
+        // that a retry of the batch duplicates.
         let mut pipe = redis::pipe();
+        pipe.atomic();
         for (event, _) in &events[..room as usize] {
             let cmd = pipe.cmd("XADD").arg(stream).arg("*");
             let mut size = 0;

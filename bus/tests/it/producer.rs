@@ -197,3 +197,70 @@ async fn a_batch_is_written_up_to_the_backlog_limit_and_the_rest_refused() {
     let mut c = conn(&fx).await;
     assert_eq!(read_all(&mut c, &n.input).await.len(), 10);
 }
+
+/// At `maxmemory` (policy `noeviction`) Redis refuses writes with `OOM`: an un-keyed batch is
+/// refused as a whole (MULTI/EXEC, so no entry of it is written and a retry cannot duplicate
+/// part of it), the error is transient (retried with backoff, then reported), and once memory
+/// is available the same batch goes through complete.
+#[tokio::test]
+async fn an_oom_refusal_of_an_unkeyed_batch_is_transient_and_writes_nothing() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.retry.max_attempts = 2;
+    bus.retry.initial_ms = 10;
+    bus.retry.max_ms = 20;
+    let p = producer(&redis, &bus).await;
+    let mut c = conn(&fx).await;
+    let used: u64 = fx
+        .info_field("memory", "used_memory")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(used / 2)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let events: Vec<(Event, PublishOptions)> = (0..20)
+        .map(|i| {
+            (
+                Event::new("t", "test.v1", serde_json::json!({"i": i, "pad": "x".repeat(512)})),
+                PublishOptions::default(),
+            )
+        })
+        .collect();
+    let err = p.publish_batch(&n.input, &events).await.unwrap_err();
+    match &err {
+        // Retried (transient), then given up on after `max_attempts`.
+        Error::RetriesExhausted { attempts, last, .. } => {
+            assert_eq!(*attempts, 2, "{err}");
+            assert!(last.is_transient() && last.to_string().contains("OOM"), "{err}");
+        }
+        other => panic!("expected the retries to run out on OOM, got {other}"),
+    }
+    let len: u64 = redis::cmd("XLEN").arg(&n.input).query_async(&mut c).await.unwrap();
+    assert_eq!(len, 0, "nothing of the refused batch was written");
+
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(0)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let published = p.publish_batch(&n.input, &events).await.unwrap();
+    assert_eq!(published.len(), 20);
+    assert_eq!(read_all(&mut c, &n.input).await.len(), 20);
+}
