@@ -71,6 +71,16 @@ impl FilterMetrics {
         self.filter_total.with_label_values(&[INVALID, INVALID]).inc();
     }
 
+    /// Every decision so far (passed, rejected for any reason, invalid): how many events this
+    /// filter has finished with.
+    pub fn decided(&self) -> u64 {
+        let mut total = self.count(PASSED, PASSED) + self.count(INVALID, INVALID);
+        for r in RejectReason::ALL {
+            total += self.count(REJECTED, r.as_str());
+        }
+        total
+    }
+
     /// The current count of one `decision`/`reason` pair (tests, summaries).
     pub fn count(&self, decision: &str, reason: &str) -> u64 {
         self.filter_total.with_label_values(&[decision, reason]).get()
@@ -96,5 +106,7 @@ mod tests {
         assert_eq!(m.count(REJECTED, "stale"), 1);
         assert_eq!(m.count(PASSED, PASSED), 2);
         assert_eq!(m.count(INVALID, INVALID), 0);
+        m.invalid();
+        assert_eq!(m.decided(), 4);
     }
 }

@@ -121,14 +121,7 @@ async fn filter_consumers_route_raw_news_through_redis() {
 
     let mut conn = fx.connection().await;
     let started = Instant::now();
-    let decided = || {
-        metrics.count(PASSED, PASSED)
-            + ["ticker", "stale", "keywords", "sentiment"]
-                .iter()
-                .map(|r| metrics.count(REJECTED, r))
-                .sum::<u64>()
-            + metrics.count(INVALID, INVALID)
-    };
+    let decided = || metrics.decided();
     loop {
         let done = decided() == (total - 1) as u64
             && xlen(&mut conn, &dlq).await == 2

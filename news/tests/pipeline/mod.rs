@@ -59,14 +59,7 @@ async fn fetched_news_flow_through_two_filter_consumers_without_loss() {
     assert!(published > 50);
 
     let mut conn = fx.connection().await;
-    let decided = || {
-        metrics.count(PASSED, PASSED)
-            + ["ticker", "stale", "keywords", "sentiment"]
-                .iter()
-                .map(|r| metrics.count(REJECTED, r))
-                .sum::<u64>()
-            + metrics.count(INVALID, INVALID)
-    };
+    let decided = || metrics.decided();
     let started = Instant::now();
     while decided() < published || pending(&mut conn, &keys.raw, &keys.group).await > 0 {
         assert!(
