@@ -11,4 +11,5 @@
 pub mod checker;
 pub mod harness;
 pub mod history;
+pub mod proxy;
 pub mod report;
