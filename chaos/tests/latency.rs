@@ -5,8 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use mt5_chaos::checker::Checker;
-use mt5_chaos::harness::{Load, Scenario};
+use mt5_chaos::harness::Load;
 use mt5_chaos::proxy::control::{ProxiedLink, Stream, Toxic};
 use mt5_chaos::report;
 use mt5_fixtures::Appendfsync;
@@ -49,18 +48,9 @@ async fn latency_on_the_redis_link_slows_but_loses_nothing() {
         "a PING through the proxy took {ping:?}: the latency toxic is not on"
     );
 
-    if let Err(e) = mt5_chaos::harness::hub_bin() {
-        panic!("{e}");
-    }
-    let sc = Scenario::new("latency", &link.redis_url(), &fx.prefix()).expect("scenario dir");
-    let checker = Checker::new(&fx.url(), sc.streams.clone());
-    let mut filters = vec![
-        sc.spawn_filter("f1").await.unwrap(),
-        sc.spawn_filter("f2").await.unwrap(),
-    ];
-    for f in &filters {
-        common::ready(f).await;
-    }
+    // The services go through the proxy; the checker reads Redis directly.
+    let (sc, checker) = common::proxied_scenario("latency", &fx, &link);
+    let mut filters = common::start_filters(&sc, &["f1", "f2"]).await;
     let history = sc.history_path("load");
     // One publish batch per round trip: batches of 10 keep up with 25 ev/s at 2-3 round trips
     // per second. 25 ev/s is below what two filters handle at this latency (about 40 ev/s with

@@ -17,8 +17,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use mt5_chaos::checker::Checker;
-use mt5_chaos::harness::{Load, Scenario};
+use mt5_chaos::harness::Load;
 use mt5_chaos::history::History;
 use mt5_chaos::proxy::control::{ProxiedLink, Stream, Toxic};
 use mt5_chaos::report;
@@ -39,18 +38,9 @@ async fn retried_publishes_after_lost_replies_do_not_duplicate() {
     let link = ProxiedLink::start("lost-replies", &format!("127.0.0.1:{}", fx.port()))
         .await
         .expect("the fault proxy in front of Redis");
-    if let Err(e) = mt5_chaos::harness::hub_bin() {
-        panic!("{e}");
-    }
-    let sc = Scenario::new("lost_replies", &link.redis_url(), &fx.prefix()).expect("scenario dir");
-    let checker = Checker::new(&fx.url(), sc.streams.clone());
-    let mut filters = vec![
-        sc.spawn_filter("f1").await.unwrap(),
-        sc.spawn_filter("f2").await.unwrap(),
-    ];
-    for f in &filters {
-        common::ready(f).await;
-    }
+    // The services go through the proxy; the checker reads Redis directly.
+    let (sc, checker) = common::proxied_scenario("lost_replies", &fx, &link);
+    let mut filters = common::start_filters(&sc, &["f1", "f2"]).await;
     let history = sc.history_path("load");
     let load = Load::news(200.0, 2000, history.clone()).with_idempotency_key_prefix(format!("lost-{}", fx.prefix()));
     let mut publisher = sc.spawn_publisher(&load).await.unwrap();

@@ -6,8 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use mt5_chaos::checker::Checker;
-use mt5_chaos::harness::{Load, Scenario};
+use mt5_chaos::harness::Load;
 use mt5_chaos::proxy::control::ProxiedLink;
 use mt5_chaos::report;
 use mt5_fixtures::Appendfsync;
@@ -26,20 +25,10 @@ async fn a_ten_second_partition_loses_and_duplicates_nothing() {
     let link = ProxiedLink::start("partition", &format!("127.0.0.1:{}", fx.port()))
         .await
         .expect("the fault proxy in front of Redis");
-    if let Err(e) = mt5_chaos::harness::hub_bin() {
-        panic!("{e}");
-    }
-    let sc = Scenario::new("partition", &link.redis_url(), &fx.prefix()).expect("scenario dir");
-    // The checker talks to Redis directly, not through the partition.
-    let checker = Checker::new(&fx.url(), sc.streams.clone());
+    // The services go through the proxy; the checker reads Redis directly.
+    let (sc, checker) = common::proxied_scenario("partition", &fx, &link);
 
-    let mut filters = vec![
-        sc.spawn_filter("f1").await.unwrap(),
-        sc.spawn_filter("f2").await.unwrap(),
-    ];
-    for f in &filters {
-        common::ready(f).await;
-    }
+    let mut filters = common::start_filters(&sc, &["f1", "f2"]).await;
     let history = sc.history_path("load");
     let load =
         Load::news(300.0, 2400, history.clone()).with_idempotency_key_prefix(format!("partition-{}", fx.prefix()));

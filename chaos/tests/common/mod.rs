@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
+use mt5_chaos::checker::Checker;
 use mt5_chaos::harness::{hub_bin, HubProcess, Scenario};
+use mt5_chaos::proxy::control::ProxiedLink;
 use mt5_fixtures::{Appendfsync, Backend, RedisFixture, RedisOptions};
 
 /// A `redis-server` process (fast SIGKILL and restart on the same data dir) with `appendfsync`.
@@ -24,6 +26,28 @@ pub fn scenario(name: &str, fx: &RedisFixture) -> Scenario {
         panic!("{e}");
     }
     Scenario::new(name, &fx.url(), &fx.prefix()).expect("scenario dir")
+}
+
+/// The scenario `name` whose services reach `fx` through `link` (the fault proxy), and a
+/// checker that reads Redis directly, around the faults.
+pub fn proxied_scenario(name: &str, fx: &RedisFixture, link: &ProxiedLink) -> (Scenario, Checker) {
+    if let Err(e) = hub_bin() {
+        panic!("{e}");
+    }
+    let sc = Scenario::new(name, &link.redis_url(), &fx.prefix()).expect("scenario dir");
+    let checker = Checker::new(&fx.url(), sc.streams.clone());
+    (sc, checker)
+}
+
+/// Starts one `filter` per name and waits until each serves HTTP.
+pub async fn start_filters(sc: &Scenario, names: &[&str]) -> Vec<HubProcess> {
+    let mut filters = Vec::new();
+    for name in names {
+        let f = sc.spawn_filter(name).await.expect("spawn a filter");
+        ready(&f).await;
+        filters.push(f);
+    }
+    filters
 }
 
 /// Waits until `p` serves HTTP (it has parsed its config and started).
