@@ -1207,7 +1207,7 @@ async fn run_case(fx: &RedisFixture, schedule: &Schedule) -> Result<(), CaseFail
     ops.push((None, "d0".into(), Op::Step { consumer: DRAIN }));
     let mut pos = 0;
     let mut round = 0;
-    let mut max_rounds = DRAIN_ROUNDS;
+    let mut max_rounds;
     loop {
         while pos < ops.len() {
             let (at, label, op) = ops[pos].clone();
