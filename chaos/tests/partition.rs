@@ -52,9 +52,10 @@ async fn a_ten_second_partition_loses_and_duplicates_nothing() {
         "effects were written during the partition: the proxy did not cut the services off"
     );
     tokio::time::sleep_until((cut_at + PARTITION).into()).await;
-    link.toxiproxy().enable(link.name()).await.expect("enable the proxy");
+    // The clock of the recovery starts with the enable request: re-listening is part of it.
     let healed_at = Instant::now();
     let partition = cut_at.elapsed();
+    link.toxiproxy().enable(link.name()).await.expect("enable the proxy");
 
     // Recovered when the filters write new effects again.
     let recovery = loop {

@@ -1,4 +1,4 @@
-//! One module per command group; [`run`] dispatches a parsed command line.
+//! One module per command group; [`run()`] dispatches a parsed command line.
 
 mod alert_relay;
 mod config;

@@ -26,7 +26,7 @@ pub(crate) struct AlertsConfig {
     /// the window is full, notifications queue and are merged into one message. Default 20.
     pub(crate) rate_limit_per_minute: u32,
     /// Attempts per message, the first included; transient failures (HTTP 5xx or 429,
-    /// timeouts, connection errors, errcode 130101) are retried. Default 4.
+    /// timeouts, connection errors) are retried. Default 4.
     pub(crate) max_attempts: u32,
     /// First retry delay, in ms; it doubles per attempt up to `retry_max_ms`. Default 500.
     pub(crate) retry_initial_ms: u64,
@@ -34,6 +34,13 @@ pub(crate) struct AlertsConfig {
     pub(crate) retry_max_ms: u64,
     /// Timeout of one request to DingTalk, in ms. Default 5000.
     pub(crate) request_timeout_ms: u64,
+    /// How long the relay sends nothing after DingTalk said the robot is throttled (errcode
+    /// 130101 "send too fast", or 90030 "webhook over limit"), in ms. DingTalk throttles a
+    /// robot for 10 minutes, so retrying sooner only fails again. The throttled message fails
+    /// (5xx, Alertmanager retries); notifications arriving meanwhile queue and, once the pause
+    /// is over, go out merged if their callers still wait, else Alertmanager's retries bring
+    /// them back. 0: no pause. Default 600000.
+    pub(crate) throttle_pause_ms: u64,
     /// How long a webhook request waits for its delivery (queueing, rate limit and retries
     /// included), in ms; past it the relay answers 503, skips the notification if it was not
     /// sent yet, and Alertmanager retries. The default outlasts a full rate limit window, so a
@@ -65,6 +72,7 @@ impl Default for AlertsConfig {
             retry_initial_ms: 500,
             retry_max_ms: 8000,
             request_timeout_ms: 5000,
+            throttle_pause_ms: 600_000,
             delivery_timeout_ms: 65_000,
             queue_capacity: 1000,
             max_message_bytes: 18_000,

@@ -17,15 +17,22 @@ use super::config::AlertsConfig;
 use super::render::Message;
 use super::sign;
 
-/// DingTalk's "send too fast, exceed 20 times per minute".
+/// DingTalk's "send too fast, exceed 20 times per minute": the robot is throttled for 10
+/// minutes.
 pub(crate) const ERRCODE_RATE_LIMITED: i64 = 130_101;
+/// DingTalk's "webhook over limit": the organization's webhook quota is used up.
+pub(crate) const ERRCODE_OVER_LIMIT: i64 = 90_030;
 
 /// Why a message was not delivered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum SendError {
-    /// Worth retrying: HTTP 5xx or 429, a timeout, a connection error, errcode 130101.
+    /// Worth retrying: HTTP 5xx or 429, a timeout, a connection error.
     #[error("{0}")]
     Transient(String),
+    /// DingTalk throttles the robot (errcode 130101 or 90030): nothing gets through for a
+    /// while, so the relay pauses instead of retrying at once.
+    #[error("{0}")]
+    Throttled(String),
     /// Retrying the same message will not help: another errcode (bad sign 310000, unknown
     /// token 300001, too long 460101, ...) or another HTTP 4xx.
     #[error("{0}")]
@@ -33,9 +40,14 @@ pub(crate) enum SendError {
 }
 
 impl SendError {
-    /// Whether a retry may succeed.
+    /// Whether a retry after the usual backoff may succeed.
     pub(crate) fn is_transient(&self) -> bool {
         matches!(self, SendError::Transient(_))
+    }
+
+    /// Whether the robot is throttled, so sending must pause.
+    pub(crate) fn is_throttled(&self) -> bool {
+        matches!(self, SendError::Throttled(_))
     }
 }
 
@@ -125,8 +137,8 @@ impl DingTalk {
         let errmsg: String = answer.errmsg.chars().take(200).collect();
         match answer.errcode {
             0 => Ok(()),
-            ERRCODE_RATE_LIMITED => Err(SendError::Transient(format!(
-                "DingTalk throttles the robot: errcode {ERRCODE_RATE_LIMITED} ({errmsg})"
+            code @ (ERRCODE_RATE_LIMITED | ERRCODE_OVER_LIMIT) => Err(SendError::Throttled(format!(
+                "DingTalk throttles the robot: errcode {code} ({errmsg})"
             ))),
             code => Err(SendError::Permanent(format!(
                 "DingTalk refused the message: errcode {code} ({errmsg})"
@@ -138,5 +150,52 @@ impl DingTalk {
 impl Transport for DingTalk {
     fn send(&self, msg: &Message) -> impl Future<Output = Result<(), SendError>> + Send {
         self.post(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mt5_fixtures::dingtalk::MockDingTalk;
+
+    use super::*;
+    use crate::relay::payload::tests::sample;
+    use crate::relay::render::render;
+
+    /// DingTalk's answers are classified: errcode 0 delivered; 130101 and 90030 throttled;
+    /// HTTP 5xx and 429 transient; another errcode or HTTP 4xx permanent. Errors never hold
+    /// the token or the secret.
+    #[tokio::test]
+    async fn answers_are_classified_by_errcode_and_status() {
+        let (token, secret) = ("t0k-classify", "SECclassify");
+        let mock = MockDingTalk::start(token, Some(secret)).await;
+        let cfg = AlertsConfig {
+            dingtalk_url: mock.url(),
+            access_token: Secret::new(token),
+            secret: Secret::new(secret),
+            ..AlertsConfig::default()
+        };
+        let client = DingTalk::new(&cfg).unwrap();
+        let msg = render(&[sample()], &cfg);
+        assert_eq!(client.send(&msg).await, Ok(()));
+        for (errcode, throttled) in [
+            (ERRCODE_RATE_LIMITED, true),
+            (ERRCODE_OVER_LIMIT, true),
+            (310_000, false),
+            (460_101, false),
+        ] {
+            mock.errcode_next(1, errcode);
+            let err = client.send(&msg).await.unwrap_err();
+            assert_eq!(err.is_throttled(), throttled, "{errcode}: {err:?}");
+            assert!(!err.is_transient(), "{errcode}: {err:?}");
+            assert!(err.to_string().contains(&errcode.to_string()), "{err}");
+        }
+        for (status, transient) in [(503, true), (500, true), (429, true), (400, false), (404, false)] {
+            mock.fail_next(1, status);
+            let err = client.send(&msg).await.unwrap_err();
+            assert_eq!(err.is_transient(), transient, "{status}: {err:?}");
+            assert!(!err.is_throttled(), "{status}: {err:?}");
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains(token) && !text.contains(secret), "{text}");
+        }
     }
 }

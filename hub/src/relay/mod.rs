@@ -22,7 +22,8 @@
 //!   size limit).
 //! - `sign`: DingTalk's HMAC-SHA256 request signing.
 //! - `dingtalk`: the robot's send API and the classification of its answers.
-//! - `sender`: the one task that sends: rate limit window, merging, retries.
+//! - `sender`: the one task that sends: rate limit window, merging, retries, the pause after
+//!   DingTalk throttled the robot.
 //! - `metrics`: `mt5_alerts_relayed_total{outcome}`.
 
 mod config;

@@ -1,7 +1,9 @@
 //! The one task that talks to DingTalk: it takes queued notifications, keeps within the
 //! robot's rate limit (a sliding 60 s window of `alerts.rate_limit_per_minute` requests,
 //! retries included), merges whatever queued up while the window was full into one message,
-//! and retries transient failures with capped exponential backoff.
+//! and retries transient failures with capped exponential backoff. When DingTalk says the robot
+//! is throttled anyway (another sender shares it), it pauses for `alerts.throttle_pause_ms`
+//! instead of retrying into the throttle.
 //!
 //! Each webhook call waits for its notification's [`Delivery`]. A call that gave up (its
 //! timeout, or Alertmanager hung up) closes its reply channel, and a notification whose reply
@@ -92,16 +94,22 @@ impl Window {
 /// The sending task's state.
 pub(crate) struct Sender<T> {
     jobs: mpsc::Receiver<Job>,
+    /// Taken from `jobs`, waiting for their turn (oldest first).
+    held: VecDeque<Job>,
     transport: Arc<T>,
     cfg: AlertsConfig,
     metrics: RelayMetrics,
     window: Window,
+    /// Until when DingTalk throttles the robot (after errcode 130101 or 90030).
+    paused_until: Option<Instant>,
 }
 
 impl<T> std::fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sender")
+            .field("held", &self.held.len())
             .field("window", &self.window)
+            .field("paused_until", &self.paused_until)
             .finish_non_exhaustive()
     }
 }
@@ -114,10 +122,12 @@ impl<T: Transport> Sender<T> {
         let window = Window::new(cfg.rate_limit_per_minute);
         Sender {
             jobs,
+            held: VecDeque::new(),
             transport: Arc::new(transport),
             cfg,
             metrics,
             window,
+            paused_until: None,
         }
     }
 
@@ -126,7 +136,8 @@ impl<T: Transport> Sender<T> {
     pub(crate) async fn run(mut self, cancel: CancellationToken) {
         let _ = self.work(&cancel).await;
         self.jobs.close();
-        let mut dropped = 0;
+        let mut dropped = self.held.len();
+        self.held.clear();
         while self.jobs.try_recv().is_ok() {
             dropped += 1;
         }
@@ -136,48 +147,51 @@ impl<T: Transport> Sender<T> {
 
     async fn work(&mut self, cancel: &CancellationToken) -> Result<(), Cancelled> {
         loop {
-            let first = tokio::select! {
-                job = self.jobs.recv() => match job {
-                    Some(job) => job,
-                    None => return Ok(()),
-                },
-                () = cancel.cancelled() => return Err(Cancelled),
-            };
-            let mut batch = vec![first];
-            // Wait for room in the window, collecting what arrives meanwhile.
+            if self.held.is_empty() {
+                let first = tokio::select! {
+                    job = self.jobs.recv() => match job {
+                        Some(job) => job,
+                        None => return Ok(()),
+                    },
+                    () = cancel.cancelled() => return Err(Cancelled),
+                };
+                self.held.push_back(first);
+            }
+            // Wait for our turn (room in the window, the end of a throttle pause), collecting
+            // what arrives meanwhile.
             loop {
                 while let Ok(job) = self.jobs.try_recv() {
-                    batch.push(job);
+                    self.held.push_back(job);
                 }
-                self.drop_expired(&mut batch);
-                let wait = self.window.wait(Instant::now());
-                if batch.is_empty() || wait.is_zero() {
+                self.drop_expired();
+                let wait = self.turn_wait(Instant::now());
+                if self.held.is_empty() || wait.is_zero() {
                     break;
                 }
                 tracing::debug!(
-                    queued = batch.len(),
+                    queued = self.held.len(),
                     wait_ms = wait.as_millis() as u64,
-                    "DingTalk rate limit reached; queueing."
+                    "DingTalk rate limit reached or robot throttled; queueing."
                 );
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    Some(job) = self.jobs.recv() => batch.push(job),
+                    Some(job) = self.jobs.recv() => self.held.push_back(job),
                     () = cancel.cancelled() => return Err(Cancelled),
                 }
             }
-            if batch.is_empty() {
+            if self.held.is_empty() {
                 continue;
             }
-            if batch.len() <= self.window.free(Instant::now()) {
-                for job in batch {
-                    if job.reply.is_closed() {
-                        self.metrics.add(EXPIRED, 1);
-                        continue;
-                    }
+            if self.held.len() <= self.window.free(Instant::now()) {
+                // Room for a message each: send the oldest. The rest go round the loop again,
+                // so they merge if its retries used up the room, wait out a throttle pause it
+                // ran into, and are skipped if their callers gave up meanwhile.
+                if let Some(job) = self.held.pop_front() {
                     let result = self.deliver(std::slice::from_ref(&job.notification), cancel).await;
                     self.reply(vec![job], result, false);
                 }
             } else {
+                let batch: Vec<Job> = self.held.drain(..).collect();
                 let notifications: Vec<Notification> = batch.iter().map(|j| j.notification.clone()).collect();
                 tracing::info!(
                     notifications = batch.len(),
@@ -192,10 +206,31 @@ impl<T: Transport> Sender<T> {
         }
     }
 
-    fn drop_expired(&self, batch: &mut Vec<Job>) {
-        let before = batch.len();
-        batch.retain(|j| !j.reply.is_closed());
-        let expired = before - batch.len();
+    /// How long until a request may go out: room in the window, and the end of a pause.
+    fn turn_wait(&mut self, now: Instant) -> Duration {
+        let pause = self
+            .paused_until
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
+        self.window.wait(now).max(pause)
+    }
+
+    /// Stops sending for `alerts.throttle_pause_ms` after DingTalk throttled the robot.
+    fn pause(&mut self) {
+        let pause = Duration::from_millis(self.cfg.throttle_pause_ms);
+        if pause.is_zero() {
+            return;
+        }
+        self.paused_until = Some(Instant::now() + pause);
+        tracing::warn!(
+            pause_ms = self.cfg.throttle_pause_ms,
+            "DingTalk throttles the robot; pausing deliveries (notifications queue meanwhile)."
+        );
+    }
+
+    fn drop_expired(&mut self) {
+        let before = self.held.len();
+        self.held.retain(|j| !j.reply.is_closed());
+        let expired = before - self.held.len();
         if expired > 0 {
             self.metrics.add(EXPIRED, expired);
             tracing::warn!(
@@ -224,15 +259,16 @@ impl<T: Transport> Sender<T> {
     }
 
     /// Sends one message for `notifications`, retrying transient failures with capped
-    /// exponential backoff; every attempt waits for room in the window. After cancellation no
-    /// new attempt starts.
+    /// exponential backoff; every attempt waits for room in the window. A throttled robot is
+    /// not retried: the message fails and sending pauses. After cancellation no new attempt
+    /// starts.
     async fn deliver(&mut self, notifications: &[Notification], cancel: &CancellationToken) -> Result<(), SendError> {
         let msg = render(notifications, &self.cfg);
         let mut delay = Duration::from_millis(self.cfg.retry_initial_ms);
         let max_delay = Duration::from_millis(self.cfg.retry_max_ms);
         let mut attempt = 1;
         loop {
-            let wait = self.window.wait(Instant::now());
+            let wait = self.turn_wait(Instant::now());
             if !wait.is_zero() {
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
@@ -249,6 +285,10 @@ impl<T: Transport> Sender<T> {
                 }
                 Err(e) => e,
             };
+            if err.is_throttled() {
+                self.pause();
+                return Err(err);
+            }
             if !err.is_transient() || attempt >= self.cfg.max_attempts {
                 return Err(err);
             }
@@ -382,6 +422,63 @@ mod tests {
         assert_eq!(metrics.count(RETRIED), 4);
         assert_eq!((metrics.count(SENT), metrics.count(FAILED)), (1, 2));
         assert_eq!(fake.sent.lock().unwrap().len(), 7);
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    /// A throttled robot is not retried into the throttle: the message fails at once, nothing
+    /// is sent during `throttle_pause_ms`, and what queued meanwhile goes out after it.
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_robot_pauses_deliveries_instead_of_retrying() {
+        let fake = Arc::new(Fake::default());
+        fake.script
+            .lock()
+            .unwrap()
+            .push_back(Err(SendError::Throttled("errcode 130101".into())));
+        let mut c = cfg(20);
+        c.throttle_pause_ms = 600_000;
+        let (tx, metrics, cancel, task) = start(c, &fake);
+        let t0 = Instant::now();
+        let failed = submit(&tx, "A").await.await.unwrap();
+        assert!(
+            matches!(failed, Delivery::Failed { ref reason } if reason.contains("130101")),
+            "{failed:?}"
+        );
+        assert_eq!(fake.sent.lock().unwrap().len(), 1, "not retried at once");
+        let (b, c) = (submit(&tx, "B").await, submit(&tx, "C").await);
+        tokio::time::sleep(Duration::from_secs(599)).await;
+        assert_eq!(fake.sent.lock().unwrap().len(), 1, "nothing sent during the pause");
+        assert_eq!(b.await.unwrap(), Delivery::Delivered { merged: false });
+        assert_eq!(c.await.unwrap(), Delivery::Delivered { merged: false });
+        let sent = fake.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 3);
+        assert!(sent[1].0 - t0 >= Duration::from_secs(600), "sent after the pause");
+        assert_eq!(
+            (metrics.count(FAILED), metrics.count(RETRIED), metrics.count(SENT)),
+            (1, 0, 2)
+        );
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    /// Notifications queued behind one whose retries used up the window go out merged.
+    #[tokio::test(start_paused = true)]
+    async fn notifications_behind_retries_that_fill_the_window_are_merged() {
+        let fake = Arc::new(Fake::default());
+        fake.script.lock().unwrap().extend([
+            Err(SendError::Transient("HTTP 502".into())),
+            Err(SendError::Transient("HTTP 502".into())),
+        ]);
+        let (tx, metrics, cancel, task) = start(cfg(3), &fake);
+        // Queue all three before the sender runs: A's three attempts fill the window of 3.
+        let (a, b, c) = (submit(&tx, "A").await, submit(&tx, "B").await, submit(&tx, "C").await);
+        assert_eq!(a.await.unwrap(), Delivery::Delivered { merged: false });
+        assert_eq!(b.await.unwrap(), Delivery::Delivered { merged: true });
+        assert_eq!(c.await.unwrap(), Delivery::Delivered { merged: true });
+        let sent = fake.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 4, "three attempts for A, one merged message for B and C");
+        assert!(sent[3].1.markdown.title.starts_with("[2 notifications]"));
+        assert_eq!((metrics.count(SENT), metrics.count(MERGED)), (1, 2));
         cancel.cancel();
         task.await.unwrap();
     }

@@ -156,7 +156,8 @@ async fn firing_then_resolved_arrive_signed_with_the_alert_name() {
 
 /// DingTalk's `errcode != 0` is a failure: an unsigned relay against a signing robot gets
 /// 310000 and answers 5xx (so Alertmanager retries) counting `failed`; a throttled robot
-/// (130101) is retried, then 5xx; a 503 once is retried and delivered.
+/// (130101) is not retried into the throttle: 5xx at once, and the next notification waits
+/// for the pause (`throttle_pause_ms`); a 503 once is retried and delivered.
 #[tokio::test]
 async fn dingtalk_errors_are_answered_5xx_and_counted_as_failures() {
     let mock = MockDingTalk::start(TOKEN, Some(SECRET)).await;
@@ -173,19 +174,39 @@ async fn dingtalk_errors_are_answered_5xx_and_counted_as_failures() {
     svc.terminate(Duration::from_secs(10)).await;
 
     let mock = MockDingTalk::start(TOKEN, Some(SECRET)).await;
-    let svc = Service::start(&relay_env(&mock, true), &["alert-relay"]).await;
-    mock.set_errcode(ERRCODE_RATE_LIMITED);
+    let pause = Duration::from_millis(1500);
+    let mut env = relay_env(&mock, true);
+    env.push((
+        "MT5_ALERTS__THROTTLE_PAUSE_MS".to_string(),
+        pause.as_millis().to_string(),
+    ));
+    let svc = Service::start(&env, &["alert-relay"]).await;
+    mock.errcode_next(1, ERRCODE_RATE_LIMITED);
     let (status, answer) = post(&svc, payload("firing", "NewsAPIFailureRate", "warning").to_string()).await;
     assert!((500..600).contains(&status), "{status} {answer}");
-    assert_eq!(mock.requests().len(), 3, "max_attempts 3");
-    mock.set_errcode(0);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains(&ERRCODE_RATE_LIMITED.to_string()),
+        "{answer}"
+    );
+    assert_eq!(mock.requests().len(), 1, "a throttled robot is not retried at once");
+    let throttled_at = mock.requests()[0].received_at;
     mock.fail_next(1, 503);
     let (status, answer) = post(&svc, payload("firing", "NewsAPIFailureRate", "warning").to_string()).await;
     assert_eq!(status, 200, "{answer}");
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 3, "after the pause: a 503, then delivered");
+    let waited = requests[1].received_at.duration_since(throttled_at);
+    assert!(
+        waited >= pause - Duration::from_millis(100),
+        "sent {waited:?} after the throttle"
+    );
     assert_eq!(mock.messages().len(), 1);
     let (_, metrics) = svc.get("/metrics").await;
     assert_eq!(relayed(&metrics, "failed"), 1);
-    assert_eq!(relayed(&metrics, "retried"), 3);
+    assert_eq!(relayed(&metrics, "retried"), 1);
     assert_eq!(relayed(&metrics, "sent"), 1);
     let (code, _) = svc.terminate(Duration::from_secs(10)).await;
     assert_eq!(code, 0);
