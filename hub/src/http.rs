@@ -42,6 +42,9 @@ struct AppState {
     streams: Vec<String>,
     /// Whether `/readyz` checks Redis and the groups (false for services without Redis).
     uses_redis: bool,
+    /// The stats collector's and the scrapes' connection, kept between refreshes (every
+    /// `stats_interval_ms`); dropped after an error, so the next refresh reconnects.
+    stats_conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
 }
 
 /// A bound, not yet serving HTTP server. Split from [`HttpServer::serve`] so the command learns
@@ -86,6 +89,7 @@ impl HttpServer {
             groups: cfg.bus.groups.clone(),
             streams: cfg.known_streams(),
             uses_redis: true,
+            stats_conn: tokio::sync::Mutex::new(None),
         };
         Ok(HttpServer {
             listener,
@@ -199,14 +203,24 @@ async fn refresh_stream_gauges(state: &AppState) -> mt5_bus::Result<()> {
     if state.streams.is_empty() {
         return Ok(());
     }
-    let mut conn = connect(&state.redis).await?;
+    let mut slot = state.stats_conn.lock().await;
+    let mut conn = match slot.as_ref() {
+        Some(conn) => conn.clone(),
+        None => connect(&state.redis).await?,
+    };
+    let mut refreshed = Ok(());
     for stream in &state.streams {
-        let stats = mt5_bus::stats::stream_stats(&mut conn, stream).await?;
-        if stats.exists {
-            state.bus_metrics.observe_stats(&stats);
+        match mt5_bus::stats::stream_stats(&mut conn, stream).await {
+            Ok(stats) if stats.exists => state.bus_metrics.observe_stats(&stats),
+            Ok(_) => {}
+            Err(e) => {
+                refreshed = Err(e);
+                break;
+            }
         }
     }
-    Ok(())
+    *slot = refreshed.is_ok().then_some(conn);
+    refreshed
 }
 
 /// `GET /readyz`: 200 `{"status":"ready"}` when Redis answers `PING` and every configured group
@@ -255,8 +269,8 @@ async fn check_ready(state: &AppState) -> Result<(), String> {
     Ok(())
 }
 
-/// A fresh connection per check: probes are rare, and a cached one would need its own
-/// reconnect logic to tell "down" from "was down".
+/// A fresh connection: `/readyz` probes are rare and must tell "down" from "was down"; the
+/// stats refreshes reuse theirs (`AppState::stats_conn`).
 async fn connect(redis: &RedisConfig) -> mt5_bus::Result<redis::aio::MultiplexedConnection> {
     let client = mt5_bus::connection::client(redis)?;
     mt5_bus::connection::connect(&client, redis, Duration::from_millis(redis.response_timeout_ms)).await

@@ -357,6 +357,25 @@ impl Registry {
             .ok_or_else(|| ApiError::toxic_not_found(toxic))
     }
 
+    /// Puts `spec` to work on `p`: a noxious toxic through the runner (`event` says whether it
+    /// is added or updated), or one of our own rules (`reset_peer`), which takes a fresh rule id
+    /// so live connections pick up the change.
+    async fn install(
+        &self,
+        p: &mut Proxy,
+        spec: &ToxicSpec,
+        event: fn(noxious::toxic::Toxic) -> ToxicEventKind,
+    ) -> ApiResult<()> {
+        match spec.to_noxious() {
+            Some(t) => p.backend.apply(event(t)).await.map_err(|e| ApiError::new(500, e)),
+            None => {
+                let id = self.next_rule.fetch_add(1, Ordering::Relaxed);
+                p.rule_ids.insert(spec.name.clone(), id);
+                Ok(())
+            }
+        }
+    }
+
     /// Adds a toxic (409 when its name exists on the proxy).
     pub(crate) async fn add_toxic(&self, proxy: &str, spec: ToxicSpec) -> ApiResult<ToxicSpec> {
         let spec = spec.normalized().map_err(|m| ApiError::new(400, m))?;
@@ -365,17 +384,7 @@ impl Registry {
         if p.toxics.iter().any(|t| t.name == spec.name) {
             return Err(ApiError::new(409, format!("toxic already exists: {}", spec.name)));
         }
-        match spec.to_noxious() {
-            Some(t) => p
-                .backend
-                .apply(ToxicEventKind::AddToxic(t))
-                .await
-                .map_err(|e| ApiError::new(500, e))?,
-            None => {
-                let id = self.next_rule.fetch_add(1, Ordering::Relaxed);
-                p.rule_ids.insert(spec.name.clone(), id);
-            }
-        }
+        self.install(p, &spec, ToxicEventKind::AddToxic).await?;
         p.toxics.push(spec.clone());
         p.publish_rules();
         Ok(spec)
@@ -391,17 +400,7 @@ impl Registry {
             .position(|t| t.name == toxic)
             .ok_or_else(|| ApiError::toxic_not_found(toxic))?;
         let next = p.toxics[i].updated(update).map_err(|m| ApiError::new(400, m))?;
-        match next.to_noxious() {
-            Some(t) => p
-                .backend
-                .apply(ToxicEventKind::UpdateToxic(t))
-                .await
-                .map_err(|e| ApiError::new(500, e))?,
-            None => {
-                let id = self.next_rule.fetch_add(1, Ordering::Relaxed);
-                p.rule_ids.insert(next.name.clone(), id);
-            }
-        }
+        self.install(p, &next, ToxicEventKind::UpdateToxic).await?;
         p.toxics[i] = next.clone();
         p.publish_rules();
         Ok(next)
