@@ -16,7 +16,7 @@ const KILLS: usize = 3;
 /// Attempts at catching the victim with entries in flight, per kill.
 const CATCH_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Three `filter` processes under 400 ev/s for 8 s; one of them SIGKILLed three times while it
+/// Three `filter` processes under 400 ev/s for 12 s (long enough to retry a kill that found the victim idle); one of them SIGKILLed three times while it
 /// holds pending entries (and replaced by a fresh consumer each time). Proves each kill landed
 /// (the victim's PEL was non-empty after its death), that survivors reclaimed (`mt5_reclaimed_total`
 /// > 0), and the zero-loss invariant: lost 0, duplicated effects 0, PEL drained.
@@ -36,7 +36,7 @@ async fn killed_consumers_entries_are_reclaimed_without_loss_or_duplicates() {
     }
     let history = sc.history_path("load");
     let mut publisher = sc
-        .spawn_publisher(&Load::news(400.0, 3200, history.clone()).with_batch(40))
+        .spawn_publisher(&Load::news(400.0, 4800, history.clone()).with_batch(40))
         .await
         .unwrap();
 
