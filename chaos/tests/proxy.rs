@@ -194,11 +194,12 @@ async fn timeout_drops_data_and_closes_later() {
     link.close().await.unwrap();
 }
 
-/// A toxic added to a live connection works on its own stream (noxious 1.0.4 swaps the
-/// directions of a live connection on each toxic change; the proxy compensates): a downstream
-/// `timeout` on an open connection lets the request through to the upstream and eats the reply.
+/// A toxic added to a live connection works on its own stream, and removing it restores the
+/// connection, round after round (noxious 1.0.4 swapped a live connection's directions on each
+/// toxic change and could lose track of the connection; patched in `vendor/noxious`): a
+/// downstream `timeout` on an open connection lets the request through to the upstream and eats
+/// the reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open defect (issue 4 stays open): after a downstream `timeout` 0 toxic is removed from a live connection, the connection passes no data any more (noxious link rebuild); run with --ignored"]
 async fn a_toxic_added_to_a_live_connection_hits_its_own_stream() {
     let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -246,6 +247,116 @@ async fn a_toxic_added_to_a_live_connection_hits_its_own_stream() {
         round_trip(&mut s).await;
         assert_eq!(seen_rx.recv().await.unwrap(), b"x");
     }
+    link.close().await.unwrap();
+}
+
+/// Removing a toxic from a live connection loses none of the data the toxic held (noxious 1.0.4
+/// dropped it; patched in `vendor/noxious`): 300 ms latency on the replies of a connection that
+/// writes a numbered message every 10 ms; the toxic is removed while a few hundred ms of replies
+/// are held, then added and removed again; every byte comes back, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_latency_toxic_from_a_live_connection_loses_no_bytes() {
+    const MESSAGES: usize = 60;
+    let link = link("drain").await;
+    let tp = link.toxiproxy().clone();
+    let mut s = connect(&link).await;
+    round_trip(&mut s).await;
+    let latency = Toxic::Latency {
+        latency_ms: 300,
+        jitter_ms: 0,
+    };
+    let name = tp
+        .add_toxic(link.name(), Stream::Downstream, latency, 1.0)
+        .await
+        .unwrap();
+    let (mut r, mut w) = s.into_split();
+    let sent: Vec<u8> = (0..MESSAGES).flat_map(|i| format!("m{i:06}.").into_bytes()).collect();
+    let to_send = sent.clone();
+    let writer = tokio::spawn(async move {
+        for chunk in to_send.chunks(8) {
+            w.write_all(chunk).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        w
+    });
+    let toxics = tokio::spawn({
+        let tp = tp.clone();
+        let proxy = link.name().to_string();
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tp.remove_toxic(&proxy, &name).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let name = tp.add_toxic(&proxy, Stream::Downstream, latency, 1.0).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            tp.remove_toxic(&proxy, &name).await.unwrap();
+        }
+    });
+    let mut got = vec![0u8; sent.len()];
+    tokio::time::timeout(STUCK, r.read_exact(&mut got))
+        .await
+        .expect("every byte back within 5 s (bytes lost in a toxic change?)")
+        .expect("read");
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&sent));
+    toxics.await.unwrap();
+    drop(writer.await.unwrap());
+    link.close().await.unwrap();
+}
+
+/// Latency delays each chunk from its own arrival, as in Toxiproxy, not from when the previous
+/// chunk left (noxious 1.0.4 added them up; patched in `vendor/noxious`): ten bytes written
+/// 30 ms apart under 300 ms upstream latency each come back about 300 ms after they were
+/// written, where adding up would make the second one take about 570 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_delays_each_chunk_from_its_arrival() {
+    let link = link("pipelined").await;
+    let tp = link.toxiproxy();
+    tp.add_toxic(
+        link.name(),
+        Stream::Upstream,
+        Toxic::Latency {
+            latency_ms: 300,
+            jitter_ms: 0,
+        },
+        1.0,
+    )
+    .await
+    .unwrap();
+    let s = connect(&link).await;
+    let (mut r, mut w) = s.into_split();
+    let start = Instant::now();
+    let writer = tokio::spawn(async move {
+        let mut sent_at = Vec::new();
+        for i in 0..10u8 {
+            sent_at.push(start.elapsed());
+            w.write_all(&[b'0' + i]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        (w, sent_at)
+    });
+    let mut back_at = Vec::new();
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        let mut buf = [0u8; 10];
+        let n = tokio::time::timeout(STUCK, r.read(&mut buf))
+            .await
+            .expect("the echoes within 5 s")
+            .expect("read");
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+        back_at.resize(got.len(), start.elapsed());
+    }
+    let (_w, sent_at) = writer.await.unwrap();
+    assert_eq!(got, b"0123456789");
+    let delays: Vec<u128> = back_at
+        .iter()
+        .zip(&sent_at)
+        .map(|(back, sent)| back.saturating_sub(*sent).as_millis())
+        .collect();
+    eprintln!("per-byte delays under 300 ms latency, written 30 ms apart: {delays:?} ms");
+    assert!(
+        delays.iter().all(|&d| (295..450).contains(&d)),
+        "each byte should take about 300 ms: {delays:?}"
+    );
     link.close().await.unwrap();
 }
 
@@ -304,10 +415,10 @@ async fn reset_peer_resets_the_connection() {
     link.close().await.unwrap();
 }
 
-/// `bandwidth` 10 KB/s: five 900-byte echoes take about 90 ms each; `slow_close` 400 ms holds
-/// the close. (noxious 1.0.4's bandwidth toxic panics, closing the connection, on a chunk larger
-/// than `rate` × 100 bytes: it sends 100 bytes per 100 ms tick while counting the whole rate,
-/// and its remaining sleep underflows. So the chunks here stay under that size.)
+/// `bandwidth` 10 KB/s: five 900-byte echoes take about 90 ms each, and a 4000-byte one about
+/// 400 ms, sliced (noxious 1.0.4's bandwidth toxic panicked, closing the connection, on a chunk
+/// larger than `rate` × 100 bytes; patched in `vendor/noxious`); `slow_close` 400 ms holds the
+/// close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bandwidth_and_slow_close_slow_things_down() {
     let link = link("bandwidth").await;
@@ -330,6 +441,19 @@ async fn bandwidth_and_slow_close_slow_things_down() {
     assert!(
         took >= Duration::from_millis(430) && took < Duration::from_secs(3),
         "5 × 900 B at 10 KB/s took {took:?}"
+    );
+    let big = vec![b'B'; 4000];
+    let start = Instant::now();
+    s.write_all(&big).await.unwrap();
+    let mut got = vec![0u8; big.len()];
+    tokio::time::timeout(STUCK, s.read_exact(&mut got))
+        .await
+        .expect("a 4000-byte echo within 5 s")
+        .expect("the connection survives a chunk larger than rate × 100 bytes");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "4000 B at 10 KB/s took {took:?}"
     );
 
     tp.clear_toxics(link.name()).await.unwrap();

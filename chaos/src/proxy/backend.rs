@@ -3,14 +3,14 @@
 //! added, updated and removed through noxious' request channel, which rebuilds the links of live
 //! connections).
 //!
-//! A workaround for a noxious 1.0.4 bug: rebuilding a live connection's links
-//! (`recreate_links`) swaps its two directions: `links.client.disband()` returns the ends of the
-//! downstream link but they are used as the upstream's, so after an odd number of toxic events a
-//! live connection runs its downstream toxics on the upstream and vice versa (a `timeout` toxic
-//! on the downstream then eats the commands instead of the replies). New connections are not
-//! affected. So every toxic change here is two events, the change and an update of a hidden
-//! `noop` toxic that changes nothing but rebuilds the links once more, and a gate keeps new
-//! connections from registering with the runner between the two (see [`Registrar`]).
+//! noxious is the patched copy in `vendor/noxious` (see its `VENDORED.md`): 1.0.4 swapped a live
+//! connection's directions on each toxic change, could lose track of a live connection, dropped
+//! the data its toxics held when they changed, and added latencies up per chunk.
+//!
+//! noxious reads the toxics for a new connection when it connects to the upstream, and a toxic
+//! change rebuilds the connections registered by then, so a connection that is between the two
+//! would keep the old toxics: a gate keeps toxic changes and registrations apart (see
+//! [`Registrar`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use noxious::proxy::{ProxyConfig, ProxyRunner, Runner, Toxics};
 use noxious::signal::{Close, Stop, Stopper};
 use noxious::socket::{SocketListener, TcpListener};
 use noxious::state::{ProxyState, SharedProxyInfo};
-use noxious::toxic::{StreamDirection, Toxic, ToxicEvent, ToxicEventKind, ToxicEventResult, ToxicKind};
+use noxious::toxic::{StreamDirection, Toxic, ToxicEvent, ToxicEventKind, ToxicEventResult};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
 use super::{ProxyError, Result};
@@ -28,24 +28,12 @@ use super::{ProxyError, Result};
 /// Attempts at binding a free private port (noxious binds by address, so a free port is picked
 /// first and may be taken in between).
 const BIND_ATTEMPTS: usize = 10;
-/// The hidden toxic whose updates rebuild the links a second time (see the module docs).
-const PARITY_TOXIC: &str = "__mt5_chaos_parity";
 /// How long a new connection waits to be registered by the runner (it never is when the
 /// upstream refuses the connection).
 const REGISTER_WAIT: Duration = Duration::from_millis(500);
 
-/// The hidden `noop` toxic.
-fn parity_toxic() -> Toxic {
-    Toxic {
-        kind: ToxicKind::Noop,
-        name: PARITY_TOXIC.to_string(),
-        toxicity: 1.0,
-        direction: StreamDirection::Upstream,
-    }
-}
-
 /// What the front needs to hand a connection to the runner: its address, and the gate that
-/// keeps a connection from registering between the two events of a toxic change.
+/// keeps a toxic change from passing over a connection being registered.
 #[derive(Debug, Clone)]
 pub(crate) struct Registrar {
     addr: SocketAddr,
@@ -121,7 +109,6 @@ impl Backend {
     fn run(name: &str, upstream: &str, addr: SocketAddr, listener: TcpListener, toxics: Vec<Toxic>) -> Self {
         let (upstream_toxics, downstream_toxics): (Vec<Toxic>, Vec<Toxic>) = toxics
             .into_iter()
-            .chain([parity_toxic()])
             .partition(|t| t.direction == StreamDirection::Upstream);
         let config = ProxyConfig {
             name: name.to_string(),
@@ -164,18 +151,13 @@ impl Backend {
         self.registrar.clone()
     }
 
-    /// Sends a toxic event to the runner and waits until every live connection uses it; then
-    /// the parity event (see the module docs), with new connections held back meanwhile.
+    /// Sends a toxic event to the runner and waits until every live connection uses it (the
+    /// data its old toxics held passed on), with new connections held back meanwhile.
     ///
     /// # Errors
     /// The runner refused the event (toxic not found) or is gone.
     pub(crate) async fn apply(&self, kind: ToxicEventKind) -> std::result::Result<(), String> {
         let _gate = self.registrar.gate.write().await;
-        self.send(kind).await?;
-        self.send(ToxicEventKind::UpdateToxic(parity_toxic())).await
-    }
-
-    async fn send(&self, kind: ToxicEventKind) -> std::result::Result<(), String> {
         match self.events.send_receive(ToxicEvent::new(self.name.clone(), kind)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("noxious refused the toxic event: {e}")),
