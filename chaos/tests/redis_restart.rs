@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use mt5_chaos::checker::{Checker, Verdict};
 use mt5_chaos::harness::Load;
+use mt5_chaos::proxy::control::ProxiedLink;
 use mt5_chaos::report;
 use mt5_fixtures::{docker_opted_out, Appendfsync, Backend, RedisFixture, RedisOptions};
 
@@ -16,13 +17,20 @@ const DOWN: Duration = Duration::from_millis(1500);
 /// Runs the scenario on a fresh Redis with `appendfsync` and returns the verdict and
 /// `aof_delayed_fsync` as it was just before the kill.
 async fn run(name: &str, appendfsync: Appendfsync) -> (Verdict, String) {
-    run_on(name, common::process_redis(appendfsync).await).await
+    run_on(name, common::process_redis(appendfsync).await, None).await
 }
 
-/// The scenario on `fx`.
-async fn run_on(name: &str, mut fx: RedisFixture) -> (Verdict, String) {
-    let sc = common::scenario(name, &fx);
-    let checker = Checker::for_scenario(&sc);
+/// The scenario on `fx`; the services reach it through `link` when given (the checker reads it
+/// directly).
+async fn run_on(name: &str, mut fx: RedisFixture, link: Option<&ProxiedLink>) -> (Verdict, String) {
+    let (sc, checker) = match link {
+        Some(link) => common::proxied_scenario(name, &fx, link),
+        None => {
+            let sc = common::scenario(name, &fx);
+            let checker = Checker::for_scenario(&sc);
+            (sc, checker)
+        }
+    };
     let mut filters = vec![
         sc.spawn_filter("f1").await.unwrap(),
         sc.spawn_filter("f2").await.unwrap(),
@@ -43,6 +51,10 @@ async fn run_on(name: &str, mut fx: RedisFixture) -> (Verdict, String) {
         .await
         .unwrap()
         .unwrap_or_else(|| "n/a".into());
+    let accepted_before = match link {
+        Some(link) => link.stats().await.unwrap().map(|s| s.accepted),
+        None => None,
+    };
     fx.kill().await.unwrap();
     let killed_at = Instant::now();
     tokio::time::sleep(DOWN).await;
@@ -63,6 +75,13 @@ async fn run_on(name: &str, mut fx: RedisFixture) -> (Verdict, String) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
 
+    if let (Some(link), Some(before)) = (link, accepted_before) {
+        let after = link.stats().await.unwrap().map_or(0, |s| s.accepted);
+        assert!(
+            after > before,
+            "the services did not reconnect through the proxy ({before} connections before the kill, {after} after)"
+        );
+    }
     let status = publisher.wait_exit(Duration::from_secs(40)).await.unwrap();
     assert!(status.success(), "publisher: {}", publisher.stderr_tail(10));
     checker.wait_drained(Duration::from_secs(20)).await.unwrap();
@@ -105,9 +124,9 @@ async fn redis_sigkill_with_appendfsync_everysec_is_reported() {
 }
 
 /// The container backend: `docker kill` and `docker start` of the Redis container (`appendfsync
-/// always`) under the same load. The fixture keeps the host port across the restart, so the
-/// services reconnect to the same address (directly here; through the fault proxy is the proxy
-/// scenarios' part). Skipped only on a machine that opted out of Docker (`MT5_NO_DOCKER=1`).
+/// always`) under the same load, the services reaching Redis through the fault proxy, so their
+/// address survives the restart whatever the container's; the proxy counted the connections
+/// the kill cut. Skipped only on a machine that opted out of Docker (`MT5_NO_DOCKER=1`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_container_docker_kill_with_appendfsync_always_loses_nothing() {
     if docker_opted_out() {
@@ -121,10 +140,20 @@ async fn redis_container_docker_kill_with_appendfsync_always_loses_nothing() {
     )
     .await
     .expect("start the Redis container");
-    let (verdict, _) = run_on("redis_restart_container", fx).await;
+    let link = ProxiedLink::start("redis-container", &format!("127.0.0.1:{}", fx.port()))
+        .await
+        .expect("the fault proxy in front of the Redis container");
+    let (verdict, _) = run_on("redis_restart_container", fx, Some(&link)).await;
+    // `run_on` proved the services reconnected through the proxy (counted in process only: a
+    // Toxiproxy server at TOXIPROXY_URL has no such counters).
+    let closed = match link.stats().await.unwrap() {
+        Some(stats) => format!(", {} connections through the proxy", stats.accepted),
+        None => String::new(),
+    };
+    link.close().await.unwrap();
     let dedupes = verdict.publish_dedupes;
     let verdict = verdict.with_faults(format!(
-        "docker kill + start of the Redis container (always), run_id changed, {dedupes} publish retries deduped"
+        "docker kill + start of the Redis container (always) behind the fault proxy, run_id changed{closed}, {dedupes} publish retries deduped"
     ));
     report::record("2 redis_restart (container)", &verdict).unwrap();
     verdict.assert_zero_loss();
