@@ -69,6 +69,11 @@ pub(crate) enum Command {
     /// limit. Needs `DINGTALK_ACCESS_TOKEN`; does not use Redis. Serves the webhook, `/metrics`,
     /// `/healthz` and `/readyz` on `[http].addr` (`MT5_HTTP_ADDR`).
     AlertRelay,
+    /// Serve the HTTP gateway: `GET /v1/streams/{stream}/events?after=ID&count=N&block_ms=M`
+    /// (long-poll reads) and `POST /v1/streams/{stream}/events` (publish), with bearer-token
+    /// auth (`MT5_GATEWAY_TOKEN`, required) and the stream allow-lists of `[http.gateway]`,
+    /// next to `/metrics`, `/healthz` and `/readyz` on `[http].addr`.
+    Gateway,
 }
 
 /// `config ...`

@@ -8,8 +8,9 @@
 //!
 //! Secrets are read only from their own env vars: the EODHD API key from `EODHD_API_KEY`, the
 //! DingTalk robot's access token from `DINGTALK_ACCESS_TOKEN` and its signing secret from
-//! `DINGTALK_SECRET`. Setting `news.eodhd.api_key`, `alerts.access_token` or `alerts.secret` in
-//! the file or through an `MT5_*` variable is an error.
+//! `DINGTALK_SECRET`, the gateway's bearer token from `MT5_GATEWAY_TOKEN`. Setting
+//! `news.eodhd.api_key`, `alerts.access_token`, `alerts.secret` or `http.gateway.token` in the
+//! file or through another `MT5_*` variable is an error.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,7 +24,8 @@ use mt5_bus::{BusConfig, RedisConfig};
 use mt5_news::{EodhdConfig, FetcherConfig, FilterConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::relay::{AlertsConfig, AlertsConfigError};
+use crate::gateway::GatewayConfig;
+use crate::relay::AlertsConfig;
 
 /// Env var naming the config file (the same as `--config`).
 pub(crate) const CONFIG_ENV: &str = "MT5_CONFIG";
@@ -53,6 +55,10 @@ const DINGTALK_ACCESS_TOKEN: &str = "alerts.access_token";
 const DINGTALK_SECRET_ENV: &str = "DINGTALK_SECRET";
 /// The dotted key of the DingTalk signing secret.
 const DINGTALK_SECRET: &str = "alerts.secret";
+/// The env var holding the gateway's bearer token, the only way to set it.
+pub(crate) const GATEWAY_TOKEN_ENV: &str = "MT5_GATEWAY_TOKEN";
+/// The dotted key of the gateway's bearer token.
+const GATEWAY_TOKEN: &str = "http.gateway.token";
 /// Secrets read only from their own env var: (env var, dotted key, provider name).
 const SECRET_ENVS: &[(&str, &str, &str)] = &[
     (EODHD_API_KEY_ENV, EODHD_API_KEY, API_KEY_SOURCE),
@@ -66,6 +72,11 @@ const SECRET_ENVS: &[(&str, &str, &str)] = &[
         DINGTALK_SECRET,
         "environment variable DINGTALK_SECRET",
     ),
+    (
+        GATEWAY_TOKEN_ENV,
+        GATEWAY_TOKEN,
+        "environment variable MT5_GATEWAY_TOKEN",
+    ),
 ];
 /// The name of the env override providers in error messages.
 const ENV_SOURCE: &str = "environment variables";
@@ -76,6 +87,7 @@ const SECRET_KEYS: &[&str] = &[
     EODHD_API_KEY,
     DINGTALK_ACCESS_TOKEN,
     DINGTALK_SECRET,
+    GATEWAY_TOKEN,
 ];
 
 /// `[http]`: where the HTTP servers (metrics, health, gateway) listen.
@@ -90,6 +102,9 @@ pub(crate) struct HttpConfig {
     /// (`mt5_stream_length`, lag, pending, oldest pending age, live consumers) from `XINFO`,
     /// in ms; every scrape of `/metrics` refreshes them too. 0 = only on scrapes. Default 5000.
     pub(crate) stats_interval_ms: u64,
+    /// `[http.gateway]`: the HTTP gateway of `mt5-hub gateway` (the token only from env
+    /// `MT5_GATEWAY_TOKEN`).
+    pub(crate) gateway: GatewayConfig,
 }
 
 impl Default for HttpConfig {
@@ -97,6 +112,7 @@ impl Default for HttpConfig {
         HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
             stats_interval_ms: 5000,
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -131,6 +147,16 @@ pub(crate) struct HubConfig {
     pub(crate) alerts: AlertsConfig,
 }
 
+/// Why a setting of the hub's own sections (`[alerts]`, `[http.gateway]`) is unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub(crate) struct InvalidSetting {
+    /// The dotted key.
+    pub(crate) field: &'static str,
+    /// What is wrong.
+    pub(crate) reason: String,
+}
+
 /// Why the configuration could not be loaded. Always exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
@@ -157,9 +183,9 @@ pub(crate) enum ConfigError {
     /// A `[news.filter]` value is out of range.
     #[error(transparent)]
     InvalidFilter(#[from] mt5_news::filter::FilterError),
-    /// An `[alerts]` value is out of range.
+    /// An `[alerts]` or `[http.gateway]` value is out of range.
     #[error(transparent)]
-    InvalidAlerts(#[from] AlertsConfigError),
+    InvalidSetting(#[from] InvalidSetting),
 }
 
 impl HubConfig {
@@ -224,6 +250,7 @@ impl HubConfig {
         self.news.fetcher.validate()?;
         self.news.filter.validate()?;
         self.alerts.validate()?;
+        self.http.gateway.validate()?;
         Ok(())
     }
 
@@ -233,6 +260,7 @@ impl HubConfig {
             EODHD_API_KEY => Some(&self.news.eodhd.api_key),
             DINGTALK_ACCESS_TOKEN => Some(&self.alerts.access_token),
             DINGTALK_SECRET => Some(&self.alerts.secret),
+            GATEWAY_TOKEN => Some(&self.http.gateway.token),
             _ => None,
         }
     }
@@ -673,10 +701,12 @@ mod tests {
         for (var, key) in [
             (DINGTALK_ACCESS_TOKEN_ENV, "access_token"),
             (DINGTALK_SECRET_ENV, "secret ="),
+            (GATEWAY_TOKEN_ENV, "token ="),
         ] {
             assert!(text.contains(var) && text.contains(key), "{key} must be documented");
         }
-        missing.retain(|k| ![EODHD_API_KEY, DINGTALK_ACCESS_TOKEN, DINGTALK_SECRET].contains(&k.as_str()));
+        missing
+            .retain(|k| ![EODHD_API_KEY, DINGTALK_ACCESS_TOKEN, DINGTALK_SECRET, GATEWAY_TOKEN].contains(&k.as_str()));
         assert!(
             missing.is_empty(),
             "keys missing from configs/mt5-hub.toml: {missing:?}"

@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod error;
 mod faults;
+mod gateway;
 mod http;
 mod logging;
 mod output;

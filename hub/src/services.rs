@@ -66,6 +66,9 @@ pub(crate) enum Retries {
     /// Until cancelled, connecting included: long-running services (they report through
     /// `/readyz` meanwhile).
     Unbounded,
+    /// Connecting until cancelled, then `bus.retry.max_attempts` per publish: a service that
+    /// publishes on behalf of a caller waiting for the answer (the gateway).
+    ConnectUnbounded,
 }
 
 /// The EODHD client of `[news.eodhd]`.
@@ -88,7 +91,8 @@ pub(crate) fn eodhd_client(
 
 /// A producer on `[redis]`/`[bus]` that has created the configured groups.
 ///
-/// With [`Retries::Unbounded`] it keeps trying to connect until `cancel` fires.
+/// With [`Retries::Unbounded`] or [`Retries::ConnectUnbounded`] it keeps trying to connect until
+/// `cancel` fires.
 ///
 /// # Errors
 /// Config errors (exit 2); with [`Retries::Bounded`], [`HubError::Unreachable`] (exit 3) when
@@ -104,11 +108,11 @@ pub(crate) async fn producer(
         match EventProducer::connect(&cfg.redis, &cfg.bus, telemetry.bus.clone(), cancel.clone()).await {
             Ok(p) => {
                 return Ok(match retries {
-                    Retries::Bounded => p,
+                    Retries::Bounded | Retries::ConnectUnbounded => p,
                     Retries::Unbounded => p.with_unbounded_retries(),
                 })
             }
-            Err(e) if retries == Retries::Unbounded && retryable(&e) && !cancel.is_cancelled() => {
+            Err(e) if retries != Retries::Bounded && retryable(&e) && !cancel.is_cancelled() => {
                 let delay = backoff.next_delay();
                 tracing::warn!(redis = %cfg.redis.redacted_url(), error = %e, delay_ms = delay.as_millis() as u64, "Cannot connect to Redis yet; retrying.");
                 sleep_or_cancel(delay, cancel).await?;

@@ -6,7 +6,8 @@ mod deadletter;
 pub(crate) mod demo;
 mod fetch;
 mod filter;
-mod publish;
+mod gateway;
+pub(crate) mod publish;
 mod run;
 pub(crate) mod streams;
 
@@ -41,5 +42,6 @@ pub(crate) async fn run(config_path: Option<&Path>, command: Command) -> Result<
         Command::Run { consumer } => run::run(&cfg, &cancel, consumer).await,
         Command::Demo(args) => demo::run(config_path, &cfg, &cancel, args).await,
         Command::AlertRelay => alert_relay::run(&cfg, &cancel).await,
+        Command::Gateway => gateway::run(&cfg, &cancel).await,
     }
 }

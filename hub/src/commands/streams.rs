@@ -207,7 +207,7 @@ pub(crate) async fn tail(
 }
 
 /// The last generated id of a stream (`0-0` when it does not exist).
-async fn last_generated_id<C: redis::aio::ConnectionLike + Send>(
+pub(crate) async fn last_generated_id<C: redis::aio::ConnectionLike + Send>(
     conn: &mut C,
     stream: &str,
 ) -> mt5_bus::Result<String> {

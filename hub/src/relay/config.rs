@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use mt5_bus::Secret;
 use serde::{Deserialize, Serialize};
 
+use crate::config::InvalidSetting;
+
 /// The DingTalk custom robot's send endpoint.
 pub(crate) const DEFAULT_DINGTALK_URL: &str = "https://oapi.dingtalk.com/robot/send";
 
@@ -98,24 +100,14 @@ pub(crate) struct MentionConfig {
     pub(crate) at_all: bool,
 }
 
-/// Why an `[alerts]` setting is unusable.
-#[derive(Debug, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub(crate) struct AlertsConfigError {
-    /// The dotted key.
-    pub(crate) field: &'static str,
-    /// What is wrong.
-    pub(crate) reason: String,
-}
-
 impl AlertsConfig {
     /// Checks ranges and the URL.
     ///
     /// # Errors
-    /// [`AlertsConfigError`] naming the first bad field.
-    pub(crate) fn validate(&self) -> Result<(), AlertsConfigError> {
+    /// [`InvalidSetting`] naming the first bad field.
+    pub(crate) fn validate(&self) -> Result<(), InvalidSetting> {
         let bad = |field, reason: &str| {
-            Err(AlertsConfigError {
+            Err(InvalidSetting {
                 field,
                 reason: reason.to_string(),
             })

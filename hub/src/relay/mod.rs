@@ -45,7 +45,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-pub(crate) use self::config::{AlertsConfig, AlertsConfigError};
+pub(crate) use self::config::AlertsConfig;
 pub(crate) use self::dingtalk::DingTalk;
 pub(crate) use self::metrics::RelayMetrics;
 pub(crate) use self::sender::Sender;

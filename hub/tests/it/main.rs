@@ -5,6 +5,7 @@ mod alert_relay;
 mod config;
 mod deadletter;
 mod demo;
+mod gateway;
 mod news;
 mod observability;
 mod publish;

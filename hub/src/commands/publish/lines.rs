@@ -114,6 +114,19 @@ pub(crate) fn parse_line(
     default_source: &str,
 ) -> Result<(Event, PublishOptions), String> {
     let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
+    parse_event(value, default_type, default_source)
+}
+
+/// Turns one event object (`{"type","data","id"?,"source"?,"idempotency_key"?,"extensions"?}`,
+/// a `publish` input line or a gateway `POST`) into an event and its options.
+///
+/// # Errors
+/// A message saying what is wrong with the object.
+pub(crate) fn parse_event(
+    value: serde_json::Value,
+    default_type: Option<&str>,
+    default_source: &str,
+) -> Result<(Event, PublishOptions), String> {
     let serde_json::Value::Object(mut obj) = value else {
         return Err("expected a JSON object like {\"type\":\"t\",\"data\":{}}".into());
     };

@@ -3,6 +3,8 @@
 mod bucket;
 mod lines;
 mod load;
+
+pub(crate) use lines::parse_event;
 mod template;
 
 use mt5_bus::{BusMetrics, Event, EventProducer, PublishOptions, Published};

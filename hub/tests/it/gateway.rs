@@ -1,0 +1,376 @@
+//! `gateway`: the HTTP gateway against a real Redis: auth, allow-lists, publish and long-poll
+//! reads, idempotency, JSON errors, Redis down, and shutdown during a long-poll.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use serde_json::{json, Value};
+
+use crate::support::{closed_port, run_with, Hub, Service};
+
+/// The token the tests configure.
+const TOKEN: &str = "gw-tok-3c1e9a7f";
+
+/// The gateway's env on `hub`: `input` readable and writable, `other` readable only.
+fn gateway_env(hub: &Hub) -> Vec<(String, String)> {
+    let mut env = hub.env.clone();
+    env.extend([
+        ("MT5_GATEWAY_TOKEN".to_string(), TOKEN.to_string()),
+        (
+            "MT5_HTTP__GATEWAY__READ_STREAMS".to_string(),
+            format!(r#"["{}", "{}"]"#, hub.input, hub.other),
+        ),
+        (
+            "MT5_HTTP__GATEWAY__WRITE_STREAMS".to_string(),
+            format!(r#"["{}"]"#, hub.input),
+        ),
+        ("MT5_HTTP__GATEWAY__MAX_BODY_BYTES".to_string(), "2048".to_string()),
+    ]);
+    env
+}
+
+/// A client for `svc`'s gateway.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(svc: &Service) -> Self {
+        Client {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            base: svc.url(""),
+        }
+    }
+
+    fn events(&self, stream: &str) -> String {
+        format!("{}/v1/streams/{stream}/events", self.base)
+    }
+
+    async fn post(&self, stream: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.events(stream))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        answer(resp).await
+    }
+
+    async fn get(&self, stream: &str, query: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}?{query}", self.events(stream)))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        answer(resp).await
+    }
+}
+
+async fn answer(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, body)
+}
+
+/// The `error.code` of an error answer.
+fn code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code: {body}"))
+}
+
+/// Without `MT5_GATEWAY_TOKEN` the gateway does not start: exit 2, naming the variable.
+#[tokio::test]
+async fn the_gateway_refuses_to_start_without_a_token() {
+    let env = vec![("MT5_HTTP_ADDR".to_string(), "127.0.0.1:0".to_string())];
+    let run = run_with(&env, &["gateway"], None).await;
+    run.code(2);
+    assert!(run.stderr.contains("MT5_GATEWAY_TOKEN"), "{}", run.stderr);
+}
+
+/// `/v1` needs the bearer token (401 with `WWW-Authenticate: Bearer` without it or with a wrong
+/// one, as JSON); `/healthz` does not.
+#[tokio::test]
+async fn requests_without_the_bearer_token_are_refused() {
+    let hub = Hub::start().await;
+    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
+    let c = Client::new(&svc);
+    let url = format!("{}?after=0", c.events(&hub.input));
+    for auth in [None, Some("Bearer wrong"), Some(TOKEN)] {
+        let mut req = c.http.get(&url);
+        if let Some(a) = auth {
+            req = req.header(AUTHORIZATION, a);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "auth {auth:?}");
+        assert_eq!(resp.headers()[WWW_AUTHENTICATE], "Bearer");
+        let (_, body) = answer(resp).await;
+        assert_eq!(code(&body), "unauthorized");
+    }
+    assert_eq!(svc.get("/healthz").await.0, 200);
+    svc.terminate(Duration::from_secs(10)).await;
+}
+
+/// Posted events (one, then an array) are read back decoded, in order, each once: `last_id`
+/// continues where the previous read ended; the first post is 201 with its ids.
+#[tokio::test]
+async fn posted_events_are_read_back_in_order_once() {
+    let hub = Hub::start().await;
+    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
+    let c = Client::new(&svc);
+    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+
+    let (status, one) = c
+        .post(
+            &hub.input,
+            &json!({"type": "mt5.order.v1", "data": {"n": 0}, "extensions": {"ticker": "EURUSD"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{one}");
+    assert_eq!(one["duplicate"], false);
+    assert!(one["event_id"].as_str().is_some_and(|s| !s.is_empty()), "{one}");
+    let batch: Vec<Value> = (1..=3)
+        .map(|n| json!({"type": "mt5.order.v1", "data": {"n": n}}))
+        .collect();
+    let (status, many) = c.post(&hub.input, &Value::Array(batch)).await;
+    assert_eq!(status, 201, "{many}");
+    assert_eq!(many["results"].as_array().unwrap().len(), 3);
+
+    let (status, first) = c.get(&hub.input, "after=0&count=2").await;
+    assert_eq!(status, 200, "{first}");
+    let (_, rest) = c
+        .get(&hub.input, &format!("after={}", first["last_id"].as_str().unwrap()))
+        .await;
+    let seen: Vec<&Value> = first["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["events"].as_array().unwrap())
+        .collect();
+    let ns: Vec<i64> = seen.iter().map(|e| e["event"]["data"]["n"].as_i64().unwrap()).collect();
+    assert_eq!(ns, [0, 1, 2, 3], "{first} {rest}");
+    assert_eq!(seen[0]["entry_id"], one["entry_id"]);
+    assert_eq!(seen[0]["event"]["id"], one["event_id"]);
+    assert_eq!(seen[0]["event"]["type"], "mt5.order.v1");
+    assert_eq!(seen[0]["event"]["source"], "mt5-hub/gateway");
+    assert_eq!(seen[0]["event"]["extensions"]["ticker"], "EURUSD");
+    assert_eq!(rest["last_id"], seen[3]["entry_id"]);
+
+    // Nothing after the end: empty, and `last_id` stays where it was.
+    let (_, empty) = c
+        .get(&hub.input, &format!("after={}", rest["last_id"].as_str().unwrap()))
+        .await;
+    assert_eq!(empty["events"], json!([]));
+    assert_eq!(empty["last_id"], rest["last_id"]);
+    svc.terminate(Duration::from_secs(10)).await;
+}
+
+/// A long-poll (`block_ms`, no `after`: from now on) answers as soon as an event arrives, not
+/// at the end of its block, and without `block_ms` a read answers at once.
+#[tokio::test]
+async fn a_long_poll_answers_as_soon_as_an_event_arrives() {
+    let hub = Hub::start().await;
+    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
+    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let c = Client::new(&svc);
+    // An old event the long-poll must not return.
+    c.post(&hub.input, &json!({"type": "t.v1", "data": "old"})).await;
+
+    let poll = {
+        let (http, url) = (c.http.clone(), format!("{}?block_ms=20000", c.events(&hub.input)));
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let resp = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
+            (answer(resp).await, start.elapsed())
+        })
+    };
+    hub.wait_for_command("xread").await;
+    let (_, posted) = c.post(&hub.input, &json!({"type": "t.v1", "data": "new"})).await;
+    let ((status, body), took) = poll.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["events"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["events"][0]["event"]["data"], "new");
+    assert_eq!(body["last_id"], posted["entry_id"]);
+    assert!(
+        took < Duration::from_secs(15),
+        "the long-poll waited its whole block: {took:?}"
+    );
+    svc.terminate(Duration::from_secs(10)).await;
+}
+
+/// A retried post with the same `Idempotency-Key` header writes once: the second answer is 200
+/// `duplicate: true` with the first entry id.
+#[tokio::test]
+async fn a_retried_post_with_its_idempotency_key_writes_once() {
+    let hub = Hub::start().await;
+    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
+    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let c = Client::new(&svc);
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let resp = c
+            .http
+            .post(c.events(&hub.input))
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", "order-42")
+            .json(&json!({"type": "mt5.order.v1", "data": {"ticket": 42}}))
+            .send()
+            .await
+            .unwrap();
+        answers.push(answer(resp).await);
+    }
+    assert_eq!(answers[0].0, 201, "{:?}", answers[0]);
+    assert_eq!(answers[1].0, 200, "{:?}", answers[1]);
+    assert_eq!(answers[1].1["duplicate"], true);
+    assert_eq!(answers[1].1["event_id"], Value::Null);
+    assert_eq!(answers[0].1["entry_id"], answers[1].1["entry_id"]);
+    assert_eq!(hub.xlen(&hub.input).await, 1);
+    svc.terminate(Duration::from_secs(10)).await;
+}
+
+/// Streams off the allow-lists are refused (403): a write to a read-only stream, a read of an
+/// unlisted one; nothing is written.
+#[tokio::test]
+async fn streams_off_the_allow_lists_are_refused() {
+    let hub = Hub::start().await;
+    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
+    let c = Client::new(&svc);
+    let (status, body) = c.post(&hub.other, &json!({"type": "t.v1", "data": 1})).await;
+    assert_eq!((status, code(&body)), (403, "stream_not_allowed"), "{body}");
+    let (status, body) = c.get(&hub.dlq, "after=0").await;
+    assert_eq!((status, code(&body)), (403, "stream_not_allowed"), "{body}");
+    assert_eq!(hub.xlen(&hub.other).await, 0);
+    svc.terminate(Duration::from_secs(10)).await;
+}
+
+/// Bad input gets a JSON error naming the problem, and nothing from a bad request is written:
+/// invalid JSON, a missing `type`, a bad event in an array, a body over `max_body_bytes`, a
+/// wrong content type, bad query parameters.
+#[tokio::test]
+async fn bad_input_gets_json_errors_and_writes_nothing() {
+    let hub = Hub::start().await;
+    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
+    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let c = Client::new(&svc);
+    let raw = |body: &'static str, content_type: &'static str| {
+        c.http
+            .post(c.events(&hub.input))
+            .bearer_auth(TOKEN)
+            .header(CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+    };
+    let (status, body) = answer(raw("{not json", "application/json").await.unwrap()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(code(&body) == "bad_request" && body["error"]["message"].as_str().unwrap().contains("JSON"));
+    let (status, body) = answer(raw(r#"{"type":"t.v1","data":1}"#, "text/plain").await.unwrap()).await;
+    assert_eq!((status, code(&body)), (415, "unsupported_media_type"), "{body}");
+    let (status, body) = c.post(&hub.input, &json!({"data": 1})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("`type`"), "{body}");
+    let (status, body) = c
+        .post(&hub.input, &json!([{"type": "t.v1", "data": 1}, {"type": "t.v1"}]))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().starts_with("event 1:"),
+        "{body}"
+    );
+    let (status, body) = c
+        .post(&hub.input, &json!({"type": "t.v1", "data": "x".repeat(4096)}))
+        .await;
+    assert_eq!((status, code(&body)), (413, "body_too_large"), "{body}");
+    assert_eq!(hub.xlen(&hub.input).await, 0, "a refused request wrote something");
+
+    for query in [
+        "count=0",
+        "count=abc",
+        "count=100000",
+        "after=bogus",
+        "block_ms=999999",
+        "from=0",
+    ] {
+        let (status, body) = c.get(&hub.input, query).await;
+        assert_eq!((status, code(&body)), (400, "bad_request"), "{query}: {body}");
+    }
+    svc.terminate(Duration::from_secs(10)).await;
+}
+
+/// With Redis unreachable the gateway still starts and serves; requests get 503 with
+/// `Retry-After`, and `/readyz` says not ready.
+#[tokio::test]
+async fn without_redis_requests_get_503_with_retry_after() {
+    let mut env = vec![
+        ("MT5_GATEWAY_TOKEN".to_string(), TOKEN.to_string()),
+        (
+            "MT5_REDIS_URL".to_string(),
+            format!("redis://127.0.0.1:{}", closed_port()),
+        ),
+        ("MT5_HTTP__GATEWAY__READ_STREAMS".to_string(), r#"["s"]"#.to_string()),
+        ("MT5_HTTP__GATEWAY__WRITE_STREAMS".to_string(), r#"["s"]"#.to_string()),
+        ("MT5_BUS__RETRY__MAX_ATTEMPTS".to_string(), "2".to_string()),
+        ("MT5_BUS__RETRY__INITIAL_MS".to_string(), "10".to_string()),
+    ];
+    env.push(("MT5_BUS__RETRY__MAX_MS".to_string(), "20".to_string()));
+    let svc = Service::start(&env, &["gateway"]).await;
+    let c = Client::new(&svc);
+    for resp in [
+        c.http
+            .post(c.events("s"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"type": "t.v1", "data": 1}))
+            .send()
+            .await
+            .unwrap(),
+        c.http
+            .get(format!("{}?after=0", c.events("s")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(resp.status().as_u16(), 503);
+        assert_eq!(resp.headers()[RETRY_AFTER], "1");
+        let (_, body) = answer(resp).await;
+        assert_eq!(code(&body), "unavailable", "{body}");
+    }
+    assert_eq!(svc.get("/readyz").await.0, 503);
+    svc.terminate(Duration::from_secs(10)).await;
+}
+
+/// SIGTERM during a long-poll: the poll is answered (empty) and the process exits 0 at once,
+/// not at the end of the block.
+#[tokio::test]
+async fn sigterm_ends_a_long_poll_and_the_process_promptly() {
+    let hub = Hub::start().await;
+    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
+    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let c = Client::new(&svc);
+    let poll = {
+        let (http, url) = (c.http.clone(), format!("{}?block_ms=30000", c.events(&hub.input)));
+        tokio::spawn(async move { http.get(url).bearer_auth(TOKEN).send().await })
+    };
+    hub.wait_for_command("xread").await;
+    let start = Instant::now();
+    let (code, _) = svc.terminate(Duration::from_secs(15)).await;
+    assert_eq!(code, 0);
+    // Well under the shutdown timeout (8 s), after which the components would be aborted.
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "exit took {:?}",
+        start.elapsed()
+    );
+    let resp = poll.await.unwrap().expect("the long-poll is answered, not cut");
+    let (status, body) = answer(resp).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["events"], json!([]));
+}
