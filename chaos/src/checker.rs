@@ -299,6 +299,31 @@ impl Checker {
             .await?)
     }
 
+    /// The id times (ms) of the first and the last entry of the filtered stream: the span over
+    /// which the effects were written; `(0, 0)` when it is empty.
+    ///
+    /// # Errors
+    /// Redis is unreachable.
+    pub async fn output_span(&self) -> Result<(u64, u64)> {
+        let mut conn = self.connection().await?;
+        let mut ends = [0u64; 2];
+        for (i, cmd) in [("XRANGE", "-", "+"), ("XREVRANGE", "+", "-")].into_iter().enumerate() {
+            let entries: Vec<(String, HashMap<String, String>)> = redis::cmd(cmd.0)
+                .arg(&self.streams.filtered)
+                .arg(cmd.1)
+                .arg(cmd.2)
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await?;
+            ends[i] = entries
+                .first()
+                .and_then(|(id, _)| mt5_bus::envelope::entry_millis(id))
+                .unwrap_or(0);
+        }
+        Ok((ends[0], ends[1]))
+    }
+
     /// The group's pending count (`XPENDING` summary; 0 when the stream or group is missing).
     ///
     /// # Errors

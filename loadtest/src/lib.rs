@@ -1,0 +1,105 @@
+//! Load tests of mt5-hub.
+//!
+//! - [`gateway`]: a goose load test against the HTTP gateway (`mt5-hub gateway`): publishing
+//!   terminals `POST` events, reading terminals long-poll `GET` from the first entry on, each
+//!   following its own `last_id`. Besides goose's request figures it measures the delivery
+//!   latency (an entry's id time to the moment a reader got it) and checks that every reader
+//!   saw every acknowledged publish exactly once, in order.
+//! - [`e2e`]: the end-to-end latency harness of the news pipeline: `mt5-hub publish --rate`
+//!   into the raw stream, `filter` consumer processes into the filtered stream, the chaos
+//!   history checker for loss, duplicates and e2e latency, at a fixed rate.
+//!
+//! Both start their own Redis (`mt5-fixtures`) and `mt5-hub` processes unless pointed at
+//! running ones, print one line of figures, and write a row into `target/loadtest/report.md`.
+//!
+//! ```sh
+//! cargo build --release -p mt5-hub
+//! cargo run --release -p mt5-loadtest -- gateway --users 16 --run-time 20
+//! cargo run --release -p mt5-loadtest -- e2e --rate 2000 --count 40000 --filters 2
+//! ```
+
+pub mod e2e;
+pub mod gateway;
+pub mod report;
+
+/// Percentiles of a set of millisecond figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: u64,
+    /// 95th percentile.
+    pub p95: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Maximum.
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `values` (sorted here); all 0 when empty.
+    pub fn of(values: &mut [u64]) -> Self {
+        if values.is_empty() {
+            return Percentiles::default();
+        }
+        values.sort_unstable();
+        let rank = |p: f64| {
+            let idx = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+            values[idx]
+        };
+        Percentiles {
+            p50: rank(0.50),
+            p95: rank(0.95),
+            p99: rank(0.99),
+            max: values[values.len() - 1],
+        }
+    }
+}
+
+impl std::fmt::Display for Percentiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
+            self.p50, self.p95, self.p99, self.max
+        )
+    }
+}
+
+/// The loadtest's errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// Starting Redis or an `mt5-hub` process failed.
+    #[error("setting up: {0}")]
+    Setup(String),
+    /// The load run itself failed.
+    #[error("load run: {0}")]
+    Run(String),
+    /// Writing the report failed.
+    #[error("writing {path}: {source}")]
+    Report {
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The loadtest's result.
+pub type Result<T> = std::result::Result<T, LoadError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nearest rank: p50 of 1..=100 is 50, p95 is 95, p99 is 99; empty is all zero.
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut v: Vec<u64> = (1..=100).rev().collect();
+        let p = Percentiles::of(&mut v);
+        assert_eq!((p.p50, p.p95, p.p99, p.max), (50, 95, 99, 100));
+        assert_eq!(Percentiles::of(&mut []), Percentiles::default());
+        assert_eq!(Percentiles::of(&mut [7]).p99, 7);
+    }
+}

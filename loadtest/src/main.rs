@@ -1,0 +1,156 @@
+//! `mt5-loadtest`: load a running gateway, or run the pipeline's e2e harness on a Redis.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use mt5_loadtest::report::{self, Row};
+use mt5_loadtest::{e2e, gateway};
+
+/// Load tests of mt5-hub. Each run prints its figures and writes a row into
+/// `target/loadtest/report.md`; it exits 1 when an event was lost or duplicated (or, for
+/// `gateway`, a request failed or nothing was published), 2 when the run could not be made.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A goose load test against a running `mt5-hub gateway`: publishers POST events,
+    /// terminals long-poll them from the start of the stream; checks every terminal got every
+    /// acknowledged event once, in order, and reports requests/s, response times and the
+    /// delivery latency. The stream must be on both of the gateway's allow-lists.
+    Gateway {
+        /// The gateway's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:9468")]
+        url: String,
+        /// The bearer token.
+        #[arg(long, env = "MT5_GATEWAY_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The stream to publish to and read.
+        #[arg(long)]
+        stream: String,
+        /// Goose users in all.
+        #[arg(long, default_value_t = 16)]
+        users: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20)]
+        run_time: u64,
+        /// Weight of publishing users.
+        #[arg(long, default_value_t = 1)]
+        publishers: usize,
+        /// Weight of reading users (terminals).
+        #[arg(long, default_value_t = 1)]
+        terminals: usize,
+        /// A publisher's pause between posts, ms (0: as fast as answered).
+        #[arg(long, default_value_t = 0)]
+        publish_wait_ms: u64,
+    },
+    /// The news pipeline end to end on the Redis at `--redis-url`: `mt5-hub publish --rate`
+    /// and `--filters` filter processes under fresh stream names, then loss, duplicates and
+    /// e2e latency of every event. Needs `mt5-hub` built (`MT5_HUB_BIN`, else next to this
+    /// binary).
+    E2e {
+        /// The Redis to use (streams under a fresh prefix).
+        #[arg(long, env = "MT5_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+        /// Events per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Events in all.
+        #[arg(long, default_value_t = 20_000)]
+        count: u64,
+        /// Filter processes.
+        #[arg(long, default_value_t = 2)]
+        filters: usize,
+        /// Events per publish batch.
+        #[arg(long)]
+        batch: Option<u64>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MT5_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("mt5-loadtest: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the command; `Ok(false)` when events were lost or duplicated.
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    match cli.command {
+        Command::Gateway {
+            url,
+            token,
+            stream,
+            users,
+            run_time,
+            publishers,
+            terminals,
+            publish_wait_ms,
+        } => {
+            let load = gateway::Load {
+                users,
+                run_time_s: run_time,
+                increase_rate: users as f64,
+                publishers,
+                terminals,
+                publish_wait_ms,
+            };
+            let r = gateway::run(gateway::Target { url, token, stream }, &load).await?;
+            println!("{}", r.line());
+            report::record(&gateway_row(&format!("gateway {users} users (mt5-loadtest)"), &r))?;
+            let errors = r.posts.failed + r.polls.failed;
+            if r.published == 0 || errors > 0 {
+                eprintln!(
+                    "mt5-loadtest: {errors} requests failed, {} publishes acknowledged: is the stream on both of the gateway's allow-lists, and the token right?",
+                    r.published
+                );
+            }
+            Ok(r.published > 0 && errors == 0 && r.lost == 0 && r.duplicates == 0 && r.out_of_order == 0)
+        }
+        Command::E2e {
+            redis_url,
+            rate,
+            count,
+            filters,
+            batch,
+        } => {
+            let prefix = format!("loadtest-{}", std::process::id());
+            let load = e2e::Load {
+                rate,
+                count,
+                filters,
+                batch,
+            };
+            let r = e2e::run("loadtest-e2e", &redis_url, &prefix, &load)
+                .await
+                .context("the e2e run")?;
+            println!("{}", r.line());
+            report::record(&e2e_row(&format!("e2e {rate}/s (mt5-loadtest)"), &load, &r))?;
+            Ok(r.lost == 0 && r.duplicates == 0)
+        }
+    }
+}
+
+/// The report row of a gateway run.
+fn gateway_row(run: &str, r: &gateway::Report) -> Row {
+    report::gateway_row(run, r)
+}
+
+/// The report row of an e2e run.
+fn e2e_row(run: &str, load: &e2e::Load, r: &e2e::Report) -> Row {
+    report::e2e_row(run, load, r)
+}

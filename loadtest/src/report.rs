@@ -1,0 +1,116 @@
+//! `target/loadtest/report.md`: one row per run (the latest of each), as a Markdown table.
+
+use std::path::PathBuf;
+
+use mt5_chaos::harness::target_dir;
+use mt5_chaos::report::TableFile;
+
+use crate::{LoadError, Result};
+
+/// The report's columns.
+const COLUMNS: &[&str] = &[
+    "run",
+    "load",
+    "throughput",
+    "latency p50 / p95 / p99",
+    "lost",
+    "duplicates",
+    "errors",
+];
+
+/// `<target>/loadtest/report.md`.
+pub fn report_path() -> PathBuf {
+    target_dir().join("loadtest").join("report.md")
+}
+
+/// One row of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The run (the row's key), e.g. `gateway 16 users`.
+    pub run: String,
+    /// What load was applied.
+    pub load: String,
+    /// What got through, per second.
+    pub throughput: String,
+    /// The latency figures.
+    pub latency: String,
+    /// Events lost.
+    pub lost: u64,
+    /// Events seen twice.
+    pub duplicates: u64,
+    /// Failed requests or publishes.
+    pub errors: u64,
+}
+
+/// Prints `loadtest <run>: ...` and puts the row into the report.
+///
+/// # Errors
+/// The report cannot be written.
+pub fn record(row: &Row) -> Result<PathBuf> {
+    println!(
+        "loadtest {}: [{}] throughput {}, latency {}, lost {}, duplicates {}, errors {}",
+        row.run, row.load, row.throughput, row.latency, row.lost, row.duplicates, row.errors
+    );
+    let table = TableFile::new(
+        report_path(),
+        "# Load test report\n\nWritten by `mt5-loadtest` (and `cargo test -p mt5-loadtest`); one row per run (the latest of each). See docs/loadtest.md.\n\n",
+        COLUMNS,
+    );
+    table
+        .put(vec![
+            row.run.clone(),
+            row.load.clone(),
+            row.throughput.clone(),
+            row.latency.clone(),
+            row.lost.to_string(),
+            row.duplicates.to_string(),
+            row.errors.to_string(),
+        ])
+        .map_err(|e| LoadError::Report {
+            path: report_path().display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })
+}
+
+/// The row of a gateway run.
+pub fn gateway_row(run: &str, r: &crate::gateway::Report) -> Row {
+    Row {
+        run: run.to_string(),
+        load: format!(
+            "{} goose users, {:.0} s: {} posts, {} long-polls",
+            r.users, r.duration_s, r.posts.count, r.polls.count
+        ),
+        throughput: format!(
+            "{:.0} posts/s, {} deliveries to {} terminals",
+            r.posts.per_second, r.delivered, r.terminals
+        ),
+        latency: format!(
+            "POST {} / {} / {} ms; delivery {} / {} / {} ms",
+            r.posts.response.p50,
+            r.posts.response.p95,
+            r.posts.response.p99,
+            r.delivery.p50,
+            r.delivery.p95,
+            r.delivery.p99
+        ),
+        lost: r.lost,
+        duplicates: r.duplicates + r.out_of_order,
+        errors: (r.posts.failed + r.polls.failed) as u64,
+    }
+}
+
+/// The row of an e2e run.
+pub fn e2e_row(run: &str, load: &crate::e2e::Load, r: &crate::e2e::Report) -> Row {
+    Row {
+        run: run.to_string(),
+        load: format!(
+            "publish {} events at {}/s, {} filter processes",
+            load.count, load.rate, load.filters
+        ),
+        throughput: format!("published {:.0}/s, filtered {:.0}/s", r.publish_rate, r.filter_rate),
+        latency: format!("e2e {} / {} / {} ms", r.e2e.p50, r.e2e.p95, r.e2e.p99),
+        lost: r.lost,
+        duplicates: r.duplicates,
+        errors: r.pending,
+    }
+}
