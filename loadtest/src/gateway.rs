@@ -164,6 +164,17 @@ struct Shared {
     start_id: String,
 }
 
+impl Shared {
+    /// Where terminal `me` reads next: its `last_id`, or the run's start.
+    fn cursor(&self, me: usize) -> String {
+        self.terminals
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&me).map(|l| l.last_id.clone()))
+            .unwrap_or_else(|| self.start_id.clone())
+    }
+}
+
 /// The current run's shared state.
 fn slot() -> &'static Mutex<Arc<Shared>> {
     static SLOT: OnceLock<Mutex<Arc<Shared>>> = OnceLock::new();
@@ -233,12 +244,7 @@ async fn poll(user: &mut GooseUser) -> TransactionResult {
     let s = shared();
     let t = target(&s)?;
     let me = user.weighted_users_index;
-    let after = s
-        .terminals
-        .lock()
-        .ok()
-        .and_then(|m| m.get(&me).map(|l| l.last_id.clone()))
-        .unwrap_or_else(|| s.start_id.clone());
+    let after = s.cursor(me);
     let path = format!(
         "/v1/streams/{}/events?after={after}&count={POLL_COUNT}&block_ms={POLL_BLOCK_MS}",
         t.stream
@@ -433,12 +439,7 @@ async fn catch_up(http: &reqwest::Client, s: &Shared, t: &Target) -> Result<()> 
         .unwrap_or_default();
     for me in terminals {
         loop {
-            let after = s
-                .terminals
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&me).map(|l| l.last_id.clone()))
-                .unwrap_or_else(|| s.start_id.clone());
+            let after = s.cursor(me);
             if absorb(s, me, &read(http, t, &after).await?, None) == 0 {
                 break;
             }
