@@ -97,15 +97,15 @@ async fn the_gateway_refuses_to_start_without_a_token() {
     assert!(run.stderr.contains("MT5_GATEWAY_TOKEN"), "{}", run.stderr);
 }
 
-/// `/v1` needs the bearer token (401 with `WWW-Authenticate: Bearer` without it or with a wrong
-/// one, as JSON); `/healthz` does not.
+/// `/v1` needs the bearer token (401 with `WWW-Authenticate: Bearer` without it, with a wrong
+/// one or with the token alone, as JSON; the scheme in any case); `/healthz` does not.
 #[tokio::test]
 async fn requests_without_the_bearer_token_are_refused() {
     let hub = Hub::start().await;
     let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
     let c = Client::new(&svc);
     let url = format!("{}?after=0", c.events(&hub.input));
-    for auth in [None, Some("Bearer wrong"), Some(TOKEN)] {
+    for auth in [None, Some("Bearer wrong"), Some(TOKEN), Some("Basic Zm9vOmJhcg==")] {
         let mut req = c.http.get(&url);
         if let Some(a) = auth {
             req = req.header(AUTHORIZATION, a);
@@ -116,6 +116,15 @@ async fn requests_without_the_bearer_token_are_refused() {
         let (_, body) = answer(resp).await;
         assert_eq!(code(&body), "unauthorized");
     }
+    // The scheme is case-insensitive.
+    let resp = c
+        .http
+        .get(&url)
+        .header(AUTHORIZATION, format!("bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(resp.status().as_u16(), 401);
     assert_eq!(svc.get("/healthz").await.0, 200);
     svc.terminate(Duration::from_secs(10)).await;
 }
