@@ -476,9 +476,13 @@ async fn bandwidth_and_slow_close_slow_things_down() {
 async fn reset_and_delete() {
     let link = link("delete").await;
     let tp: Toxiproxy = link.toxiproxy().clone();
-    tp.add_toxic(link.name(), Stream::Upstream, Toxic::Timeout { timeout_ms: 0 }, 1.0)
-        .await
-        .unwrap();
+    // Both directions: noxious 1.0.4's "remove all" cleared the upstream toxics only (patched
+    // in `vendor/noxious`).
+    for stream in [Stream::Upstream, Stream::Downstream] {
+        tp.add_toxic(link.name(), stream, Toxic::Timeout { timeout_ms: 0 }, 1.0)
+            .await
+            .unwrap();
+    }
     tp.disable(link.name()).await.unwrap();
     tp.reset().await.unwrap();
     assert!(tp.toxics(link.name()).await.unwrap().is_empty());

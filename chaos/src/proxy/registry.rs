@@ -319,10 +319,10 @@ impl Registry {
     pub(crate) async fn reset(&self) -> ApiResult<()> {
         let mut proxies = self.proxies.lock().await;
         for p in proxies.values_mut() {
-            // One by one: `RemoveAllToxics` would also remove the hidden parity toxic.
-            for t in p.toxics.iter().filter(|t| !t.is_front()) {
+            // One event (one rebuild of the live connections) for all of noxious' toxics.
+            if p.toxics.iter().any(|t| !t.is_front()) {
                 p.backend
-                    .apply(ToxicEventKind::RemoveToxic(t.name.clone()))
+                    .apply(ToxicEventKind::RemoveAllToxics)
                     .await
                     .map_err(|e| ApiError::new(500, e))?;
             }

@@ -493,6 +493,14 @@ async fn recreate_links(
 
 /// Update the toxics collection in place
 fn update_toxics(event: ToxicEvent, toxics: &mut Toxics) -> Result<(), NotFoundError> {
+    // Both lists: the chain below stops at the first list that accepts the event, and the
+    // upstream list accepts "remove all" (noxious 1.0.4 kept the downstream toxics; mt5-hub
+    // patch).
+    if matches!(event.kind, crate::toxic::ToxicEventKind::RemoveAllToxics) {
+        toxics.upstream.clear();
+        toxics.downstream.clear();
+        return Ok(());
+    }
     update_toxic_list_in_place(&mut toxics.upstream, event.kind, StreamDirection::Upstream)
         .or_else(|kind| {
             update_toxic_list_in_place(&mut toxics.downstream, kind, StreamDirection::Downstream)
