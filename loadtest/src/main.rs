@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use mt5_loadtest::report::{self, Row};
+use mt5_loadtest::report;
 use mt5_loadtest::{e2e, gateway};
 
 /// Load tests of mt5-hub. Each run prints its figures and writes a row into
@@ -111,7 +111,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             };
             let r = gateway::run(gateway::Target { url, token, stream }, &load).await?;
             println!("{}", r.line());
-            report::record(&gateway_row(&format!("gateway {users} users (mt5-loadtest)"), &r))?;
+            report::record(&report::gateway_row(
+                &format!("gateway {users} users (mt5-loadtest)"),
+                &r,
+            ))?;
             let errors = r.posts.failed + r.polls.failed;
             if r.published == 0 || errors > 0 {
                 eprintln!(
@@ -139,18 +142,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .await
                 .context("the e2e run")?;
             println!("{}", r.line());
-            report::record(&e2e_row(&format!("e2e {rate}/s (mt5-loadtest)"), &load, &r))?;
+            report::record(&report::e2e_row(&format!("e2e {rate}/s (mt5-loadtest)"), &load, &r))?;
             Ok(r.lost == 0 && r.duplicates == 0)
         }
     }
-}
-
-/// The report row of a gateway run.
-fn gateway_row(run: &str, r: &gateway::Report) -> Row {
-    report::gateway_row(run, r)
-}
-
-/// The report row of an e2e run.
-fn e2e_row(run: &str, load: &e2e::Load, r: &e2e::Report) -> Row {
-    report::e2e_row(run, load, r)
 }

@@ -15,7 +15,7 @@ use crate::redis_conn::OneShot;
 /// Longest `BLOCK` of one tail read: short, so a stop is noticed quickly.
 const TAIL_BLOCK: Duration = Duration::from_millis(1000);
 /// Entries per tail read.
-const TAIL_COUNT: usize = 100;
+const TAIL_COUNT: u64 = 100;
 
 /// `streams stats`: a table or JSON of the given (or the known) streams.
 ///
@@ -170,19 +170,7 @@ pub(crate) async fn tail(
     while !cancel.is_cancelled() {
         let read = redis.run("reading the stream", |mut conn| {
             let (stream, after) = (stream.to_string(), after.clone());
-            async move {
-                let v: Value = redis::cmd("XREAD")
-                    .arg("COUNT")
-                    .arg(TAIL_COUNT)
-                    .arg("BLOCK")
-                    .arg(block_ms)
-                    .arg("STREAMS")
-                    .arg(&stream)
-                    .arg(&after)
-                    .query_async(&mut conn)
-                    .await?;
-                Ok(v)
-            }
+            async move { Ok(xread(&mut conn, &stream, &after, TAIL_COUNT, block_ms).await?) }
         });
         // Cancelling an XREAD loses nothing: it holds no group state.
         let reply = tokio::select! {
@@ -204,6 +192,27 @@ pub(crate) async fn tail(
         }
     }
     Ok(())
+}
+
+/// `XREAD COUNT count [BLOCK block_ms] STREAMS stream after` (no `BLOCK` when `block_ms` is 0):
+/// the entries after `after`, read with [`mt5_bus::reply::read_reply`]. Used by `streams tail`
+/// and the gateway.
+///
+/// # Errors
+/// The driver's error.
+pub(crate) async fn xread<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+    after: &str,
+    count: u64,
+    block_ms: u64,
+) -> redis::RedisResult<Value> {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT").arg(count);
+    if block_ms > 0 {
+        cmd.arg("BLOCK").arg(block_ms);
+    }
+    cmd.arg("STREAMS").arg(stream).arg(after).query_async(conn).await
 }
 
 /// The last generated id of a stream (`0-0` when it does not exist).

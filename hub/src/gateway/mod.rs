@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::config::GatewayConfig;
 use crate::commands::publish::parse_event;
-use crate::commands::streams::{check_id, last_generated_id};
+use crate::commands::streams::{check_id, last_generated_id, xread};
 
 /// The events' `source` when a `POST` does not name one.
 pub(crate) const DEFAULT_SOURCE: &str = "mt5-hub/gateway";
@@ -120,7 +120,7 @@ impl Gateway {
         }
         mt5_bus::connection::connect(&self.client, &self.redis, self.read_timeout)
             .await
-            .map_err(|e| ApiError::unavailable(&e))
+            .map_err(|e| ApiError::from_bus(&e))
     }
 
     /// Returns a connection whose last command completed.
@@ -163,8 +163,8 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    /// Redis is unreachable or refused for now (retry later), or another bus error.
-    fn unavailable(e: &mt5_bus::Error) -> Self {
+    /// A bus error: 503 when Redis is unreachable or refuses for now (retry later), else 500.
+    fn from_bus(e: &mt5_bus::Error) -> Self {
         let transient = e.is_transient()
             || e.is_connection_dropped()
             || matches!(
@@ -316,26 +316,20 @@ async fn read(
     let after = if after == "$" {
         last_generated_id(&mut conn, &stream)
             .await
-            .map_err(|e| ApiError::unavailable(&e))?
+            .map_err(|e| ApiError::from_bus(&e))?
     } else {
         after
     };
-    let mut cmd = redis::cmd("XREAD");
-    cmd.arg("COUNT").arg(count);
-    if block_ms > 0 {
-        cmd.arg("BLOCK").arg(block_ms);
-    }
-    cmd.arg("STREAMS").arg(&stream).arg(&after);
     // A shutdown ends a long-poll with what it has (nothing); the connection, with a blocked
     // command on it, is dropped rather than pooled, as when the client goes away.
     let reply: redis::Value = tokio::select! {
-        r = cmd.query_async(&mut conn) => r.map_err(|e| ApiError::unavailable(&e.into()))?,
+        r = xread(&mut conn, &stream, &after, count, block_ms) => r.map_err(|e| ApiError::from_bus(&e.into()))?,
         () = g.cancel.cancelled() => {
             return Ok(Json(ReadAnswer { stream, events: Vec::new(), last_id: after }));
         }
     };
     g.release(conn).await;
-    let entries = mt5_bus::reply::read_reply(&reply).map_err(|e| ApiError::unavailable(&e))?;
+    let entries = mt5_bus::reply::read_reply(&reply).map_err(|e| ApiError::from_bus(&e))?;
     let last_id = entries.last().map_or(after, |e| e.id.clone());
     let events = entries
         .into_iter()
@@ -475,7 +469,7 @@ async fn write(
         mt5_bus::Error::EntryTooLarge { .. } => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "event_too_large", e.to_string())
         }
-        e => ApiError::unavailable(&e),
+        e => ApiError::from_bus(&e),
     })?;
     let results: Vec<WriteResult> = batch
         .iter()

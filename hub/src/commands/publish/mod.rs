@@ -3,9 +3,9 @@
 mod bucket;
 mod lines;
 mod load;
+mod template;
 
 pub(crate) use lines::parse_event;
-mod template;
 
 use mt5_bus::{BusMetrics, Event, EventProducer, PublishOptions, Published};
 use serde::Serialize;
