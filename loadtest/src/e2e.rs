@@ -65,7 +65,9 @@ fn run_err(e: impl std::fmt::Display) -> LoadError {
 }
 
 /// Runs the pipeline under `load` on the Redis at `redis_url`, streams under `prefix` (fresh
-/// ones: the checker reads them whole).
+/// ones: the checker reads them whole), and deletes those streams afterwards, failed or not, so
+/// that runs repeated on one Redis do not fill its memory (the shipped `redis.conf` refuses
+/// writes at `maxmemory`).
 ///
 /// # Errors
 /// A process did not start or exited with an error, or the group did not drain.
@@ -78,6 +80,27 @@ pub async fn run(name: &str, redis_url: &str, prefix: &str, load: &Load) -> Resu
         .map_err(setup)?
         .with_timings(timings);
     let checker = Checker::for_scenario(&sc);
+    let result = measure(&sc, &checker, load).await;
+    let s = &sc.streams;
+    let deleted: std::result::Result<(), String> = async {
+        let mut conn = checker.connection().await.map_err(|e| e.to_string())?;
+        redis::cmd("DEL")
+            .arg(&s.raw)
+            .arg(&s.filtered)
+            .arg(&s.deadletter)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    if let Err(e) = deleted {
+        tracing::warn!(error = %e, "Cannot delete the run's streams.");
+    }
+    result
+}
+
+/// The run itself: the processes, the load, the drain and the verdict.
+async fn measure(sc: &Scenario, checker: &Checker, load: &Load) -> Result<Report> {
     let mut filters: Vec<HubProcess> = Vec::new();
     for i in 0..load.filters {
         let f = sc.spawn_filter(&format!("f{i}")).await.map_err(setup)?;
