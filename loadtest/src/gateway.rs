@@ -107,7 +107,9 @@ pub struct Report {
     pub terminals: usize,
     /// Entries delivered to terminals in all.
     pub delivered: u64,
-    /// Delivery latency: entry id time to a terminal's receipt (ms), over every delivery.
+    /// Delivery latency: entry id time to a terminal's receipt (ms), over every delivery of an
+    /// entry written after the terminal's first long-poll (the backlog it caught up with when it
+    /// joined is not timed).
     pub delivery: Percentiles,
     /// Acknowledged publishes some terminal never saw (summed over terminals).
     pub lost: u64,
@@ -148,6 +150,9 @@ struct TerminalLog {
     seen: Vec<String>,
     /// Where the next read starts.
     last_id: String,
+    /// When its first long-poll was sent (ms): entries written before are a backlog it caught
+    /// up with, not deliveries to time.
+    joined_ms: Option<u64>,
 }
 
 /// What the users share during a run.
@@ -253,6 +258,7 @@ async fn poll(user: &mut GooseUser) -> TransactionResult {
         .get_request_builder(&GooseMethod::Get, &path)?
         .bearer_auth(&t.token);
     let req = GooseRequest::builder().set_request_builder(rb).name(GET_NAME).build();
+    let sent = now_ms();
     let mut goose = user.request(req).await?;
     let answer = match goose.response {
         Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
@@ -261,13 +267,13 @@ async fn poll(user: &mut GooseUser) -> TransactionResult {
     let Some(answer) = answer else {
         return user.set_failure("long-poll failed", &mut goose.request, None, None);
     };
-    let received = now_ms();
-    absorb(&s, me, &answer, Some(received));
+    absorb(&s, me, &answer, Some((sent, now_ms())));
     Ok(())
 }
 
-/// Logs a read's answer for terminal `me`; with `received`, the delivery latencies too.
-fn absorb(s: &Shared, me: usize, answer: &Value, received: Option<u64>) -> usize {
+/// Logs a read's answer for terminal `me`; with `timing` (when the read was sent, when its
+/// answer came, ms), the delivery latencies of the entries written since the terminal joined.
+fn absorb(s: &Shared, me: usize, answer: &Value, timing: Option<(u64, u64)>) -> usize {
     let ids: Vec<String> = answer["events"]
         .as_array()
         .map(|es| {
@@ -276,19 +282,24 @@ fn absorb(s: &Shared, me: usize, answer: &Value, received: Option<u64>) -> usize
                 .collect()
         })
         .unwrap_or_default();
-    if let (Some(at), Ok(mut lat)) = (received, s.delivery_ms.lock()) {
-        lat.extend(
-            ids.iter()
-                .filter_map(|id| mt5_bus::envelope::entry_millis(id))
-                .map(|ms| at.saturating_sub(ms)),
-        );
-    }
+    let mut joined = None;
     if let Ok(mut m) = s.terminals.lock() {
         let log = m.entry(me).or_default();
         if let Some(last) = answer["last_id"].as_str() {
             log.last_id = last.to_string();
         }
         log.seen.extend(ids.iter().cloned());
+        if let Some((sent, _)) = timing {
+            joined = Some(*log.joined_ms.get_or_insert(sent));
+        }
+    }
+    if let (Some((_, received)), Some(joined), Ok(mut lat)) = (timing, joined, s.delivery_ms.lock()) {
+        lat.extend(
+            ids.iter()
+                .filter_map(|id| mt5_bus::envelope::entry_millis(id))
+                .filter(|&ms| ms >= joined)
+                .map(|ms| received.saturating_sub(ms)),
+        );
     }
     ids.len()
 }
@@ -456,7 +467,24 @@ mod tests {
         TerminalLog {
             seen: ids.iter().map(|s| s.to_string()).collect(),
             last_id: ids.last().map_or_else(String::new, |s| s.to_string()),
+            joined_ms: None,
         }
+    }
+
+    /// A terminal times the entries written since its first long-poll was sent, from their id
+    /// time to its receipt; the backlog it found when it joined is logged but not timed, and
+    /// catch-up reads (no timing) are not timed either.
+    #[test]
+    fn deliveries_are_timed_from_the_terminals_first_poll() {
+        let s = Shared::default();
+        let answer = |ids: &[&str]| json!({"events": ids.iter().map(|id| json!({"entry_id": id})).collect::<Vec<_>>(), "last_id": ids.last()});
+        assert_eq!(absorb(&s, 7, &answer(&["1000-0", "3000-0"]), Some((2000, 3500))), 2);
+        assert_eq!(absorb(&s, 7, &answer(&["2500-0"]), Some((4000, 5000))), 1);
+        assert_eq!(absorb(&s, 7, &answer(&["6000-0"]), None), 1);
+        assert_eq!(*s.delivery_ms.lock().unwrap(), [500, 2500]);
+        let m = s.terminals.lock().unwrap();
+        assert_eq!(m[&7].seen, ["1000-0", "3000-0", "2500-0", "6000-0"]);
+        assert_eq!(m[&7].last_id, "6000-0");
     }
 
     /// The check counts, per terminal, acknowledged ids never seen, ids seen twice and ids not
