@@ -82,12 +82,27 @@ pub enum Error {
     Metrics(#[from] prometheus::Error),
 }
 
-/// Server error codes that are transient: the command may succeed if retried later.
-const TRANSIENT_CODES: &[&str] = &["OOM", "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"];
+/// Server error codes that are transient everywhere on the bus (ARCHITECTURE.md, "Errors"): the
+/// command may succeed if retried later, possibly elsewhere (later topologies only add
+/// re-routing). `NOGROUP` is not among them: a missing group is never taken for a passing fault.
+pub const TRANSIENT_CODES: &[&str] = &[
+    "OOM",
+    "BUSY",
+    "LOADING",
+    "READONLY",
+    "MASTERDOWN",
+    "UNBLOCKED",
+    "MOVED",
+    "ASK",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "NOSCRIPT",
+];
 
 impl Error {
-    /// Whether retrying later may succeed: connection loss, timeouts, and the `OOM`, `LOADING`
-    /// and `BUSY` replies. Everything else (bad arguments, wrong types, validation) is permanent.
+    /// Whether retrying later may succeed: connection loss, timeouts, and the replies of
+    /// [`TRANSIENT_CODES`]. Everything else (bad arguments, wrong types, validation, a missing
+    /// group) is permanent.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Redis(e) => redis_is_transient(e),
@@ -146,10 +161,30 @@ mod tests {
     }
 
     #[test]
-    fn oom_loading_busy_are_transient() {
-        for code in ["OOM", "LOADING", "BUSY"] {
+    fn the_contracts_transient_replies_are_transient() {
+        for code in [
+            "OOM",
+            "BUSY",
+            "LOADING",
+            "READONLY",
+            "MASTERDOWN",
+            "UNBLOCKED",
+            "MOVED",
+            "ASK",
+            "TRYAGAIN",
+            "CLUSTERDOWN",
+            "NOSCRIPT",
+        ] {
             assert!(server_error(code).is_transient(), "{code}");
+            assert!(!server_error(code).is_nogroup(), "{code} taken for a missing group");
         }
+    }
+
+    #[test]
+    fn a_missing_group_is_not_transient() {
+        let e = server_error("NOGROUP");
+        assert!(e.is_nogroup());
+        assert!(!e.is_transient());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - `config`: serde settings (`[redis]`, `[bus]`) with every default in one place.
 //! - `error`: the one error type and its transient/permanent classifier.
 //! - `envelope`: the event envelope and entry validation.
+//! - `id`: [`StreamId`], entry ids parsed once and ordered numerically.
 //! - `keys`: stream, group and key names.
 //! - `producer`: [`EventProducer`], publish one or a batch.
 //! - `consumer`: [`Consumer`], [`Handler`] and [`Outcome`].
@@ -53,6 +54,7 @@ pub mod dead_letter;
 pub mod envelope;
 mod error;
 pub mod group;
+pub mod id;
 pub mod keys;
 pub mod metrics;
 pub mod reclaim;
@@ -67,7 +69,8 @@ pub use consumer::{
     BatchReport, Consumer, ConsumerOptions, DeadLetterReason, Delivery, Emission, Handler, Outcome, ReadEntry,
 };
 pub use envelope::{Event, MalformedError};
-pub use error::{redis_is_transient, Error, Result};
+pub use error::{redis_is_transient, Error, Result, TRANSIENT_CODES};
+pub use id::StreamId;
 pub use metrics::BusMetrics;
 pub use producer::{EventProducer, PublishOptions, Published};
 pub use reclaim::{ReclaimReport, Reclaimer};

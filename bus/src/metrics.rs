@@ -60,6 +60,9 @@ pub struct BusMetrics {
     pub consumers_alive: IntGaugeVec,
     /// `mt5_oldest_pending_age_seconds{stream,group}`.
     pub oldest_pending_age: IntGaugeVec,
+    /// `mt5_consumer_group_missing_total{stream,group}`: a consumer found its group gone
+    /// (NOGROUP) while running, and stopped.
+    pub group_missing: IntCounterVec,
 }
 
 impl BusMetrics {
@@ -82,6 +85,7 @@ impl BusMetrics {
         registry.register(Box::new(m.trimmed_unacked.clone()))?;
         registry.register(Box::new(m.consumers_alive.clone()))?;
         registry.register(Box::new(m.oldest_pending_age.clone()))?;
+        registry.register(Box::new(m.group_missing.clone()))?;
         Ok(m)
     }
 
@@ -149,6 +153,11 @@ impl BusMetrics {
                 "Age of the group's oldest pending entry (now minus its id's time).",
                 &["stream", "group"],
             ),
+            group_missing: counter(
+                "mt5_consumer_group_missing_total",
+                "Times a running consumer found its group (or stream) gone and stopped.",
+                &["stream", "group"],
+            ),
         }
     }
 }
@@ -176,6 +185,7 @@ impl BusMetrics {
             self.reclaimed.with_label_values(&[stream, group, k]);
         }
         self.trimmed_unacked.with_label_values(&[stream, group]);
+        self.group_missing.with_label_values(&[stream, group]);
     }
 }
 

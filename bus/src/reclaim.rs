@@ -15,7 +15,8 @@ use crate::metrics::{reclaim_kind, BusMetrics};
 use crate::reply::{self, id_list, int, items, pairs, text};
 use crate::script::Scripts;
 
-/// Upper bound on `XAUTOCLAIM` calls per tick, so one tick stays short.
+/// Upper bound on `XAUTOCLAIM` calls per tick, so one tick stays short. The scan goes on from
+/// where it stopped at the next tick, so every pending entry is examined however long the PEL.
 const MAX_AUTOCLAIM_CALLS: usize = 100;
 
 /// What one reclaim tick did.
@@ -43,6 +44,8 @@ pub struct Reclaimer {
     min_idle_ms: u64,
     count: usize,
     connected_at: Instant,
+    /// Where the idle scan goes on (`XAUTOCLAIM`'s cursor); `0-0` starts a new pass.
+    idle_cursor: String,
     metrics: BusMetrics,
 }
 
@@ -57,6 +60,7 @@ impl Reclaimer {
             min_idle_ms: cfg.reclaim.min_idle_ms,
             count: cfg.reclaim.count,
             connected_at: Instant::now(),
+            idle_cursor: "0-0".into(),
             metrics,
         }
     }
@@ -200,15 +204,15 @@ impl Reclaimer {
         }
     }
 
-    async fn claim_idle<C: ConnectionLike + Send>(&self, conn: &mut C, report: &mut ReclaimReport) -> Result<()> {
-        let mut cursor = "0-0".to_string();
+    async fn claim_idle<C: ConnectionLike + Send>(&mut self, conn: &mut C, report: &mut ReclaimReport) -> Result<()> {
+        let mut seen: HashSet<String> = report.claimed.iter().cloned().collect();
         for _ in 0..MAX_AUTOCLAIM_CALLS {
             let v: Value = redis::cmd("XAUTOCLAIM")
                 .arg(&self.stream)
                 .arg(&self.group)
                 .arg(&self.consumer)
                 .arg(self.min_idle_ms)
-                .arg(&cursor)
+                .arg(&self.idle_cursor)
                 .arg("COUNT")
                 .arg(self.count)
                 .arg("JUSTID")
@@ -227,15 +231,16 @@ impl Reclaimer {
                 tracing::info!(stream = %self.stream, group = %self.group, to = %self.consumer, count = claimed.len(), min_idle_ms = self.min_idle_ms, "Reclaimed idle entries.");
             }
             for id in claimed {
-                if !report.claimed.contains(&id) {
+                if seen.insert(id.clone()) {
                     report.idle += 1;
                     report.claimed.push(id);
                 }
             }
-            if next == "0-0" {
+            let wrapped = next == "0-0";
+            self.idle_cursor = next;
+            if wrapped {
                 break;
             }
-            cursor = next;
         }
         Ok(())
     }

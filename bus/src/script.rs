@@ -2,7 +2,7 @@
 //! Redis has an empty script cache).
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, FromRedisValue, Pipeline, Value};
+use redis::{Cmd, FromRedisValue};
 
 use crate::error::{Error, Result};
 
@@ -55,50 +55,12 @@ impl LuaScript {
     }
 }
 
-/// Runs a pipeline whose commands may fail one by one, returning one result per command. Commands
-/// that failed with `NOSCRIPT` are run again (in one pipeline) after loading `scripts`.
-pub(crate) async fn run_pipeline<C: ConnectionLike + Send>(
-    conn: &mut C,
-    cmds: &[Cmd],
-    scripts: &[&LuaScript],
-) -> Result<Vec<Result<Value>>> {
-    let mut results = query_each(conn, cmds).await?;
-    let missing: Vec<usize> = results
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| matches!(r, Err(e) if e.is_noscript()))
-        .map(|(i, _)| i)
-        .collect();
-    if !missing.is_empty() {
-        for s in scripts {
-            s.load(conn).await?;
-        }
-        let again: Vec<Cmd> = missing.iter().map(|&i| cmds[i].clone()).collect();
-        let redo = query_each(conn, &again).await?;
-        for (i, r) in missing.into_iter().zip(redo) {
-            results[i] = r;
-        }
-    }
-    Ok(results)
-}
-
-async fn query_each<C: ConnectionLike + Send>(conn: &mut C, cmds: &[Cmd]) -> Result<Vec<Result<Value>>> {
-    if cmds.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut pipe = Pipeline::with_capacity(cmds.len());
-    for c in cmds {
-        pipe.add_command(c.clone());
-    }
-    let raw: Vec<redis::RedisResult<Value>> = pipe.ignore_errors().query_async(conn).await?;
-    Ok(raw.into_iter().map(|r| r.map_err(Error::from)).collect())
-}
-
 /// The bus's scripts.
 #[derive(Debug)]
 pub(crate) struct Scripts {
     pub(crate) publish: LuaScript,
-    pub(crate) emit_ack: LuaScript,
+    pub(crate) settle: LuaScript,
+    pub(crate) heartbeat: LuaScript,
     pub(crate) touch_pending: LuaScript,
     pub(crate) delete_consumer: LuaScript,
     pub(crate) replay: LuaScript,
@@ -111,7 +73,8 @@ impl Scripts {
         static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
         SCRIPTS.get_or_init(|| Scripts {
             publish: LuaScript::new(include_str!("lua/publish.lua")),
-            emit_ack: LuaScript::new(include_str!("lua/emit_ack.lua")),
+            settle: LuaScript::new(include_str!("lua/settle.lua")),
+            heartbeat: LuaScript::new(include_str!("lua/heartbeat.lua")),
             touch_pending: LuaScript::new(include_str!("lua/touch_pending.lua")),
             delete_consumer: LuaScript::new(include_str!("lua/delete_consumer.lua")),
             replay: LuaScript::new(include_str!("lua/replay.lua")),

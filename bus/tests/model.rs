@@ -305,10 +305,8 @@ struct Stats {
     held_by_crashes: u64,
     /// Entries a reclaim took from another consumer.
     claimed_from_others: u64,
-    /// Emits and dead letters refused because the entry had been claimed away (NotOwner).
+    /// Acks, emits and dead letters refused because the entry had been claimed away (NotOwner).
     not_owner: u64,
-    /// Plain acks of an entry claimed away meanwhile (XACK does not check the owner).
-    acked_by_former_owner: u64,
     /// Of all claimed entries, those the dead-consumer (heartbeat) path took.
     claimed_from_dead: u64,
     /// Dead consumers a reclaim removed from the group.
@@ -335,7 +333,6 @@ impl Stats {
         self.claimed_from_others += o.claimed_from_others;
         self.claimed_from_dead += o.claimed_from_dead;
         self.not_owner += o.not_owner;
-        self.acked_by_former_owner += o.acked_by_former_owner;
         self.consumers_removed += o.consumers_removed;
         self.pel_rereads += o.pel_rereads;
         self.max_count = self.max_count.max(o.max_count);
@@ -518,20 +515,17 @@ impl Model {
         for &(i, count) in batch {
             let d = self.decide(i, count);
             decided.push((i, d));
-            // Emits and dead letters are written only while the entry is still pending on this
-            // consumer (else nothing: NotOwner); a plain ack is an XACK, whoever holds it now.
+            // Acks, emits and dead letters are written only while the entry is still pending on
+            // this consumer (else nothing: NotOwner); the settle checks ownership for each.
             let own = self.is_own_pending(i, &name);
             match d {
-                Decided::Ack => {
-                    report.acked += 1;
-                    if matches!(self.events[i].fate, Fate::Pending { .. }) {
-                        self.stats.acked_by_former_owner += u64::from(!own);
-                        self.events[i].fate = Fate::Acked;
-                    }
-                }
-                Decided::Emit | Decided::Dead(_) if !own => {
+                Decided::Ack | Decided::Emit | Decided::Dead(_) if !own => {
                     report.not_owner += 1;
                     self.stats.not_owner += 1;
+                }
+                Decided::Ack => {
+                    report.acked += 1;
+                    self.events[i].fate = Fate::Acked;
                 }
                 Decided::Emit => {
                     report.emitted += 1;

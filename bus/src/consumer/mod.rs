@@ -1,12 +1,26 @@
 //! A consumer of a group: blocking batch reads on a connection of its own, handler outcomes,
-//! ownership-checked emit + ACK, retries from the own PEL, heartbeats and reclaim ticks.
+//! one ownership-checked settle per batch, retries from the own PEL, heartbeats and reclaim
+//! ticks.
+//!
+//! Pieces: `plan` (what to read next, pure), `settle` (the batch script and its reply),
+//! `heartbeat` (liveness and the idle time of held entries), `handler` (the user's side), and
+//! the loop here.
+//!
+//! A batch's decisions, once made, are kept until they are written: a settle that failed (an
+//! error reply such as `OOM` or `BUSY`, a dropped connection) is retried with the same decisions
+//! before anything else is read, so a handler never runs again because a write failed and
+//! nothing waits for the idle reclaim.
 
 mod handler;
+mod heartbeat;
+mod plan;
+mod settle;
 
 pub use handler::{DeadLetterReason, Delivery, Emission, Handler, Outcome};
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
@@ -14,18 +28,22 @@ use redis::aio::MultiplexedConnection;
 use redis::{Client, Value};
 use tokio_util::sync::CancellationToken;
 
+use self::heartbeat::{Beat, Flight, InFlight};
+use self::plan::{Read, ReadPlan};
+use self::settle::{Decided, Kind};
 use crate::config::{BusConfig, RedisConfig};
 use crate::connection;
 use crate::dead_letter;
-use crate::envelope::{entry_millis, Event};
+use crate::envelope::Event;
 use crate::error::{Error, Result};
 use crate::group;
+use crate::id::StreamId;
 use crate::keys;
 use crate::metrics::{outcome, BusMetrics};
 use crate::reclaim::{ReclaimReport, Reclaimer};
-use crate::reply::{self, cmp_ids, int, items, StreamEntry};
+use crate::reply::{self, int, items, StreamEntry};
 use crate::retry::{sleep_or_cancel, Backoff};
-use crate::script::{run_pipeline, Scripts};
+use crate::script::Scripts;
 
 /// Extra time a read's reply may take beyond its BLOCK before the read counts as failed.
 const READ_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
@@ -60,15 +78,6 @@ impl ConsumerOptions {
     }
 }
 
-/// Entries per read of already-delivered entries (the own PEL after a (re)connect, claimed
-/// entries, retries). One at a time, because a batch is acknowledged only after every entry in
-/// it was handled: when one entry kills the process (a poison), every entry read with it stays
-/// pending and gets its delivery count raised on the next read, and would reach
-/// `max_deliveries` together with the poison and be dead-lettered unhandled. Read singly, the
-/// entries before the poison are handled and acknowledged, and the poison alone accumulates
-/// deliveries (found by the chaos scenario `poison`).
-const SUSPECT_BATCH: usize = 1;
-
 /// An entry read by this consumer with its delivery count.
 #[derive(Debug, Clone)]
 pub struct ReadEntry {
@@ -95,6 +104,9 @@ pub struct BatchReport {
     pub not_owner: usize,
     /// Deleted (trimmed) while pending: acknowledged and counted.
     pub trimmed: usize,
+    /// Entries whose handler had not finished when the shutdown deadline came: left pending,
+    /// nothing written.
+    pub unfinished: usize,
 }
 
 enum Decision {
@@ -120,16 +132,13 @@ pub struct Consumer<H: Handler> {
     handler: Arc<H>,
     metrics: BusMetrics,
     conns: Option<Conns>,
-    /// Set on start and after every reconnect: the own PEL is re-read (from `pel_cursor`) before
-    /// new entries.
-    pel_cursor: Option<String>,
-    /// Entries to re-read by id: due retries and freshly reclaimed entries.
-    reread: Vec<String>,
-    /// Entries waiting to be retried, with when they are due. They stay pending on us meanwhile.
-    retries: HashMap<String, Instant>,
-    /// Entries whose handler is running, with when it started; the heartbeat keeps their idle
-    /// time fresh within the handler timeout. A std mutex: it is never held across an await.
-    in_flight: Arc<Mutex<HashMap<String, Instant>>>,
+    plan: ReadPlan,
+    /// Decisions made and not yet written, in batch order: settled before anything else is read.
+    unsettled: Vec<Decided>,
+    /// Counts of settles made outside [`Consumer::process`] (a retried settle at the next fetch),
+    /// added to the next batch's report.
+    carried: BatchReport,
+    in_flight: InFlight,
     reclaimer: Reclaimer,
     last_reclaim: Option<Instant>,
 }
@@ -139,6 +148,7 @@ impl<H: Handler> std::fmt::Debug for Consumer<H> {
         f.debug_struct("Consumer")
             .field("opts", &self.opts)
             .field("connected", &self.conns.is_some())
+            .field("unsettled", &self.unsettled.len())
             .finish()
     }
 }
@@ -173,10 +183,10 @@ impl<H: Handler> Consumer<H> {
             handler: Arc::new(handler),
             metrics,
             conns: None,
-            pel_cursor: Some("0".into()),
-            reread: Vec::new(),
-            retries: HashMap::new(),
-            in_flight: Arc::new(Mutex::new(HashMap::new())),
+            plan: ReadPlan::default(),
+            unsettled: Vec::new(),
+            carried: BatchReport::default(),
+            in_flight: InFlight::default(),
             reclaimer,
             last_reclaim: None,
         })
@@ -192,207 +202,353 @@ impl<H: Handler> Consumer<H> {
         &mut self.reclaimer
     }
 
-    fn heartbeat_key(&self) -> String {
-        keys::heartbeat_key(&self.opts.stream, &self.opts.group, &self.opts.name)
+    fn beat(&self) -> Beat {
+        Beat {
+            stream: self.opts.stream.clone(),
+            group: self.opts.group.clone(),
+            consumer: self.opts.name.clone(),
+            key: keys::heartbeat_key(&self.opts.stream, &self.opts.group, &self.opts.name),
+            ttl_ms: self.cfg.consumer.heartbeat_ttl_ms,
+            handler_timeout: Duration::from_millis(self.cfg.consumer.handler_timeout_ms),
+            in_flight: self.in_flight.clone(),
+        }
     }
 
     /// Connects (if not connected): both connections, the group, the heartbeat. After a
-    /// (re)connect the own PEL is re-read first.
-    async fn conns(&mut self) -> Result<&mut Conns> {
-        if self.conns.is_none() {
-            let read_timeout = self.cfg.consumer.block() + READ_TIMEOUT_MARGIN;
-            let read = connection::connect(&self.client, &self.redis, read_timeout).await?;
-            let mut cmd = connection::connect(
-                &self.client,
-                &self.redis,
-                Duration::from_millis(self.redis.response_timeout_ms),
-            )
-            .await?;
-            group::ensure_group(&mut cmd, &self.opts.stream, &self.opts.group).await?;
-            write_heartbeat(&mut cmd, &self.heartbeat_key(), self.cfg.consumer.heartbeat_ttl_ms).await?;
-            tracing::info!(stream = %self.opts.stream, group = %self.opts.group, consumer = %self.opts.name, "Consumer connected.");
-            self.pel_cursor = Some("0".into());
-            self.retries.clear();
-            self.reread.clear();
-            self.reclaimer.on_connect();
-            self.conns = Some(Conns { read, cmd });
+    /// (re)connect the own PEL is re-read first; no entry is read before the heartbeat exists.
+    async fn connect(&mut self) -> Result<()> {
+        if self.conns.is_some() {
+            return Ok(());
         }
-        Ok(self.conns.as_mut().expect("connected above"))
+        let read_timeout = self.cfg.consumer.block() + READ_TIMEOUT_MARGIN;
+        let read = connection::connect(&self.client, &self.redis, read_timeout).await?;
+        let mut cmd = connection::connect(
+            &self.client,
+            &self.redis,
+            Duration::from_millis(self.redis.response_timeout_ms),
+        )
+        .await?;
+        group::ensure_group(&mut cmd, &self.opts.stream, &self.opts.group).await?;
+        self.beat().write_key(&mut cmd).await?;
+        tracing::info!(stream = %self.opts.stream, group = %self.opts.group, consumer = %self.opts.name, "Consumer connected.");
+        self.plan.on_connect();
+        self.reclaimer.on_connect();
+        self.conns = Some(Conns { read, cmd });
+        Ok(())
     }
 
-    /// Forgets the connections after a connection error; the next call reconnects.
+    fn conns(&mut self) -> Result<&mut Conns> {
+        self.conns.as_mut().ok_or_else(not_connected)
+    }
+
+    /// Forgets the connections after a connection error; the next call reconnects. Error
+    /// replies keep the connection: what failed is retried on it.
     fn on_error(&mut self, e: &Error) {
-        if (e.is_connection_dropped() || e.is_nogroup()) && self.conns.take().is_some() {
+        if e.is_connection_dropped() && self.conns.take().is_some() {
             tracing::warn!(consumer = %self.opts.name, error = %e, "Consumer lost its connection; it will reconnect and re-read its pending entries.");
         }
     }
 
-    /// Reads the next batch: the own PEL first after a (re)connect, then due re-reads, then new
-    /// entries (blocking up to `block_ms`, or `block` when given).
+    /// Passes `r` on, dropping the connections when it failed with a connection error.
+    fn guarded<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            self.on_error(e);
+        }
+        r
+    }
+
+    /// Reads the next batch: first writes decisions of an earlier batch that could not be
+    /// written yet; then the own PEL after a (re)connect, due re-reads, and new entries
+    /// (blocking up to `block_ms`, or `block` when given).
     ///
     /// # Cancel safety
     /// Not cancel safe: a dropped read still moves entries into this consumer's PEL. Callers
     /// check their cancellation token between calls instead.
     ///
     /// # Errors
-    /// The driver's error; the connection is dropped on connection errors.
+    /// The driver's error; the connection is dropped on connection errors. Nothing read is
+    /// lost: the read plan keeps what it has not read yet, and the PEL the rest.
     pub async fn fetch(&mut self, block: Option<Duration>) -> Result<Vec<ReadEntry>> {
         let r = self.fetch_inner(block).await;
-        if let Err(e) = &r {
-            self.on_error(e);
-        }
-        r
+        self.guarded(r)
     }
 
     async fn fetch_inner(&mut self, block: Option<Duration>) -> Result<Vec<ReadEntry>> {
-        self.conns().await?;
-        let now = Instant::now();
-        let mut due: Vec<String> = self
-            .retries
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        due.sort_by(|a, b| cmp_ids(a, b));
-        for id in due {
-            self.retries.remove(&id);
-            if !self.reread.contains(&id) {
-                self.reread.push(id);
-            }
+        self.connect().await?;
+        if !self.unsettled.is_empty() {
+            let mut carried = std::mem::take(&mut self.carried);
+            let r = self.settle(&mut carried).await;
+            self.carried = carried;
+            r?;
         }
-        let count = self.cfg.consumer.count;
-        let (stream, group, name) = (
-            self.opts.stream.clone(),
-            self.opts.group.clone(),
-            self.opts.name.clone(),
-        );
-        let conns = self.conns.as_mut().expect("connected");
-
-        if let Some(cursor) = self.pel_cursor.clone() {
-            let v: Value = redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(&group)
-                .arg(&name)
-                .arg("COUNT")
-                .arg(SUSPECT_BATCH)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(&cursor)
-                .query_async(&mut conns.read)
-                .await?;
-            let entries = reply::read_reply(&v)?;
-            match entries.last() {
-                None => self.pel_cursor = None,
-                Some(last) => self.pel_cursor = Some(last.id.clone()),
-            }
-            if !entries.is_empty() {
-                // This read counts their delivery: they must not be re-read again by id.
-                for e in &entries {
-                    self.reread.retain(|id| *id != e.id);
-                    self.retries.remove(&e.id);
+        loop {
+            match self.plan.next(Instant::now()) {
+                Read::OwnPelAfter(cursor) => {
+                    let got = self.reread("after", cursor).await?;
+                    self.plan.own_pel_read(got.as_ref().map(|(id, _)| *id));
+                    if let Some((_, e)) = got {
+                        return Ok(vec![e]);
+                    }
                 }
-                let conns = self.conns.as_mut().expect("connected");
-                let counts = pending_counts(&mut conns.cmd, &stream, &group, &name, &entries).await?;
-                return Ok(with_counts(entries, &counts));
-            }
-            // The own PEL is drained: go on to re-reads and new entries in this same call.
-        }
-
-        // One id at a time; an id that is no longer ours (claimed away, acknowledged) yields
-        // nothing and the next one is tried in this same call.
-        while !self.reread.is_empty() {
-            let conns = self.conns.as_mut().expect("connected");
-            let ids: Vec<String> = self.reread.drain(..self.reread.len().min(SUSPECT_BATCH)).collect();
-            let script = &Scripts::get().reread;
-            let mut args: Vec<&str> = vec![group.as_str(), name.as_str()];
-            args.extend(ids.iter().map(String::as_str));
-            let cmd = script.cmd(&[stream.as_str()], args);
-            let v: Value = script.run(&mut conns.cmd, &cmd).await?;
-            let mut out = Vec::new();
-            for row in items(&v) {
-                let parts = items(row);
-                let [id, fields, count] = parts else {
-                    return Err(Error::UnexpectedReply {
-                        command: "reread",
-                        detail: format!("{row:?}"),
-                    });
-                };
-                let entry = reply::entry(&Value::Array(vec![id.clone(), fields.clone()]), "reread")?;
-                let deliveries = int(count).unwrap_or(1).max(1) as u64;
-                if entry.fields.is_none() {
-                    // XCLAIM already dropped it from the PEL; count it like any trimmed entry.
-                    tracing::warn!(stream = %stream, group = %group, entry_id = %entry.id, "A pending entry was trimmed before it was acknowledged.");
-                    self.metrics.trimmed_unacked.with_label_values(&[&stream, &group]).inc();
-                    continue;
+                Read::Id(id) => {
+                    let got = self.reread("id", id).await?;
+                    self.plan.id_read(id);
+                    if let Some((_, e)) = got {
+                        return Ok(vec![e]);
+                    }
                 }
-                out.push(ReadEntry { entry, deliveries });
-            }
-            if !out.is_empty() {
-                return Ok(out);
+                Read::New => return self.read_new(block).await,
             }
         }
+    }
 
+    /// One re-read of an entry pending on this consumer (which counts a delivery). One entry at
+    /// a time: a batch is acknowledged only after every entry in it was handled, so when one
+    /// entry kills the process (a poison), every entry read with it would get its delivery count
+    /// raised on the next read and reach `max_deliveries` together with the poison. Read
+    /// singly, the entries before the poison are handled and acknowledged, and the poison alone
+    /// accumulates deliveries (found by the chaos scenario `poison`).
+    async fn reread(&mut self, mode: &str, id: StreamId) -> Result<Option<(StreamId, ReadEntry)>> {
+        let (stream, group, name) = (&self.opts.stream, &self.opts.group, &self.opts.name);
+        let script = &Scripts::get().reread;
+        let mut cmd = script.cmd(&[stream.as_str()], (group.as_str(), name.as_str(), mode));
+        cmd.arg(id);
+        let conns = self.conns()?;
+        let v: Value = script.run(&mut conns.cmd, &cmd).await?;
+        let parts = items(&v);
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        let [id, fields, count] = parts else {
+            return Err(Error::UnexpectedReply {
+                command: "reread script",
+                detail: format!("row with {} parts", parts.len()),
+            });
+        };
+        let entry = match fields {
+            Value::Boolean(false) | Value::Nil => StreamEntry {
+                id: reply::text(id).unwrap_or_default(),
+                fields: None,
+            },
+            f => reply::entry(&Value::Array(vec![id.clone(), f.clone()]), "reread script")?,
+        };
+        let read_id = parse_id(&entry.id, "reread script")?;
+        let deliveries = int(count).unwrap_or(1).max(1) as u64;
+        Ok(Some((read_id, ReadEntry { entry, deliveries })))
+    }
+
+    async fn read_new(&mut self, block: Option<Duration>) -> Result<Vec<ReadEntry>> {
         let block_ms = block.unwrap_or_else(|| self.cfg.consumer.block()).as_millis() as u64;
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(&group).arg(&name).arg("COUNT").arg(count);
+        cmd.arg("GROUP")
+            .arg(&self.opts.group)
+            .arg(&self.opts.name)
+            .arg("COUNT")
+            .arg(self.cfg.consumer.count);
         if block_ms > 0 {
             cmd.arg("BLOCK").arg(block_ms);
         }
-        cmd.arg("STREAMS").arg(&stream).arg(">");
-        let conns = self.conns.as_mut().expect("connected");
+        cmd.arg("STREAMS").arg(&self.opts.stream).arg(">");
+        let conns = self.conns()?;
         let v: Value = cmd.query_async(&mut conns.read).await?;
-        let entries = reply::read_reply(&v)?;
-        Ok(entries
+        Ok(reply::read_reply(&v)?
             .into_iter()
             .map(|entry| ReadEntry { entry, deliveries: 1 })
             .collect())
     }
 
-    /// Handles a batch and writes the outcomes: one `XACK` for the plain acks, one pipeline of
-    /// ownership-checked emit + ACK scripts for outputs and dead letters; retries are scheduled.
+    /// Handles a batch and writes the outcomes: one ownership-checked settle script for every
+    /// acknowledgement, output and dead letter of the batch; retries are scheduled.
     ///
     /// # Errors
-    /// The driver's error. Entries not yet acknowledged stay pending and are re-read after the
-    /// reconnect; emits are exactly-once because each is conditional on ownership and acks in
-    /// the same script.
+    /// The driver's error. The batch's decisions are kept and written before the next read
+    /// (a later [`Consumer::fetch`]); the handler does not run again for them. The settle is
+    /// exactly-once: it writes only for entries still pending on this consumer, and acknowledges
+    /// them in the same script.
     pub async fn process(&mut self, batch: Vec<ReadEntry>) -> Result<BatchReport> {
-        let r = self.process_inner(batch).await;
-        if let Err(e) = &r {
-            self.on_error(e);
-        }
-        r
+        self.process_until(batch, std::future::pending()).await
     }
 
-    async fn process_inner(&mut self, batch: Vec<ReadEntry>) -> Result<BatchReport> {
-        let mut report = BatchReport {
-            read: batch.len(),
-            ..BatchReport::default()
-        };
-        if batch.is_empty() {
-            return Ok(report);
-        }
+    /// As [`Consumer::process`], but handlers still running when `stop` completes are
+    /// abandoned (their entries stay pending, nothing is written for them) and what was decided
+    /// by then is written.
+    async fn process_until(&mut self, batch: Vec<ReadEntry>, stop: impl Future<Output = ()>) -> Result<BatchReport> {
+        let r = self.process_inner(batch, stop).await;
+        self.guarded(r)
+    }
+
+    async fn process_inner(&mut self, batch: Vec<ReadEntry>, stop: impl Future<Output = ()>) -> Result<BatchReport> {
+        let mut report = std::mem::take(&mut self.carried);
+        report.read = batch.len();
+        let ids: Vec<StreamId> = batch
+            .iter()
+            .map(|r| parse_id(&r.entry.id, "XREADGROUP"))
+            .collect::<Result<_>>()?;
+        self.in_flight.queue(ids.iter().copied());
+        let mut done: Vec<(usize, ReadEntry, Decision)> = Vec::with_capacity(batch.len());
         {
-            let mut f = self.in_flight.lock().expect("in-flight lock poisoned");
-            let now = Instant::now();
-            for r in &batch {
-                f.insert(r.entry.id.clone(), now);
+            let this = &*self;
+            let mut decisions = stream::iter(batch.into_iter().zip(ids.iter().copied()).enumerate())
+                .map(|(i, (r, id))| async move {
+                    this.in_flight.set(id, Flight::Running(Instant::now()));
+                    let d = this.decide(&r).await;
+                    this.in_flight.set(id, Flight::Decided);
+                    (i, r, d)
+                })
+                .buffer_unordered(self.cfg.consumer.concurrency);
+            let mut stop = std::pin::pin!(stop);
+            loop {
+                tokio::select! {
+                    biased;
+                    next = decisions.next() => match next {
+                        Some(d) => done.push(d),
+                        None => break,
+                    },
+                    () = &mut stop => break,
+                }
             }
         }
-        let decisions: Vec<(ReadEntry, Decision, Duration)> = {
-            let this = &*self;
-            stream::iter(batch)
-                .map(|r| async move {
-                    let started = Instant::now();
-                    let d = this.decide(&r).await;
-                    (r, d, started.elapsed())
-                })
-                .buffered(self.cfg.consumer.concurrency)
-                .collect()
-                .await
+        done.sort_unstable_by_key(|(i, _, _)| *i);
+        if done.len() < ids.len() {
+            report.unfinished = ids.len() - done.len();
+            let finished: std::collections::HashSet<usize> = done.iter().map(|(i, _, _)| *i).collect();
+            let unfinished = ids
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !finished.contains(i))
+                .map(|(_, id)| *id);
+            self.in_flight.remove(unfinished);
+            tracing::warn!(consumer = %self.opts.name, unfinished = report.unfinished, "Shutdown deadline reached inside a batch; unfinished entries stay pending for the other consumers.");
+        }
+        for (_, r, d) in done {
+            self.record(r, d, &mut report);
+        }
+        self.settle(&mut report).await?;
+        Ok(report)
+    }
+
+    /// Turns one decision into a retry or an entry to settle.
+    fn record(&mut self, r: ReadEntry, d: Decision, report: &mut BatchReport) {
+        let (stream, group, name) = (&self.opts.stream, &self.opts.group, &self.opts.name);
+        let Ok(id) = r.entry.id.parse::<StreamId>() else {
+            return; // ids were parsed before the handlers ran
         };
-        let result = self.apply(decisions, &mut report).await;
-        self.in_flight.lock().expect("in-flight lock poisoned").clear();
-        result.map(|()| report)
+        let (kind, outputs) = match d {
+            Decision::Retry(after) => {
+                report.retried += 1;
+                self.metrics
+                    .processed
+                    .with_label_values(&[stream, group, outcome::RETRIED])
+                    .inc();
+                self.plan.retry_at(id, Instant::now() + after);
+                self.in_flight.remove([id]);
+                return;
+            }
+            Decision::Ack => (Kind::Ack, Vec::new()),
+            Decision::Trimmed => (Kind::Trimmed, Vec::new()),
+            Decision::Emit(outputs) => (
+                Kind::Emit,
+                outputs
+                    .into_iter()
+                    .map(|o| {
+                        let fields = o
+                            .event
+                            .to_fields()
+                            .into_iter()
+                            .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
+                            .collect();
+                        (o.stream, fields)
+                    })
+                    .collect(),
+            ),
+            Decision::DeadLetter(reason, error) => {
+                tracing::warn!(stream = %stream, entry_id = %id, reason = %reason, error = %error, deliveries = r.deliveries, "Dead-lettering an entry.");
+                let fields = dead_letter::dead_letter_fields(
+                    r.entry.fields.as_deref().unwrap_or_default(),
+                    stream,
+                    &r.entry.id,
+                    group,
+                    name,
+                    r.deliveries,
+                    reason,
+                    &error,
+                )
+                .into_iter()
+                .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
+                .collect();
+                (
+                    Kind::DeadLetter(reason),
+                    vec![(self.cfg.deadletter_stream.clone(), fields)],
+                )
+            }
+        };
+        self.unsettled.push(Decided { id, kind, outputs });
+    }
+
+    /// Writes every unsettled decision in one script call and counts the outcomes into `report`.
+    /// On failure the decisions are kept for the next attempt.
+    async fn settle(&mut self, report: &mut BatchReport) -> Result<()> {
+        if self.unsettled.is_empty() {
+            return Ok(());
+        }
+        let (stream, group, name) = (&self.opts.stream, &self.opts.group, &self.opts.name);
+        let cmd = settle::command(stream, group, name, &self.unsettled);
+        let conns = self.conns.as_mut().ok_or_else(not_connected)?;
+        let settled = settle::run(&mut conns.cmd, &cmd, self.unsettled.len()).await?;
+        let decided = std::mem::take(&mut self.unsettled);
+        let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        let latency = self.metrics.e2e_latency.with_label_values(&[stream]);
+        let mut acked = 0u64;
+        for (d, ours) in decided.iter().zip(settled) {
+            let counted = match (ours, d.kind) {
+                (false, _) if self.in_flight.is_gone(d.id) => {
+                    report.trimmed += 1;
+                    self.metrics.trimmed_unacked.with_label_values(&[stream, group]).inc();
+                    None
+                }
+                (false, _) => {
+                    report.not_owner += 1;
+                    tracing::info!(stream = %stream, entry_id = %d.id, "Entry was claimed by another consumer; wrote nothing (NotOwner).");
+                    Some(outcome::NOT_OWNER)
+                }
+                (true, Kind::Ack) => {
+                    report.acked += 1;
+                    acked += 1;
+                    latency.observe(now_ms.saturating_sub(d.id.millis()) as f64 / 1000.0);
+                    None
+                }
+                (true, Kind::Trimmed) => {
+                    report.trimmed += 1;
+                    tracing::warn!(stream = %stream, group = %group, entry_id = %d.id, "A pending entry was trimmed before it was acknowledged.");
+                    self.metrics.trimmed_unacked.with_label_values(&[stream, group]).inc();
+                    None
+                }
+                (true, Kind::Emit) => {
+                    report.emitted += 1;
+                    latency.observe(now_ms.saturating_sub(d.id.millis()) as f64 / 1000.0);
+                    Some(outcome::EMITTED)
+                }
+                (true, Kind::DeadLetter(reason)) => {
+                    *report.dead_lettered.entry(reason.as_str()).or_default() += 1;
+                    self.metrics
+                        .deadletter
+                        .with_label_values(&[stream, reason.as_str()])
+                        .inc();
+                    Some(outcome::DEAD_LETTERED)
+                }
+            };
+            if let Some(o) = counted {
+                self.metrics.processed.with_label_values(&[stream, group, o]).inc();
+            }
+        }
+        if acked > 0 {
+            self.metrics
+                .processed
+                .with_label_values(&[stream, group, outcome::ACKED])
+                .inc_by(acked);
+        }
+        self.in_flight.remove(decided.iter().map(|d| d.id));
+        Ok(())
     }
 
     async fn decide(&self, r: &ReadEntry) -> Decision {
@@ -453,138 +609,6 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    async fn apply(&mut self, decisions: Vec<(ReadEntry, Decision, Duration)>, report: &mut BatchReport) -> Result<()> {
-        let (stream, group, name) = (&self.opts.stream, &self.opts.group, &self.opts.name);
-        let scripts = Scripts::get();
-        let mut acks: Vec<String> = Vec::new();
-        let mut script_cmds: Vec<redis::Cmd> = Vec::new();
-        let mut script_kinds: Vec<(String, Option<DeadLetterReason>)> = Vec::new();
-        let mut latency_ids: Vec<String> = Vec::new();
-        for (r, d, _) in decisions {
-            match d {
-                Decision::Ack => {
-                    latency_ids.push(r.entry.id.clone());
-                    acks.push(r.entry.id);
-                }
-                Decision::Trimmed => {
-                    report.trimmed += 1;
-                    tracing::warn!(stream = %stream, group = %group, entry_id = %r.entry.id, "A pending entry was trimmed before it was acknowledged.");
-                    self.metrics.trimmed_unacked.with_label_values(&[stream, group]).inc();
-                    acks.push(r.entry.id);
-                }
-                Decision::Emit(outputs) => {
-                    let outs: Vec<(String, Vec<(String, String)>)> =
-                        outputs.into_iter().map(|o| (o.stream, o.event.to_fields())).collect();
-                    script_cmds.push(emit_ack_cmd(stream, group, name, &r.entry.id, &outs));
-                    script_kinds.push((r.entry.id, None));
-                }
-                Decision::DeadLetter(reason, error) => {
-                    let fields = dead_letter::dead_letter_fields(
-                        r.entry.fields.as_deref().unwrap_or_default(),
-                        stream,
-                        &r.entry.id,
-                        group,
-                        name,
-                        r.deliveries,
-                        reason,
-                        &error,
-                    );
-                    tracing::warn!(stream = %stream, entry_id = %r.entry.id, reason = %reason, error = %error, deliveries = r.deliveries, "Dead-lettering an entry.");
-                    script_cmds.push(emit_ack_cmd(
-                        stream,
-                        group,
-                        name,
-                        &r.entry.id,
-                        &[(self.cfg.deadletter_stream.clone(), fields)],
-                    ));
-                    script_kinds.push((r.entry.id, Some(reason)));
-                }
-                Decision::Retry(after) => {
-                    report.retried += 1;
-                    self.metrics
-                        .processed
-                        .with_label_values(&[stream, group, outcome::RETRIED])
-                        .inc();
-                    self.retries.insert(r.entry.id, Instant::now() + after);
-                }
-            }
-        }
-        let conns = self.conns.as_mut().ok_or_else(|| {
-            Error::Redis(redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::NotConnected,
-                "consumer is not connected",
-            )))
-        })?;
-        if !acks.is_empty() {
-            let _: i64 = redis::cmd("XACK")
-                .arg(stream)
-                .arg(group)
-                .arg(&acks)
-                .query_async(&mut conns.cmd)
-                .await?;
-            let plain = acks.len() - report.trimmed;
-            report.acked += plain;
-            self.metrics
-                .processed
-                .with_label_values(&[stream, group, outcome::ACKED])
-                .inc_by(plain as u64);
-        }
-        if !script_cmds.is_empty() {
-            let results = run_pipeline(&mut conns.cmd, &script_cmds, &[&scripts.emit_ack]).await?;
-            let mut first_err = None;
-            for ((id, kind), res) in script_kinds.into_iter().zip(results) {
-                let v = match res {
-                    Ok(v) => v,
-                    Err(e) => {
-                        first_err.get_or_insert(e);
-                        continue;
-                    }
-                };
-                let owned = items(&v).first().and_then(int) == Some(1);
-                match (owned, kind) {
-                    (false, _) => {
-                        report.not_owner += 1;
-                        tracing::info!(stream = %stream, entry_id = %id, "Entry was claimed by another consumer; wrote nothing (NotOwner).");
-                        self.metrics
-                            .processed
-                            .with_label_values(&[stream, group, outcome::NOT_OWNER])
-                            .inc();
-                    }
-                    (true, None) => {
-                        report.emitted += 1;
-                        latency_ids.push(id);
-                        self.metrics
-                            .processed
-                            .with_label_values(&[stream, group, outcome::EMITTED])
-                            .inc();
-                    }
-                    (true, Some(reason)) => {
-                        *report.dead_lettered.entry(reason.as_str()).or_default() += 1;
-                        self.metrics
-                            .processed
-                            .with_label_values(&[stream, group, outcome::DEAD_LETTERED])
-                            .inc();
-                        self.metrics
-                            .deadletter
-                            .with_label_values(&[stream, reason.as_str()])
-                            .inc();
-                    }
-                }
-            }
-            if let Some(e) = first_err {
-                return Err(e);
-            }
-        }
-        let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
-        let hist = self.metrics.e2e_latency.with_label_values(&[stream]);
-        for id in latency_ids {
-            if let Some(ms) = entry_millis(&id) {
-                hist.observe(now_ms.saturating_sub(ms) as f64 / 1000.0);
-            }
-        }
-        Ok(())
-    }
-
     /// One fetch and process.
     ///
     /// # Errors
@@ -594,18 +618,15 @@ impl<H: Handler> Consumer<H> {
         self.process(batch).await
     }
 
-    /// Whether everything this consumer read has been handled (no scheduled retries, nothing to
-    /// re-read): for tests and drains.
+    /// Whether everything this consumer read has been handled and written (no scheduled
+    /// retries, nothing to re-read, no decision waiting to be written): for tests and drains.
     pub fn is_idle(&self) -> bool {
-        self.retries.is_empty() && self.reread.is_empty() && self.pel_cursor.is_none()
+        self.plan.is_idle() && self.unsettled.is_empty()
     }
 
     /// Makes every scheduled retry due now (for deterministic tests).
     pub fn expire_retries(&mut self) {
-        let now = Instant::now();
-        for t in self.retries.values_mut() {
-            *t = now;
-        }
+        self.plan.expire_retries(Instant::now());
     }
 
     /// One reclaim tick: claims entries of dead consumers (no heartbeat) and idle entries into this
@@ -615,101 +636,129 @@ impl<H: Handler> Consumer<H> {
     /// The driver's error.
     pub async fn reclaim_tick(&mut self) -> Result<ReclaimReport> {
         let r = self.reclaim_inner().await;
-        if let Err(e) = &r {
-            self.on_error(e);
-        }
-        r
+        self.guarded(r)
     }
 
     async fn reclaim_inner(&mut self) -> Result<ReclaimReport> {
-        self.conns().await?;
-        let conns = self.conns.as_mut().expect("connected");
+        self.connect().await?;
+        let conns = self.conns.as_mut().ok_or_else(not_connected)?;
         let report = self.reclaimer.tick(&mut conns.cmd).await?;
-        for id in &report.claimed {
-            if !self.retries.contains_key(id) && !self.reread.contains(id) {
-                self.reread.push(id.clone());
-            }
-        }
-        self.reread.sort_by(|a, b| cmp_ids(a, b));
+        self.plan
+            .claimed(report.claimed.iter().filter_map(|id| id.parse().ok()));
         self.last_reclaim = Some(Instant::now());
         Ok(report)
     }
 
-    /// Refreshes the heartbeat key and the idle time of entries still within the handler timeout.
+    /// Refreshes the heartbeat key and the idle time of the entries this consumer holds.
     ///
     /// # Errors
     /// The driver's error.
     pub async fn heartbeat(&mut self) -> Result<()> {
-        let key = self.heartbeat_key();
-        let ttl = self.cfg.consumer.heartbeat_ttl_ms;
-        let conns = self.conns().await?;
-        let mut cmd = conns.cmd.clone();
-        beat(
-            &mut cmd,
-            &key,
-            ttl,
-            &self.opts,
-            &self.in_flight,
-            self.cfg.consumer.handler_timeout_ms,
-        )
-        .await
+        self.connect().await?;
+        let beat = self.beat();
+        let conns = self.conns()?;
+        beat.beat(&mut conns.cmd).await
     }
 
-    /// Runs until `cancel` fires: reads, handles, acknowledges, heartbeats and reclaims; transient
-    /// errors are retried forever with backoff. On cancellation it stops reading, finishes what it
-    /// holds (within `shutdown_timeout_ms`), deletes its heartbeat and returns.
+    /// Runs until `cancel` fires: reads, handles, settles, heartbeats and reclaims; transient
+    /// errors are retried forever with backoff. On cancellation it stops reading, finishes what
+    /// it holds and writes what was decided (within `shutdown_timeout_ms`), deletes its
+    /// heartbeat and returns.
     ///
     /// # Errors
-    /// Only when the final cleanup (deleting the heartbeat) fails with Redis reachable;
-    /// everything else is retried.
+    /// [`Error::GroupMissing`] when the group (or the stream) disappeared while running: the
+    /// consumer never recreates it silently (`mt5_consumer_group_missing_total` counts it).
+    /// Otherwise only when the final cleanup (deleting the heartbeat) fails with Redis
+    /// reachable; everything else is retried.
     pub async fn run(mut self, cancel: CancellationToken) -> Result<()> {
-        let hb_cancel = CancellationToken::new();
-        let hb_task = self.spawn_heartbeat(hb_cancel.clone());
+        let stop_beating = CancellationToken::new();
+        let beating = self.beat().run(
+            self.client.clone(),
+            self.redis.clone(),
+            Duration::from_millis(self.cfg.consumer.heartbeat_interval_ms),
+            stop_beating.clone(),
+        );
         let shutdown = Duration::from_millis(self.cfg.consumer.shutdown_timeout_ms);
-        let work = async {
-            let mut backoff = Backoff::new(&self.cfg.retry);
-            while !cancel.is_cancelled() {
-                match self.iteration().await {
-                    Ok(()) => backoff.reset(),
-                    Err(e) => {
-                        let delay = backoff.next_delay();
-                        if e.is_transient() || e.is_nogroup() {
-                            tracing::warn!(consumer = %self.opts.name, error = %e, delay_ms = delay.as_millis() as u64, "Consumer step failed; retrying.");
-                        } else {
-                            tracing::error!(consumer = %self.opts.name, error = %e, delay_ms = delay.as_millis() as u64, "Consumer step failed with a permanent error; retrying.");
-                        }
-                        if sleep_or_cancel(delay, &cancel).await.is_err() {
-                            break;
-                        }
+        let working = async {
+            let deadline = async {
+                cancel.cancelled().await;
+                tokio::time::sleep(shutdown).await;
+            };
+            let r = tokio::select! {
+                r = self.work(&cancel, shutdown) => r,
+                () = deadline => {
+                    tracing::warn!(consumer = %self.opts.name, "Shutdown timeout reached; unfinished entries stay pending for the other consumers.");
+                    Ok(())
+                }
+            };
+            stop_beating.cancel();
+            r
+        };
+        // The heartbeat is a future of this one, not a detached task: dropping `run` stops it.
+        let (result, ()) = tokio::join!(working, beating);
+        // Bounded too: with Redis unreachable the heartbeat simply expires instead.
+        let closed =
+            match tokio::time::timeout(Duration::from_millis(self.redis.response_timeout_ms), self.close()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!("Could not delete the heartbeat in time; it will expire.");
+                    Ok(())
+                }
+            };
+        match result {
+            Err(e) => Err(e),
+            Ok(()) => closed,
+        }
+    }
+
+    /// The loop of [`Consumer::run`]; returns once cancelled and what was decided is written.
+    async fn work(&mut self, cancel: &CancellationToken, shutdown: Duration) -> Result<()> {
+        let mut backoff = Backoff::new(&self.cfg.retry);
+        // Handlers get most of the shutdown time; the rest is for writing their decisions.
+        let handler_budget = shutdown.mul_f64(0.8);
+        while !cancel.is_cancelled() {
+            let stop = async {
+                cancel.cancelled().await;
+                tokio::time::sleep(handler_budget).await;
+            };
+            match self.iteration(stop).await {
+                Ok(()) => backoff.reset(),
+                Err(e) if e.is_nogroup() => return Err(self.group_missing(&e)),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    if e.is_transient() {
+                        tracing::warn!(consumer = %self.opts.name, error = %e, delay_ms = delay.as_millis() as u64, "Consumer step failed; retrying.");
+                    } else {
+                        tracing::error!(consumer = %self.opts.name, error = %e, delay_ms = delay.as_millis() as u64, "Consumer step failed with a permanent error; retrying.");
+                    }
+                    if sleep_or_cancel(delay, cancel).await.is_err() {
+                        break;
                     }
                 }
             }
-        };
-        // The loop checks the token between reads and finishes the batch it holds; the bound
-        // applies to that last batch (a read in flight returns within block_ms).
-        let deadline = async {
-            cancel.cancelled().await;
-            tokio::time::sleep(shutdown).await;
-        };
-        tokio::select! {
-            () = work => {}
-            () = deadline => {
-                tracing::warn!(consumer = %self.opts.name, "Shutdown timeout reached; unfinished entries stay pending for the other consumers.");
+        }
+        // Cancelled: write what was decided and not yet written (until the outer deadline).
+        while !self.unsettled.is_empty() {
+            let mut carried = std::mem::take(&mut self.carried);
+            let r = async {
+                self.connect().await?;
+                self.settle(&mut carried).await
+            }
+            .await;
+            match self.guarded(r) {
+                Ok(()) => break,
+                Err(e) if e.is_nogroup() => return Err(self.group_missing(&e)),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(consumer = %self.opts.name, error = %e, delay_ms = delay.as_millis() as u64, "Writing decided entries at shutdown failed; retrying.");
+                    tokio::time::sleep(delay).await;
+                }
             }
         }
-        hb_cancel.cancel();
-        let _ = hb_task.await;
-        // Bounded too: with Redis unreachable the heartbeat simply expires instead.
-        match tokio::time::timeout(Duration::from_millis(self.redis.response_timeout_ms), self.close()).await {
-            Ok(r) => r,
-            Err(_) => {
-                tracing::warn!("Could not delete the heartbeat in time; it will expire.");
-                Ok(())
-            }
-        }
+        Ok(())
     }
 
-    async fn iteration(&mut self) -> Result<()> {
+    async fn iteration(&mut self, stop: impl Future<Output = ()>) -> Result<()> {
         if self.cfg.reclaim.enabled
             && self
                 .last_reclaim
@@ -718,40 +767,19 @@ impl<H: Handler> Consumer<H> {
             self.reclaim_tick().await?;
         }
         let batch = self.fetch(None).await?;
-        self.process(batch).await?;
+        self.process_until(batch, stop).await?;
         Ok(())
     }
 
-    fn spawn_heartbeat(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
-        let client = self.client.clone();
-        let redis = self.redis.clone();
-        let key = self.heartbeat_key();
-        let ttl = self.cfg.consumer.heartbeat_ttl_ms;
-        let every = Duration::from_millis(self.cfg.consumer.heartbeat_interval_ms);
-        let handler_timeout = self.cfg.consumer.handler_timeout_ms;
-        let opts = self.opts.clone();
-        let in_flight = self.in_flight.clone();
-        tokio::spawn(async move {
-            let mut conn: Option<MultiplexedConnection> = None;
-            loop {
-                if sleep_or_cancel(every, &cancel).await.is_err() {
-                    return;
-                }
-                if conn.is_none() {
-                    conn = connection::connect(&client, &redis, Duration::from_millis(redis.response_timeout_ms))
-                        .await
-                        .ok();
-                }
-                if let Some(c) = conn.as_mut() {
-                    if let Err(e) = beat(c, &key, ttl, &opts, &in_flight, handler_timeout).await {
-                        tracing::warn!(consumer = %opts.name, error = %e, "Heartbeat failed; retrying.");
-                        if e.is_connection_dropped() {
-                            conn = None;
-                        }
-                    }
-                }
-            }
-        })
+    /// NOGROUP while running: counted, logged, and the consumer stops.
+    fn group_missing(&self, e: &Error) -> Error {
+        let (stream, group) = (&self.opts.stream, &self.opts.group);
+        self.metrics.group_missing.with_label_values(&[stream, group]).inc();
+        tracing::error!(stream = %stream, group = %group, consumer = %self.opts.name, error = %e, "The consumer group disappeared while this consumer ran; it is never recreated silently. Stopping. Recreate it at the right position with `mt5-hub groups create`.");
+        Error::GroupMissing {
+            stream: stream.clone(),
+            group: group.clone(),
+        }
     }
 
     /// Graceful exit: deletes the heartbeat so the others may reclaim what is left at once, and
@@ -760,13 +788,24 @@ impl<H: Handler> Consumer<H> {
     /// # Errors
     /// The driver's error.
     pub async fn close(mut self) -> Result<()> {
-        let key = self.heartbeat_key();
+        let key = keys::heartbeat_key(&self.opts.stream, &self.opts.group, &self.opts.name);
         let (stream, group, name) = (
             self.opts.stream.clone(),
             self.opts.group.clone(),
             self.opts.name.clone(),
         );
-        let conns = self.conns().await?;
+        if self.conns.is_none() {
+            // Never connected, or cut off: connect without touching the group.
+            let cmd = connection::connect(
+                &self.client,
+                &self.redis,
+                Duration::from_millis(self.redis.response_timeout_ms),
+            )
+            .await?;
+            let read = cmd.clone();
+            self.conns = Some(Conns { read, cmd });
+        }
+        let conns = self.conns()?;
         let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut conns.cmd).await?;
         let scripts = Scripts::get();
         let cmd = scripts
@@ -778,105 +817,17 @@ impl<H: Handler> Consumer<H> {
     }
 }
 
-async fn write_heartbeat(conn: &mut MultiplexedConnection, key: &str, ttl_ms: u64) -> Result<()> {
-    let _: Value = redis::cmd("SET")
-        .arg(key)
-        .arg(1)
-        .arg("PX")
-        .arg(ttl_ms)
-        .query_async(conn)
-        .await?;
-    Ok(())
+fn not_connected() -> Error {
+    Error::Redis(redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "consumer is not connected",
+    )))
 }
 
-/// Refreshes the heartbeat (`PEXPIRE`, which works even when Redis is out of memory; `SET` when
-/// the key is gone) and the idle time of in-flight entries within the handler timeout.
-async fn beat(
-    conn: &mut MultiplexedConnection,
-    key: &str,
-    ttl_ms: u64,
-    opts: &ConsumerOptions,
-    in_flight: &Mutex<HashMap<String, Instant>>,
-    handler_timeout_ms: u64,
-) -> Result<()> {
-    let refreshed: i64 = redis::cmd("PEXPIRE").arg(key).arg(ttl_ms).query_async(conn).await?;
-    if refreshed == 0 {
-        write_heartbeat(conn, key, ttl_ms).await?;
-    }
-    let limit = Duration::from_millis(handler_timeout_ms);
-    let ids: Vec<String> = in_flight
-        .lock()
-        .expect("in-flight lock poisoned")
-        .iter()
-        .filter(|(_, started)| started.elapsed() < limit)
-        .map(|(id, _)| id.clone())
-        .collect();
-    if !ids.is_empty() {
-        let s = &Scripts::get().touch_pending;
-        let mut args: Vec<&str> = vec![&opts.group, &opts.name];
-        args.extend(ids.iter().map(String::as_str));
-        let cmd = s.cmd(&[opts.stream.as_str()], args);
-        let _: i64 = s.run(conn, &cmd).await?;
-    }
-    Ok(())
-}
-
-/// The emit + ACK script call for one entry and its outputs.
-pub(crate) fn emit_ack_cmd(
-    stream: &str,
-    group: &str,
-    consumer: &str,
-    entry_id: &str,
-    outputs: &[(String, Vec<(String, String)>)],
-) -> redis::Cmd {
-    let mut keys_: Vec<&str> = vec![stream];
-    let mut args: Vec<String> = vec![group.to_string(), consumer.to_string(), entry_id.to_string()];
-    for (out_stream, fields) in outputs {
-        keys_.push(out_stream);
-        args.push((fields.len() * 2).to_string());
-        for (k, v) in fields {
-            args.push(k.clone());
-            args.push(v.clone());
-        }
-    }
-    Scripts::get().emit_ack.cmd(&keys_, args)
-}
-
-/// Delivery counts of entries just re-read from the own PEL (a contiguous run of this consumer's
-/// pending entries), from `XPENDING` over their id range.
-async fn pending_counts(
-    conn: &mut MultiplexedConnection,
-    stream: &str,
-    group: &str,
-    consumer: &str,
-    entries: &[StreamEntry],
-) -> Result<HashMap<String, u64>> {
-    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-        return Ok(HashMap::new());
-    };
-    let v: Value = redis::cmd("XPENDING")
-        .arg(stream)
-        .arg(group)
-        .arg(&first.id)
-        .arg(&last.id)
-        .arg(entries.len())
-        .arg(consumer)
-        .query_async(conn)
-        .await?;
-    Ok(reply::pending_rows(&v)?
-        .into_iter()
-        .map(|p| (p.id, p.deliveries))
-        .collect())
-}
-
-fn with_counts(entries: Vec<StreamEntry>, counts: &HashMap<String, u64>) -> Vec<ReadEntry> {
-    entries
-        .into_iter()
-        // An entry missing from XPENDING was claimed away between the read and the query; it
-        // was delivered at least once, and the emit's ownership check will refuse it.
-        .map(|entry| {
-            let deliveries = counts.get(&entry.id).copied().unwrap_or(1);
-            ReadEntry { entry, deliveries }
+fn parse_id(id: &str, command: &'static str) -> Result<StreamId> {
+    id.parse()
+        .map_err(|e: crate::id::InvalidStreamId| Error::UnexpectedReply {
+            command,
+            detail: e.to_string(),
         })
-        .collect()
 }
