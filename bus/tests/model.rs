@@ -146,6 +146,18 @@ enum Op {
     Reclaim { consumer: u8 },
     /// Makes the consumer's scheduled retries due now.
     ExpireRetries { consumer: u8 },
+    /// A `step` while Redis is out of memory (`maxmemory` 1, `noeviction`): reads and the
+    /// handlers work, the settle is refused with `OOM` and writes nothing; the decisions are kept
+    /// and written by the consumer's next fetch (or shutdown), never decided again.
+    Oom { consumer: u8 },
+    /// Every client connection is killed (the consumers' and the producer's): each live consumer
+    /// notices on its next call and reconnects, re-reading its own PEL; a held batch and decisions
+    /// not yet written are written on the new connection.
+    Cut,
+    /// A graceful shutdown through `Consumer::run` with its token already cancelled: what was
+    /// decided and not yet written is written, a held batch stays pending; then the slot gets a
+    /// new consumer under the same name.
+    Shutdown { consumer: u8 },
 }
 
 impl fmt::Debug for Op {
@@ -166,6 +178,9 @@ impl fmt::Debug for Op {
             } => write!(f, "restart c{consumer} new-name"),
             Op::Reclaim { consumer } => write!(f, "reclaim c{consumer}"),
             Op::ExpireRetries { consumer } => write!(f, "expire-retries c{consumer}"),
+            Op::Oom { consumer } => write!(f, "oom-step c{consumer}"),
+            Op::Cut => write!(f, "cut-connections"),
+            Op::Shutdown { consumer } => write!(f, "shutdown c{consumer}"),
         }
     }
 }
@@ -204,7 +219,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => c.clone().prop_map(|consumer| Op::ExpireRetries { consumer }),
         1 => c.clone().prop_map(|consumer| Op::Crash { consumer }),
         2 => c.clone().prop_map(|consumer| Op::Fetch { consumer }),
-        2 => (c, any::<bool>()).prop_map(|(consumer, same_name)| Op::Restart { consumer, same_name }),
+        2 => (c.clone(), any::<bool>()).prop_map(|(consumer, same_name)| Op::Restart { consumer, same_name }),
+        2 => c.clone().prop_map(|consumer| Op::Oom { consumer }),
+        1 => Just(Op::Cut),
+        1 => c.prop_map(|consumer| Op::Shutdown { consumer }),
     ]
 }
 
@@ -257,6 +275,11 @@ struct MConsumer {
     held: Option<Vec<(usize, u64)>>,
     /// Scheduled retries: entry -> due now (`retry`) or only after `expire-retries` (`timeout`).
     retries: BTreeMap<usize, bool>,
+    /// Decisions made whose settle failed (entry, decision, delivery count), in order: written
+    /// before the next read.
+    unsettled: Vec<(usize, Decided, u64)>,
+    /// Counts of a settle made by a fetch, reported with the next batch.
+    carried: BatchReport,
 }
 
 #[derive(Debug)]
@@ -315,6 +338,14 @@ struct Stats {
     pel_rereads: u64,
     /// The highest delivery count seen.
     max_count: u64,
+    /// Steps whose settle Redis refused (OOM) with decisions to write.
+    refused_settles: u64,
+    /// Decisions written by a later settle than their batch's.
+    late_settled: u64,
+    /// Connection cuts a connected consumer noticed.
+    cut_consumers: u64,
+    /// Graceful shutdowns through `run`.
+    shutdowns: u64,
 }
 
 impl Stats {
@@ -336,6 +367,10 @@ impl Stats {
         self.consumers_removed += o.consumers_removed;
         self.pel_rereads += o.pel_rereads;
         self.max_count = self.max_count.max(o.max_count);
+        self.refused_settles += o.refused_settles;
+        self.late_settled += o.late_settled;
+        self.cut_consumers += o.cut_consumers;
+        self.shutdowns += o.shutdowns;
     }
 }
 
@@ -418,15 +453,69 @@ impl Model {
         matches!(&self.events[i].fate, Fate::Pending { owner, .. } if owner == name)
     }
 
+    /// A (re)connect: the own PEL is re-read from the start, queued re-reads and scheduled
+    /// retries are dropped (the PEL re-read covers them); decisions not yet written are kept.
     fn connect(&mut self, slot: u8) {
         let c = self.consumer(slot);
         if !c.connected {
             *c = MConsumer {
                 connected: true,
                 replay_from: Some(0),
+                unsettled: std::mem::take(&mut c.unsettled),
+                carried: std::mem::take(&mut c.carried),
                 ..MConsumer::default()
             };
         }
+    }
+
+    /// Writes decisions (a settle): each only while its entry is still pending on this
+    /// consumer (else nothing: NotOwner), counted into `report`.
+    fn settle(&mut self, slot: u8, decided: Vec<(usize, Decided, u64)>, report: &mut BatchReport) {
+        let name = self.name(slot);
+        for (i, d, count) in decided {
+            let own = self.is_own_pending(i, &name);
+            match d {
+                Decided::Retry { .. } => unreachable!("retries are not settled"),
+                _ if !own => {
+                    report.not_owner += 1;
+                    self.stats.not_owner += 1;
+                }
+                Decided::Ack => {
+                    report.acked += 1;
+                    self.events[i].fate = Fate::Acked;
+                }
+                Decided::Emit => {
+                    report.emitted += 1;
+                    self.events[i].fate = Fate::Emitted { count };
+                }
+                Decided::Dead(reason) => {
+                    *report.dead_lettered.entry(reason).or_default() += 1;
+                    self.events[i].fate = Fate::Dead {
+                        reason,
+                        count,
+                        by: name.clone(),
+                    };
+                }
+            }
+        }
+    }
+
+    /// The settle a fetch makes first, of decisions an earlier settle could not write.
+    /// `Err` when Redis refuses it (out of memory): nothing is read then.
+    fn settle_before_read(&mut self, slot: u8, oom: bool) -> Result<(), ()> {
+        let c = self.consumer(slot);
+        if c.unsettled.is_empty() {
+            return Ok(());
+        }
+        if oom {
+            return Err(());
+        }
+        let decided = std::mem::take(&mut c.unsettled);
+        let mut carried = std::mem::take(&mut c.carried);
+        self.stats.late_settled += decided.len() as u64;
+        self.settle(slot, decided, &mut carried);
+        self.consumer(slot).carried = carried;
+        Ok(())
     }
 
     fn deliver(&mut self, i: usize) -> u64 {
@@ -443,8 +532,9 @@ impl Model {
     /// that has any: after a connect, the own PEL (until a read comes back empty); the queued
     /// re-reads (due retries join the queue first), each read once while it is still the
     /// consumer's own (stale ids are dropped); new entries (`>`).
-    fn fetch(&mut self, slot: u8) -> Vec<(usize, u64)> {
+    fn fetch(&mut self, slot: u8, oom: bool) -> Result<Vec<(usize, u64)>, ()> {
         self.connect(slot);
+        self.settle_before_read(slot, oom)?;
         let name = self.name(slot);
         let c = self.consumer(slot);
         let due: Vec<usize> = c.retries.iter().filter(|(_, due)| **due).map(|(i, _)| *i).collect();
@@ -466,7 +556,7 @@ impl Model {
                     // Read now: a re-read queued for it (by a reclaim) is done too.
                     c.reread.retain(|&q| q != i);
                     self.stats.pel_rereads += 1;
-                    return vec![(i, self.deliver(i))];
+                    return Ok(vec![(i, self.deliver(i))]);
                 }
             }
         }
@@ -474,7 +564,7 @@ impl Model {
         while !self.consumer(slot).reread.is_empty() {
             let q = self.consumer(slot).reread.remove(0);
             if self.is_own_pending(q, &name) {
-                return vec![(q, self.deliver(q))];
+                return Ok(vec![(q, self.deliver(q))]);
             }
         }
         let new: Vec<usize> = (self.delivered..self.events.len()).collect();
@@ -485,7 +575,7 @@ impl Model {
             };
         }
         self.delivered = self.events.len();
-        new.into_iter().map(|i| (i, 1)).collect()
+        Ok(new.into_iter().map(|i| (i, 1)).collect())
     }
 
     fn decide(&self, i: usize, count: u64) -> Decided {
@@ -504,43 +594,25 @@ impl Model {
         }
     }
 
-    /// Handles a fetched batch; returns the expected report and each entry's decision.
-    fn process(&mut self, slot: u8, batch: &[(usize, u64)]) -> (BatchReport, Vec<(usize, Decided)>) {
-        let mut report = BatchReport {
-            read: batch.len(),
-            ..BatchReport::default()
-        };
-        let name = self.name(slot);
+    /// Handles a fetched batch; returns the expected report (`None` when Redis refuses the
+    /// settle: out of memory) and each entry's decision. The consumer reconnects after the
+    /// handlers when its connection was cut, and writes the decisions of earlier batches that
+    /// could not be written with this batch's.
+    fn process(
+        &mut self,
+        slot: u8,
+        batch: &[(usize, u64)],
+        oom: bool,
+    ) -> (Option<BatchReport>, Vec<(usize, Decided)>) {
         let mut decided = Vec::new();
+        let mut to_settle = Vec::new();
+        let mut retried = 0;
         for &(i, count) in batch {
             let d = self.decide(i, count);
             decided.push((i, d));
-            // Acks, emits and dead letters are written only while the entry is still pending on
-            // this consumer (else nothing: NotOwner); the settle checks ownership for each.
-            let own = self.is_own_pending(i, &name);
             match d {
-                Decided::Ack | Decided::Emit | Decided::Dead(_) if !own => {
-                    report.not_owner += 1;
-                    self.stats.not_owner += 1;
-                }
-                Decided::Ack => {
-                    report.acked += 1;
-                    self.events[i].fate = Fate::Acked;
-                }
-                Decided::Emit => {
-                    report.emitted += 1;
-                    self.events[i].fate = Fate::Emitted { count };
-                }
-                Decided::Dead(reason) => {
-                    *report.dead_lettered.entry(reason).or_default() += 1;
-                    self.events[i].fate = Fate::Dead {
-                        reason,
-                        count,
-                        by: name.clone(),
-                    };
-                }
                 Decided::Retry { due_now } => {
-                    report.retried += 1;
+                    retried += 1;
                     if due_now {
                         self.stats.retries += 1;
                     } else {
@@ -548,9 +620,28 @@ impl Model {
                     }
                     self.consumer(slot).retries.insert(i, due_now);
                 }
+                _ => to_settle.push((i, d, count)),
             }
         }
-        (report, decided)
+        self.connect(slot);
+        let c = self.consumer(slot);
+        let mut report = std::mem::take(&mut c.carried);
+        report.read = batch.len();
+        report.retried += retried;
+        let earlier = std::mem::take(&mut c.unsettled);
+        let late = earlier.len() as u64;
+        let mut all = earlier;
+        all.extend(to_settle);
+        if oom && !all.is_empty() {
+            self.stats.refused_settles += 1;
+            let c = self.consumer(slot);
+            c.unsettled = all;
+            c.carried = BatchReport { read: 0, ..report };
+            return (None, decided);
+        }
+        self.stats.late_settled += late;
+        self.settle(slot, all, &mut report);
+        (Some(report), decided)
     }
 
     /// A reclaim tick with `min_idle` 0: every pending entry of the group becomes the
@@ -607,7 +698,9 @@ impl Model {
         let idle = self.slots[DRAIN as usize]
             .live
             .as_ref()
-            .is_some_and(|c| c.replay_from.is_none() && c.reread.is_empty() && c.retries.is_empty());
+            .is_some_and(|c| {
+                c.replay_from.is_none() && c.reread.is_empty() && c.retries.is_empty() && c.unsettled.is_empty()
+            });
         final_fates && idle
     }
 }
@@ -778,16 +871,32 @@ impl Harness {
         Ok(out)
     }
 
-    /// One fetch on both sides; the batch as read, and as the model has it.
-    async fn fetch(&mut self, m: &mut Model, slot: u8) -> Result<(Vec<ReadEntry>, Vec<(usize, u64)>), String> {
-        let expected = m.fetch(slot);
+    /// One fetch on both sides; the batch as read, and as the model has it. Under `oom`, a
+    /// fetch that must first write earlier decisions fails (`Ok(None)`), as the model says.
+    async fn fetch_or_refused(
+        &mut self,
+        m: &mut Model,
+        slot: u8,
+        oom: bool,
+    ) -> Result<Option<(Vec<ReadEntry>, Vec<(usize, u64)>)>, String> {
+        let expected = m.fetch(slot, oom);
         let live = self.live(slot);
-        let got = live
-            .consumer
-            .fetch(Some(Duration::ZERO))
-            .await
-            .map_err(|e| format!("fetch: {e}"))?;
+        let got = live.consumer.fetch(Some(Duration::ZERO)).await;
         live.connected = true;
+        let (got, expected) = match (got, expected) {
+            (Ok(got), Ok(expected)) => (got, expected),
+            (Err(e), Err(())) if e.has_code("OOM") => {
+                self.trace.push("(settle before the read refused: OOM)".into());
+                return Ok(None);
+            }
+            (Err(e), _) => return Err(format!("fetch: {e}")),
+            (Ok(got), Err(())) => {
+                return Err(format!(
+                    "fetch: expected the settle before the read to be refused (OOM), got a read of {} entries",
+                    got.len()
+                ))
+            }
+        };
         let got_idx = self.indexed(&got)?;
         let mut want = expected.clone();
         want.sort_unstable();
@@ -799,7 +908,15 @@ impl Harness {
                 self.show_batch(&got_idx)
             ));
         }
-        Ok((got, want))
+        Ok(Some((got, want)))
+    }
+
+    /// One fetch on both sides, Redis not out of memory.
+    async fn fetch(&mut self, m: &mut Model, slot: u8) -> Result<(Vec<ReadEntry>, Vec<(usize, u64)>), String> {
+        match self.fetch_or_refused(m, slot, false).await? {
+            Some(read) => Ok(read),
+            None => Err("fetch: refused without OOM".into()),
+        }
     }
 
     /// Processes a fetched batch on both sides and compares the reports.
@@ -809,22 +926,26 @@ impl Harness {
         slot: u8,
         got: Vec<ReadEntry>,
         batch: &[(usize, u64)],
+        oom: bool,
     ) -> Result<(), String> {
-        let (want, decided) = m.process(slot, batch);
+        let (want, decided) = m.process(slot, batch, oom);
         let decisions: Vec<String> = decided
             .iter()
             .map(|(i, d)| format!("{}:{d:?}", self.label(*i)))
             .collect();
         self.trace.push(format!("   {}", decisions.join(" ")));
+        let got = self.live(slot).consumer.process(got).await;
+        let Some(want) = want else {
+            self.trace.push("(settle refused: OOM)".into());
+            return match got {
+                Err(e) if e.has_code("OOM") => Ok(()),
+                other => fail(format!("process: expected the settle to be refused (OOM), got {other:?}")),
+            };
+        };
         if want.not_owner > 0 {
             self.trace.push(format!("(not owner: {})", want.not_owner));
         }
-        let report = self
-            .live(slot)
-            .consumer
-            .process(got)
-            .await
-            .map_err(|e| format!("process: {e}"))?;
+        let report = got.map_err(|e| format!("process: {e}"))?;
         if report != want {
             return fail(format!("the batch report differs: expected {want:?}, got {report:?}"));
         }
@@ -833,6 +954,10 @@ impl Harness {
 
     /// Processes the batch the consumer holds, if any.
     async fn process_held(&mut self, m: &mut Model, slot: u8) -> Result<bool, String> {
+        self.process_held_with(m, slot, false).await
+    }
+
+    async fn process_held_with(&mut self, m: &mut Model, slot: u8, oom: bool) -> Result<bool, String> {
         let Some(got) = self.live(slot).held.take() else {
             return Ok(false);
         };
@@ -842,7 +967,7 @@ impl Harness {
             .take()
             .expect("the model holds what the bus holds");
         self.trace.push(format!("handles held {}", self.show_batch(&batch)));
-        self.process(m, slot, got, &batch).await?;
+        self.process(m, slot, got, &batch, oom).await?;
         Ok(true)
     }
 
@@ -898,7 +1023,7 @@ impl Harness {
                 }
                 if !self.process_held(m, slot).await? {
                     let (got, batch) = self.fetch(m, slot).await?;
-                    self.process(m, slot, got, &batch).await?;
+                    self.process(m, slot, got, &batch, false).await?;
                 }
             }
             Op::Fetch { consumer } => {
@@ -1000,6 +1125,94 @@ impl Harness {
                 self.live(slot).consumer.expire_retries();
                 m.expire_retries(slot);
             }
+            Op::Oom { consumer } => {
+                let slot = *consumer;
+                if !m.is_live(slot) {
+                    self.trace.push("(no consumer)".into());
+                    return Ok(());
+                }
+                self.set_maxmemory("1").await?;
+                let r = self.oom_step(m, slot).await;
+                self.set_maxmemory("0").await?;
+                r?;
+            }
+            Op::Cut => {
+                let _: Value = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("normal")
+                    .arg("SKIPME")
+                    .arg("yes")
+                    .query_async(&mut self.conn)
+                    .await
+                    .map_err(|e| format!("client kill: {e}"))?;
+                self.producer = EventProducer::connect(&self.redis, &self.bus, BusMetrics::default(), CancellationToken::new())
+                    .await
+                    .map_err(|e| format!("producer: {e}"))?;
+                // Each connected consumer notices on its next call (here its heartbeat, which
+                // fails) and reconnects on the one after.
+                for slot in 0..=DRAIN {
+                    let Some(live) = self.slots[slot as usize].as_mut() else {
+                        continue;
+                    };
+                    if !live.connected {
+                        continue;
+                    }
+                    match live.consumer.heartbeat().await {
+                        Err(e) if e.is_connection_dropped() => {}
+                        other => return fail(format!("c{slot}: a call after the cut returned {other:?}")),
+                    }
+                    live.connected = false;
+                    m.consumer(slot).connected = false;
+                    m.stats.cut_consumers += 1;
+                }
+            }
+            Op::Shutdown { consumer } => {
+                let slot = *consumer;
+                let Some(mut live) = self.slots[slot as usize].take() else {
+                    self.trace.push("(no consumer)".into());
+                    return Ok(());
+                };
+                // A held batch was read and never handled: it stays pending under this name.
+                live.held = None;
+                let cancel = CancellationToken::new();
+                cancel.cancel();
+                live.consumer.run(cancel).await.map_err(|e| format!("run: {e}"))?;
+                let c = m.consumer(slot);
+                c.held = None;
+                let decided = std::mem::take(&mut c.unsettled);
+                m.stats.late_settled += decided.len() as u64;
+                m.settle(slot, decided, &mut BatchReport::default());
+                m.stats.shutdowns += 1;
+                m.drop_consumer(slot);
+                m.restart(slot, true);
+                let c = self.new_consumer(&m.name(slot))?;
+                self.slots[slot as usize] = Some(c);
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_maxmemory(&mut self, bytes: &str) -> Result<(), String> {
+        let _: Value = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(bytes)
+            .arg("maxmemory-policy")
+            .arg("noeviction")
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| format!("config set maxmemory: {e}"))?;
+        Ok(())
+    }
+
+    /// A step under OOM: reads work, a settle is refused.
+    async fn oom_step(&mut self, m: &mut Model, slot: u8) -> Result<(), String> {
+        if self.process_held_with(m, slot, true).await? {
+            return Ok(());
+        }
+        if let Some((got, batch)) = self.fetch_or_refused(m, slot, true).await? {
+            self.process(m, slot, got, &batch, true).await?;
         }
         Ok(())
     }
@@ -1350,6 +1563,10 @@ fn zero_loss_model_schedules_end_where_the_model_says() {
                 ("entries claimed from other consumers", stats.claimed_from_others),
                 ("entries claimed from dead consumers", stats.claimed_from_dead),
                 ("own PEL re-reads", stats.pel_rereads),
+                ("settles refused (OOM)", stats.refused_settles),
+                ("decisions written by a later settle", stats.late_settled),
+                ("consumers cut off", stats.cut_consumers),
+                ("graceful shutdowns", stats.shutdowns),
             ];
             for (what, n) in covered {
                 assert!(

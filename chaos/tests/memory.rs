@@ -1,6 +1,7 @@
 //! Scenario 7: memory pressure. Redis with a small `maxmemory` (set at runtime) under a publisher
 //! load with no consumer, once with `allkeys-lru` (the original design's policy) and once with
-//! `noeviction` (the shipped `configs/redis/redis.conf`); plus a start of that file.
+//! `noeviction` (the shipped `configs/redis/redis.conf`); Redis out of memory for 30 s under load
+//! with consumers already running; plus a start of that file.
 
 mod common;
 
@@ -386,4 +387,82 @@ async fn info_stat(conn: &mut MultiplexedConnection, field: &str) -> String {
         .unwrap_or_default()
         .trim()
         .to_string()
+}
+
+/// Seconds Redis stays out of memory in [`an_oom_under_load_with_consumers_running_loses_nothing`].
+const OOM_SECS: u64 = 30;
+
+/// Redis out of memory for 30 s (`maxmemory` 1 B, `noeviction`: every write refused) under a
+/// news load, with two filters already running. The filters keep reading (reads and acks work
+/// under OOM) but every settle is refused; they keep their decisions and retry the settle with
+/// backoff instead of leaving the entries in their PEL for the idle reclaim (5 min), and no entry
+/// burns a delivery: once memory frees, everything drains within seconds, lost 0, duplicates 0
+/// and nothing dead-lettered. The heartbeats (a script allowed under OOM) keep both filters alive
+/// throughout, so nothing is reclaimed from them either. (Before the consumer kept its
+/// decisions, the entries read during the stall waited 5 min for the idle reclaim: the drain
+/// below timed out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_under_load_with_consumers_running_loses_nothing() {
+    const RATE: f64 = 200.0;
+    const COUNT: u64 = 9000;
+    let fx = common::process_redis(mt5_fixtures::Appendfsync::Everysec).await;
+    let sc = common::scenario("memory_oom_consumers", &fx);
+    let checker = Checker::for_scenario(&sc);
+    let mut conn = fx.connection().await;
+    config_set(&mut conn, "maxmemory-policy", "noeviction").await;
+    let mut filters = common::start_filters(&sc, &["f1", "f2"]).await;
+    let history = sc.history_path("load");
+    let load = Load::news(RATE, COUNT, history.clone()).with_idempotency_key_prefix(format!("oom-{}", fx.prefix()));
+    let mut publisher = sc.spawn_publisher(&load).await.unwrap();
+
+    // Load flows for a few seconds, then Redis is full.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let effects_before = checker.output_len().await.unwrap();
+    assert!(effects_before > 0, "nothing was filtered before the fault");
+    let oom_before = oom_replies(&fx).await;
+    config_set(&mut conn, "maxmemory", "1").await;
+    let started = Instant::now();
+    let mut effects_during = 0;
+    while started.elapsed() < Duration::from_secs(OOM_SECS) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for f in &mut filters {
+            assert!(
+                f.try_status().unwrap().is_none(),
+                "a filter died under OOM: {}",
+                f.stderr_tail(10)
+            );
+        }
+        effects_during = checker.output_len().await.unwrap() - effects_before;
+    }
+    let oom = oom_replies(&fx).await - oom_before;
+    let pending_in_oom = mt5_fixtures::streams::pending(&mut conn, &sc.streams.raw, &sc.streams.group).await;
+    config_set(&mut conn, "maxmemory", "0").await;
+    let freed = Instant::now();
+
+    let status = publisher.wait_exit(Duration::from_secs(60)).await.unwrap();
+    assert!(status.success(), "publisher: {}", publisher.stderr_tail(10));
+    let drained = checker.wait_drained(Duration::from_secs(30)).await.unwrap();
+    let recovery = freed.elapsed();
+    let settle_retries: usize = filters
+        .iter()
+        .map(|f| f.stderr().lines().filter(|l| l.contains("OOM")).count())
+        .sum();
+    common::stop_all(&mut filters).await;
+
+    let verdict = checker
+        .check(&[history])
+        .await
+        .unwrap()
+        .with_recovery(drained)
+        .with_faults(format!(
+            "maxmemory 1 B noeviction for {OOM_SECS} s under {RATE}/s with 2 filters running: {oom} OOM replies, {pending_in_oom} entries pending at the end of the stall, {effects_during} effects written during it, {settle_retries} OOM lines in the filters' logs; drained {:.1} s after memory freed",
+            recovery.as_secs_f64()
+        ));
+    report::record("7 memory (OOM, consumers running)", &verdict).unwrap();
+    assert!(oom > 0, "Redis refused nothing: the fault did not land");
+    assert!(settle_retries > 0, "no filter met an OOM reply: the fault missed the consumers");
+    assert_eq!(effects_during, 0, "effects were written while Redis was full");
+    assert_eq!(verdict.published, COUNT, "{}", verdict.line());
+    assert_eq!(verdict.dead_lettered_total(), 0, "{}", verdict.line());
+    verdict.assert_zero_loss();
 }

@@ -135,8 +135,8 @@ pub struct Consumer<H: Handler> {
     plan: ReadPlan,
     /// Decisions made and not yet written, in batch order: settled before anything else is read.
     unsettled: Vec<Decided>,
-    /// Counts of settles made outside [`Consumer::process`] (a retried settle at the next fetch),
-    /// added to the next batch's report.
+    /// Counts not reported yet (a batch whose settle failed, a settle retried by a fetch), added
+    /// to the next batch's report.
     carried: BatchReport,
     in_flight: InFlight,
     reclaimer: Reclaimer,
@@ -423,8 +423,21 @@ impl<H: Handler> Consumer<H> {
         for (_, r, d) in done {
             self.record(r, d, &mut report);
         }
-        self.settle(&mut report).await?;
-        Ok(report)
+        // Reconnected only now, after the decisions: when the connection was lost meanwhile,
+        // they are written on the new one instead of running the handlers again.
+        let written = async {
+            self.connect().await?;
+            self.settle(&mut report).await
+        }
+        .await;
+        match written {
+            Ok(()) => Ok(report),
+            Err(e) => {
+                // Counted with the batch whose settle writes these decisions.
+                self.carried = BatchReport { read: 0, ..report };
+                Err(e)
+            }
+        }
     }
 
     /// Turns one decision into a retry or an entry to settle.
@@ -654,10 +667,14 @@ impl<H: Handler> Consumer<H> {
     /// # Errors
     /// The driver's error.
     pub async fn heartbeat(&mut self) -> Result<()> {
-        self.connect().await?;
-        let beat = self.beat();
-        let conns = self.conns()?;
-        beat.beat(&mut conns.cmd).await
+        let r = async {
+            self.connect().await?;
+            let beat = self.beat();
+            let conns = self.conns()?;
+            beat.beat(&mut conns.cmd).await
+        }
+        .await;
+        self.guarded(r)
     }
 
     /// Runs until `cancel` fires: reads, handles, settles, heartbeats and reclaims; transient
