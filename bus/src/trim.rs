@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::metrics::BusMetrics;
 use crate::reply::{self, cmp_ids, int, items, next_id, pairs, text};
 use crate::retry::sleep_or_cancel;
+use crate::script::Scripts;
 
 /// Entries examined per trim call: a tick trims at most this far; the next tick goes on.
 const MAX_TRIM_CHUNK: usize = 10_000;
@@ -36,7 +37,6 @@ pub struct TrimReport {
 }
 
 struct GroupPos {
-    name: String,
     last_delivered: String,
     oldest_pending: Option<String>,
 }
@@ -61,7 +61,6 @@ async fn group_positions<C: ConnectionLike + Send>(conn: &mut C, stream: &str) -
             None
         };
         out.push(GroupPos {
-            name,
             last_delivered,
             oldest_pending,
         });
@@ -108,10 +107,9 @@ pub async fn trim_stream<C: ConnectionLike + Send>(
     } else {
         next_id(last)
     };
-    let groups = group_positions(conn, stream).await?;
-
     match mode {
         TrimMode::Safe => {
+            let groups = group_positions(conn, stream).await?;
             let mut floor = position_floor.clone();
             for g in &groups {
                 let mut safe = next_id(&g.last_delivered);
@@ -139,50 +137,29 @@ pub async fn trim_stream<C: ConnectionLike + Send>(
             report.floor = Some(floor);
         }
         TrimMode::Maxlen => {
-            let floor = position_floor;
-            let below: Vec<&String> = excess.iter().filter(|id| cmp_ids(id, &floor).is_lt()).collect();
-            for g in &groups {
-                let undelivered = below.iter().filter(|id| cmp_ids(id, &g.last_delivered).is_gt()).count() as u64;
-                let mut pending_lost = 0u64;
-                if g.oldest_pending.as_ref().is_some_and(|p| cmp_ids(p, &floor).is_lt()) {
-                    let v: Value = redis::cmd("XPENDING")
-                        .arg(stream)
-                        .arg(&g.name)
-                        .arg("-")
-                        .arg(format!("({floor}"))
-                        .arg(MAX_TRIM_CHUNK)
-                        .query_async(conn)
-                        .await?;
-                    let ids: Vec<String> = reply::pending_rows(&v)?.into_iter().map(|p| p.id).collect();
-                    if !ids.is_empty() {
-                        // Their entries are about to vanish: acknowledge so the PEL drains and
-                        // they are counted once, here.
-                        let _: i64 = redis::cmd("XACK")
-                            .arg(stream)
-                            .arg(&g.name)
-                            .arg(&ids)
-                            .query_async(conn)
-                            .await?;
-                    }
-                    pending_lost = ids.len() as u64;
-                }
-                let lost = undelivered + pending_lost;
+            // Counted and trimmed in one script: a read or an acknowledgement between the count
+            // and the trim would make the count wrong.
+            let script = &Scripts::get().trim_maxlen;
+            let cmd = script.cmd(&[stream], (&position_floor, MAX_TRIM_CHUNK));
+            let v: Value = script.run(conn, &cmd).await?;
+            let parts = items(&v);
+            report.trimmed = parts.first().and_then(int).unwrap_or(0).max(0) as u64;
+            for row in parts.get(1).map(items).unwrap_or_default() {
+                let (Some(group), Some(lost)) = (items(row).first().and_then(text), items(row).get(1).and_then(int))
+                else {
+                    continue;
+                };
+                let lost = lost.max(0) as u64;
                 if lost > 0 {
-                    tracing::warn!(stream, group = %g.name, lost, "MAXLEN trimming removed entries the group had not acknowledged.");
+                    tracing::warn!(stream, group = %group, lost, "MAXLEN trimming removed entries the group had not acknowledged.");
                     metrics
                         .trimmed_unacked
-                        .with_label_values(&[stream, &g.name])
+                        .with_label_values(&[stream, &group])
                         .inc_by(lost);
-                    report.trimmed_unacked.insert(g.name.clone(), lost);
+                    report.trimmed_unacked.insert(group, lost);
                 }
             }
-            report.trimmed = redis::cmd("XTRIM")
-                .arg(stream)
-                .arg("MINID")
-                .arg(&floor)
-                .query_async(conn)
-                .await?;
-            report.floor = Some(floor);
+            report.floor = Some(position_floor);
         }
         TrimMode::Never => {}
     }

@@ -598,12 +598,7 @@ impl Model {
     /// settle: out of memory) and each entry's decision. The consumer reconnects after the
     /// handlers when its connection was cut, and writes the decisions of earlier batches that
     /// could not be written with this batch's.
-    fn process(
-        &mut self,
-        slot: u8,
-        batch: &[(usize, u64)],
-        oom: bool,
-    ) -> (Option<BatchReport>, Vec<(usize, Decided)>) {
+    fn process(&mut self, slot: u8, batch: &[(usize, u64)], oom: bool) -> (Option<BatchReport>, Vec<(usize, Decided)>) {
         let mut decided = Vec::new();
         let mut to_settle = Vec::new();
         let mut retried = 0;
@@ -695,12 +690,9 @@ impl Model {
             .events
             .iter()
             .all(|e| matches!(e.fate, Fate::Acked | Fate::Emitted { .. } | Fate::Dead { .. }));
-        let idle = self.slots[DRAIN as usize]
-            .live
-            .as_ref()
-            .is_some_and(|c| {
-                c.replay_from.is_none() && c.reread.is_empty() && c.retries.is_empty() && c.unsettled.is_empty()
-            });
+        let idle = self.slots[DRAIN as usize].live.as_ref().is_some_and(|c| {
+            c.replay_from.is_none() && c.reread.is_empty() && c.retries.is_empty() && c.unsettled.is_empty()
+        });
         final_fates && idle
     }
 }
@@ -939,7 +931,9 @@ impl Harness {
             self.trace.push("(settle refused: OOM)".into());
             return match got {
                 Err(e) if e.has_code("OOM") => Ok(()),
-                other => fail(format!("process: expected the settle to be refused (OOM), got {other:?}")),
+                other => fail(format!(
+                    "process: expected the settle to be refused (OOM), got {other:?}"
+                )),
             };
         };
         if want.not_owner > 0 {
@@ -1146,9 +1140,10 @@ impl Harness {
                     .query_async(&mut self.conn)
                     .await
                     .map_err(|e| format!("client kill: {e}"))?;
-                self.producer = EventProducer::connect(&self.redis, &self.bus, BusMetrics::default(), CancellationToken::new())
-                    .await
-                    .map_err(|e| format!("producer: {e}"))?;
+                self.producer =
+                    EventProducer::connect(&self.redis, &self.bus, BusMetrics::default(), CancellationToken::new())
+                        .await
+                        .map_err(|e| format!("producer: {e}"))?;
                 // Each connected consumer notices on its next call (here its heartbeat, which
                 // fails) and reconnects on the one after.
                 for slot in 0..=DRAIN {

@@ -460,7 +460,10 @@ async fn an_oom_under_load_with_consumers_running_loses_nothing() {
         ));
     report::record("7 memory (OOM, consumers running)", &verdict).unwrap();
     assert!(oom > 0, "Redis refused nothing: the fault did not land");
-    assert!(settle_retries > 0, "no filter met an OOM reply: the fault missed the consumers");
+    assert!(
+        settle_retries > 0,
+        "no filter met an OOM reply: the fault missed the consumers"
+    );
     assert_eq!(effects_during, 0, "effects were written while Redis was full");
     assert_eq!(verdict.published, COUNT, "{}", verdict.line());
     assert_eq!(verdict.dead_lettered_total(), 0, "{}", verdict.line());

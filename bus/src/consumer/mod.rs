@@ -109,6 +109,20 @@ pub struct BatchReport {
     pub unfinished: usize,
 }
 
+impl BatchReport {
+    fn absorb(&mut self, o: BatchReport) {
+        self.acked += o.acked;
+        self.emitted += o.emitted;
+        self.retried += o.retried;
+        self.not_owner += o.not_owner;
+        self.trimmed += o.trimmed;
+        self.unfinished += o.unfinished;
+        for (reason, n) in o.dead_lettered {
+            *self.dead_lettered.entry(reason).or_default() += n;
+        }
+    }
+}
+
 enum Decision {
     Ack,
     Trimmed,
@@ -141,6 +155,10 @@ pub struct Consumer<H: Handler> {
     in_flight: InFlight,
     reclaimer: Reclaimer,
     last_reclaim: Option<Instant>,
+    /// `mt5_event_processing_duration_seconds` and `mt5_event_e2e_latency_seconds` of this
+    /// consumer's labels, resolved once (observed per entry).
+    processing_duration: prometheus::Histogram,
+    e2e_latency: prometheus::Histogram,
 }
 
 impl<H: Handler> std::fmt::Debug for Consumer<H> {
@@ -175,6 +193,10 @@ impl<H: Handler> Consumer<H> {
         let client = connection::client(redis)?;
         metrics.init_consumer_series(&opts.stream, &opts.group);
         let reclaimer = Reclaimer::new(&opts.stream, &opts.group, &opts.name, cfg, metrics.clone());
+        let processing_duration = metrics
+            .processing_duration
+            .with_label_values(&[&opts.stream, &opts.group]);
+        let e2e_latency = metrics.e2e_latency.with_label_values(&[&opts.stream]);
         Ok(Consumer {
             client,
             redis: redis.clone(),
@@ -189,6 +211,8 @@ impl<H: Handler> Consumer<H> {
             in_flight: InFlight::default(),
             reclaimer,
             last_reclaim: None,
+            processing_duration,
+            e2e_latency,
         })
     }
 
@@ -510,58 +534,58 @@ impl<H: Handler> Consumer<H> {
         let settled = settle::run(&mut conns.cmd, &cmd, self.unsettled.len()).await?;
         let decided = std::mem::take(&mut self.unsettled);
         let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
-        let latency = self.metrics.e2e_latency.with_label_values(&[stream]);
-        let mut acked = 0u64;
+        let mut this = BatchReport::default();
         for (d, ours) in decided.iter().zip(settled) {
-            let counted = match (ours, d.kind) {
-                (false, _) if self.in_flight.is_gone(d.id) => {
-                    report.trimmed += 1;
-                    self.metrics.trimmed_unacked.with_label_values(&[stream, group]).inc();
-                    None
-                }
+            match (ours, d.kind) {
+                (false, _) if self.in_flight.is_gone(d.id) => this.trimmed += 1,
                 (false, _) => {
-                    report.not_owner += 1;
+                    this.not_owner += 1;
                     tracing::info!(stream = %stream, entry_id = %d.id, "Entry was claimed by another consumer; wrote nothing (NotOwner).");
-                    Some(outcome::NOT_OWNER)
-                }
-                (true, Kind::Ack) => {
-                    report.acked += 1;
-                    acked += 1;
-                    latency.observe(now_ms.saturating_sub(d.id.millis()) as f64 / 1000.0);
-                    None
                 }
                 (true, Kind::Trimmed) => {
-                    report.trimmed += 1;
+                    this.trimmed += 1;
                     tracing::warn!(stream = %stream, group = %group, entry_id = %d.id, "A pending entry was trimmed before it was acknowledged.");
-                    self.metrics.trimmed_unacked.with_label_values(&[stream, group]).inc();
-                    None
                 }
-                (true, Kind::Emit) => {
-                    report.emitted += 1;
-                    latency.observe(now_ms.saturating_sub(d.id.millis()) as f64 / 1000.0);
-                    Some(outcome::EMITTED)
+                (true, Kind::Ack | Kind::Emit) => {
+                    if d.kind == Kind::Ack {
+                        this.acked += 1;
+                    } else {
+                        this.emitted += 1;
+                    }
+                    self.e2e_latency
+                        .observe(now_ms.saturating_sub(d.id.millis()) as f64 / 1000.0);
                 }
-                (true, Kind::DeadLetter(reason)) => {
-                    *report.dead_lettered.entry(reason.as_str()).or_default() += 1;
-                    self.metrics
-                        .deadletter
-                        .with_label_values(&[stream, reason.as_str()])
-                        .inc();
-                    Some(outcome::DEAD_LETTERED)
-                }
-            };
-            if let Some(o) = counted {
-                self.metrics.processed.with_label_values(&[stream, group, o]).inc();
+                (true, Kind::DeadLetter(reason)) => *this.dead_lettered.entry(reason.as_str()).or_default() += 1,
             }
         }
-        if acked > 0 {
-            self.metrics
-                .processed
-                .with_label_values(&[stream, group, outcome::ACKED])
-                .inc_by(acked);
-        }
+        self.count(&this);
+        report.absorb(this);
         self.in_flight.remove(decided.iter().map(|d| d.id));
         Ok(())
+    }
+
+    /// The metrics of a settle's outcomes.
+    fn count(&self, this: &BatchReport) {
+        let (stream, group) = (self.opts.stream.as_str(), self.opts.group.as_str());
+        let m = &self.metrics;
+        for (o, n) in [
+            (outcome::ACKED, this.acked),
+            (outcome::EMITTED, this.emitted),
+            (outcome::NOT_OWNER, this.not_owner),
+            (outcome::DEAD_LETTERED, this.dead_lettered.values().sum()),
+        ] {
+            if n > 0 {
+                m.processed.with_label_values(&[stream, group, o]).inc_by(n as u64);
+            }
+        }
+        for (reason, n) in &this.dead_lettered {
+            m.deadletter.with_label_values(&[stream, reason]).inc_by(*n as u64);
+        }
+        if this.trimmed > 0 {
+            m.trimmed_unacked
+                .with_label_values(&[stream, group])
+                .inc_by(this.trimmed as u64);
+        }
     }
 
     async fn decide(&self, r: &ReadEntry) -> Decision {
@@ -598,10 +622,7 @@ impl<H: Handler> Consumer<H> {
         let timeout = Duration::from_millis(self.cfg.consumer.handler_timeout_ms);
         let started = Instant::now();
         let outcome = tokio::time::timeout(timeout, self.handler.handle(&delivery)).await;
-        self.metrics
-            .processing_duration
-            .with_label_values(&[&self.opts.stream, &self.opts.group])
-            .observe(started.elapsed().as_secs_f64());
+        self.processing_duration.observe(started.elapsed().as_secs_f64());
         let (after, why) = match outcome {
             Ok(Outcome::Ack) => return Decision::Ack,
             Ok(Outcome::Emit(out)) => return Decision::Emit(out),
