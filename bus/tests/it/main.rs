@@ -7,6 +7,7 @@ mod consumer_group;
 mod dead_letter;
 mod producer;
 mod reclaim;
+mod settle;
 mod support;
 mod trim;
 mod zero_loss;

@@ -180,6 +180,35 @@ pub(crate) fn seq_of(fields: &HashMap<String, String>) -> Option<u64> {
     data["seq"].as_u64()
 }
 
+/// The entries pending in `group` on `stream` as (entry id, consumer, deliveries), oldest first.
+pub(crate) async fn pending_entries(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    group: &str,
+) -> Vec<(String, String, u64)> {
+    use mt5_bus::reply::{int, items, text};
+    let v: redis::Value = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .arg("-")
+        .arg("+")
+        .arg(100_000)
+        .query_async(conn)
+        .await
+        .unwrap();
+    items(&v)
+        .iter()
+        .map(|row| match items(row) {
+            [id, consumer, _idle, deliveries] => (
+                text(id).unwrap(),
+                text(consumer).unwrap(),
+                int(deliveries).unwrap() as u64,
+            ),
+            other => panic!("unexpected XPENDING row {other:?}"),
+        })
+        .collect()
+}
+
 /// Asserts the zero-loss invariant for events numbered `0..count` when none of them may be
 /// dead-lettered: see [`assert_zero_loss_allowing`].
 pub(crate) async fn assert_zero_loss(conn: &mut MultiplexedConnection, n: &Names, count: u64) {
