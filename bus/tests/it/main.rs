@@ -8,6 +8,7 @@ mod dead_letter;
 mod producer;
 mod reclaim;
 mod settle;
+mod shutdown;
 mod support;
 mod trim;
 mod zero_loss;
