@@ -7,6 +7,8 @@ mod consumer_group;
 mod dead_letter;
 mod producer;
 mod reclaim;
+mod settle;
+mod shutdown;
 mod support;
 mod trim;
 mod zero_loss;

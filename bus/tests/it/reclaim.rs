@@ -120,6 +120,19 @@ async fn zero_loss_killed_consumer_is_reclaimed_through_the_heartbeat_path() {
         took.as_millis(),
         bus.consumer.heartbeat_ttl_ms
     );
+    // Through the heartbeat path, not the idle one (min_idle is 5 minutes): nothing can be
+    // taken before the victim's last heartbeat expired (at most one interval before the kill,
+    // TTL after it), and everything is taken within a few reclaim intervals after that.
+    let ttl = Duration::from_millis(bus.consumer.heartbeat_ttl_ms);
+    let interval = Duration::from_millis(bus.consumer.heartbeat_interval_ms);
+    assert!(
+        took + interval + Duration::from_millis(100) >= ttl,
+        "entries were taken {took:?} after the kill, before the victim's heartbeat (TTL {ttl:?}) could expire"
+    );
+    assert!(
+        took <= ttl + Duration::from_secs(5),
+        "not reclaimed within seconds of the heartbeat's expiry: {took:?}"
+    );
     cancel.cancel();
     task.await.unwrap().unwrap();
     assert_zero_loss(&mut c, &n, 50).await;
@@ -182,7 +195,7 @@ async fn in_flight_entries_within_the_handler_timeout_are_not_reclaimed() {
     bus.reclaim.interval_ms = 100;
     bus.consumer.handler_timeout_ms = 5000;
     let p = producer(&redis, &bus).await;
-    p.publish(&n.input, &scripted(1, &["sleep:1500"])).await.unwrap();
+    p.publish(&n.input, &scripted(0, &["sleep:1500"])).await.unwrap();
     let busy_handler = Scripted::new(&n.output);
     let busy_calls = busy_handler.calls.clone();
     let busy = Consumer::new(
@@ -228,6 +241,207 @@ async fn in_flight_entries_within_the_handler_timeout_are_not_reclaimed() {
         0,
         "in-flight work was taken"
     );
-    assert_zero_loss(&mut c, &n, 0).await;
-    assert_eq!(output_seqs(&mut c, &n.output).await, vec![1]);
+    assert_zero_loss(&mut c, &n, 1).await;
+    assert_eq!(output_seqs(&mut c, &n.output).await, vec![0]);
+}
+
+/// Defect 3: a healthy consumer working through a batch whose handlers take longer in total
+/// than the handler timeout (10 × 100 ms against 300 ms) keeps every entry of it: entries
+/// queued behind others, running within the timeout, or decided and not yet written are all
+/// kept fresh by its heartbeat, so another consumer's idle reclaim (`min_idle` 500 ms) takes
+/// none of them and nothing is refused as NotOwner. The old code stamped the whole batch with
+/// its start, so the tail went idle and was taken from a live consumer.
+#[tokio::test]
+async fn the_idle_reclaim_leaves_a_long_batch_of_a_healthy_consumer_alone() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.consumer.count = 10;
+    bus.consumer.concurrency = 1;
+    bus.consumer.handler_timeout_ms = 300;
+    bus.consumer.heartbeat_interval_ms = 100;
+    bus.consumer.heartbeat_ttl_ms = 1000;
+    bus.reclaim.min_idle_ms = 500;
+    let p = producer(&redis, &bus).await;
+    for i in 0..10 {
+        p.publish(&n.input, &scripted(i, &["sleep:100"])).await.unwrap();
+    }
+    let handler = Scripted::new(&n.output);
+    let calls = handler.calls.clone();
+    let metrics = BusMetrics::default();
+    let healthy = Consumer::new(
+        &redis,
+        &bus,
+        ConsumerOptions::new(&n.input, &n.group).with_name("healthy"),
+        handler,
+        metrics.clone(),
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(healthy.run(cancel.clone()));
+    let mut c = conn(&fx).await;
+    wait_until(Duration::from_secs(10), || {
+        let calls = calls.clone();
+        async move { calls.load(std::sync::atomic::Ordering::SeqCst) >= 1 }
+    })
+    .await
+    .expect("the healthy consumer starts its batch");
+    assert_eq!(
+        pending(&mut c, &n.input, &n.group).await,
+        10,
+        "it holds the whole batch"
+    );
+
+    let mut other = consumer(&redis, &bus, &n, Some("other"));
+    other.heartbeat().await.unwrap(); // connects: a connect restarts the grace skipped next
+    other.reclaimer_mut().skip_connect_grace();
+    let mut taken = Vec::new();
+    let mut ticks = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(15) {
+        let r = other.reclaim_tick().await.unwrap();
+        ticks += 1;
+        taken.extend(r.claimed);
+        if !taken.is_empty() || output_seqs(&mut c, &n.output).await.len() == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    assert!(
+        taken.is_empty(),
+        "the idle reclaim took {} entries of a healthy consumer's batch after {ticks} ticks ({:?}): {taken:?}",
+        taken.len(),
+        started.elapsed()
+    );
+    assert!(
+        ticks >= 5,
+        "the other consumer kept reclaiming while the batch ran ({ticks} ticks)"
+    );
+    let labels = [n.input.as_str(), n.group.as_str()];
+    assert_eq!(
+        metrics
+            .processed
+            .with_label_values(&[labels[0], labels[1], mt5_bus::metrics::outcome::NOT_OWNER])
+            .get(),
+        0,
+        "nothing of the batch was refused as NotOwner"
+    );
+    assert_eq!(
+        metrics
+            .processed
+            .with_label_values(&[labels[0], labels[1], mt5_bus::metrics::outcome::EMITTED])
+            .get(),
+        10
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 10);
+    assert_eq!(output_seqs(&mut c, &n.output).await, (0..10).collect::<Vec<_>>());
+    assert_zero_loss(&mut c, &n, 10).await;
+}
+
+/// The idle reclaim examines the whole PEL, however long, across ticks. With `count = 1` one
+/// `XAUTOCLAIM` call scans at most 10 pending entries (Redis 7 scans up to COUNT × 10), so one
+/// tick of at most 100 calls covers 1000. Here 1200 fresh entries of a live consumer lie in
+/// front of 5 idle entries of a stuck one: the scan goes on from its cursor and claims the 5
+/// within a few ticks. The old code restarted at `0-0` every tick and never reached them.
+#[tokio::test]
+async fn the_idle_reclaim_reaches_idle_entries_behind_more_than_one_ticks_scan() {
+    const FRESH: u64 = 1200;
+    const IDLE: u64 = 5;
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.reclaim.count = 1;
+    bus.reclaim.min_idle_ms = 60_000;
+    let p = producer(&redis, &bus).await;
+    for chunk in (0..FRESH + IDLE).collect::<Vec<_>>().chunks(100) {
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|&i| (scripted(i, &["emit"]), mt5_bus::PublishOptions::default()))
+            .collect();
+        p.publish_batch(&n.input, &batch).await.unwrap();
+    }
+    let mut c = conn(&fx).await;
+    // Both holders are alive (heartbeats outlive the test), so only the idle path applies.
+    for name in ["live", "stuck"] {
+        let _: () = redis::cmd("SET")
+            .arg(mt5_bus::keys::heartbeat_key(&n.input, &n.group, name))
+            .arg(1)
+            .arg("PX")
+            .arg(120_000)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let read = |name: &'static str, count: u64| {
+        let mut c = c.clone();
+        let (input, group) = (n.input.clone(), n.group.clone());
+        async move {
+            let v: redis::Value = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&group)
+                .arg(name)
+                .arg("COUNT")
+                .arg(count)
+                .arg("STREAMS")
+                .arg(&input)
+                .arg(">")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            mt5_bus::reply::read_reply(&v)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(read("live", FRESH).await.len() as u64, FRESH);
+    let stuck_ids = read("stuck", IDLE).await;
+    assert_eq!(stuck_ids.len() as u64, IDLE);
+    // The stuck consumer's entries have been idle for 10 minutes; the live one's are fresh.
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(&n.input)
+        .arg(&n.group)
+        .arg("stuck")
+        .arg(0)
+        .arg(&stuck_ids)
+        .arg("IDLE")
+        .arg(600_000)
+        .arg("JUSTID")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+
+    let mut rescuer = consumer(&redis, &bus, &n, Some("rescuer"));
+    let mut claimed: Vec<String> = Vec::new();
+    let mut ticks = 0;
+    while ticks < 5 && (claimed.len() as u64) < IDLE {
+        let r = rescuer.reclaim_tick().await.unwrap();
+        ticks += 1;
+        assert_eq!(r.from_dead, 0, "both holders are alive: {r:?}");
+        assert_eq!(r.idle, r.claimed.len());
+        claimed.extend(r.claimed);
+    }
+    claimed.sort_by(|a, b| mt5_bus::reply::cmp_ids(a, b));
+    assert_eq!(
+        claimed, stuck_ids,
+        "after {ticks} ticks the idle reclaim has claimed exactly the stuck consumer's entries"
+    );
+    let owners = crate::support::pending_entries(&mut c, &n.input, &n.group).await;
+    assert_eq!(
+        owners.iter().filter(|(_, o, _)| o == "live").count() as u64,
+        FRESH,
+        "nothing fresh was taken from the live consumer"
+    );
+
+    let mut emitted = 0;
+    for _ in 0..IDLE + 2 {
+        emitted += rescuer.step(Some(Duration::from_millis(10))).await.unwrap().emitted;
+    }
+    assert_eq!(emitted as u64, IDLE);
+    let mut written = output_seqs(&mut c, &n.output).await;
+    written.sort_unstable();
+    assert_eq!(written, (FRESH..FRESH + IDLE).collect::<Vec<_>>());
 }

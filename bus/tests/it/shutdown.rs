@@ -1,0 +1,159 @@
+//! Leaving: a shutdown that comes inside a long batch writes what was finished and leaves the
+//! rest to the others; a consumer dropped while running stops beating.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mt5_bus::{BusMetrics, Consumer, ConsumerOptions};
+use mt5_fixtures::RedisFixture;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{
+    assert_zero_loss, configs, conn, consumer, output_seqs, pending, pending_entries, producer, read_all, scripted,
+    seq_of, wait_until, Names, Scripted,
+};
+
+async fn heartbeat_exists(c: &mut redis::aio::MultiplexedConnection, n: &Names, name: &str) -> bool {
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(mt5_bus::keys::heartbeat_key(&n.input, &n.group, name))
+        .query_async(c)
+        .await
+        .unwrap();
+    exists == 1
+}
+
+/// Defect 4: cancelled inside a batch that cannot be finished within `shutdown_timeout_ms`,
+/// a consumer writes the decisions of the handlers that finished (outputs present, entries
+/// acknowledged), leaves the unfinished entries pending, deletes its heartbeat and returns Ok
+/// within the shutdown timeout; another consumer then takes the rest at once. The old code
+/// dropped the whole batch's decisions at the deadline.
+#[tokio::test]
+async fn shutdown_inside_a_long_batch_writes_what_finished_and_leaves_the_rest_pending() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.consumer.count = 10;
+    bus.consumer.concurrency = 1;
+    bus.consumer.shutdown_timeout_ms = 2000;
+    let p = producer(&redis, &bus).await;
+    for i in 0..10 {
+        p.publish(&n.input, &scripted(i, &["sleep:300"])).await.unwrap();
+    }
+    let handler = Scripted::new(&n.output);
+    let calls = handler.calls.clone();
+    let leaving = Consumer::new(
+        &redis,
+        &bus,
+        ConsumerOptions::new(&n.input, &n.group).with_name("leaving"),
+        handler,
+        BusMetrics::default(),
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(leaving.run(cancel.clone()));
+    wait_until(Duration::from_secs(10), || {
+        let calls = calls.clone();
+        async move { calls.load(Ordering::SeqCst) >= 2 }
+    })
+    .await
+    .expect("the consumer starts handling its batch");
+    let mut c = conn(&fx).await;
+    assert_eq!(
+        pending(&mut c, &n.input, &n.group).await,
+        10,
+        "it holds the whole batch when cancelled (10 × 300 ms > the 2 s shutdown timeout)"
+    );
+    let cancelled = Instant::now();
+    cancel.cancel();
+    let bound = Duration::from_millis(bus.consumer.shutdown_timeout_ms) + Duration::from_millis(1500);
+    tokio::time::timeout(bound, task)
+        .await
+        .expect("run returns within the shutdown timeout")
+        .unwrap()
+        .unwrap();
+    let took = cancelled.elapsed();
+
+    let written = output_seqs(&mut c, &n.output).await;
+    let written_set: BTreeSet<u64> = written.iter().copied().collect();
+    assert_eq!(written.len(), written_set.len(), "duplicated outputs: {written:?}");
+    assert!(
+        !written.is_empty(),
+        "the handlers that finished before the deadline must have their outputs written (took {took:?})"
+    );
+    assert!(written.len() < 10, "the batch cannot finish in time: {written:?}");
+    let rows = pending_entries(&mut c, &n.input, &n.group).await;
+    assert_eq!(rows.len() + written.len(), 10, "finished entries are acknowledged");
+    assert!(rows.iter().all(|(_, owner, _)| owner == "leaving"), "{rows:?}");
+    let entries = read_all(&mut c, &n.input).await;
+    let left: BTreeSet<u64> = rows
+        .iter()
+        .map(|(id, _, _)| {
+            let (_, f) = entries
+                .iter()
+                .find(|(e, _)| e == id)
+                .expect("pending entry in the stream");
+            seq_of(f).unwrap()
+        })
+        .collect();
+    assert!(
+        written_set.is_disjoint(&left),
+        "an entry both written and pending: {written_set:?} {left:?}"
+    );
+    assert!(
+        !heartbeat_exists(&mut c, &n, "leaving").await,
+        "the heartbeat is deleted"
+    );
+
+    // The rest is for the others: without a heartbeat it is claimed at once.
+    let mut rescuer = consumer(&redis, &bus, &n, Some("rescuer"));
+    rescuer.heartbeat().await.unwrap(); // connects: a connect restarts the grace skipped next
+    rescuer.reclaimer_mut().skip_connect_grace();
+    let reclaimed = rescuer.reclaim_tick().await.unwrap();
+    assert_eq!(reclaimed.from_dead, left.len(), "{reclaimed:?}");
+    for _ in 0..left.len() + 2 {
+        rescuer.step(Some(Duration::from_millis(10))).await.unwrap();
+    }
+    assert_zero_loss(&mut c, &n, 10).await;
+}
+
+/// A consumer whose `run` future is dropped (its task aborted) stops refreshing its
+/// heartbeat: the key expires within its TTL, so the others may take its entries. The old code
+/// beat from a detached task that outlived the consumer.
+#[tokio::test]
+async fn dropping_a_running_consumer_stops_its_heartbeat() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.consumer.heartbeat_ttl_ms = 500;
+    bus.consumer.heartbeat_interval_ms = 100;
+    let c0 = consumer(&redis, &bus, &n, Some("dropped"));
+    let task = tokio::spawn(c0.run(CancellationToken::new()));
+    let mut c = conn(&fx).await;
+    wait_until(Duration::from_secs(10), || {
+        let mut c = c.clone();
+        let n = n.clone();
+        async move { heartbeat_exists(&mut c, &n, "dropped").await }
+    })
+    .await
+    .expect("the consumer connects and writes its heartbeat");
+    // Let it beat a few times: the key outlives one TTL only when refreshed.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        heartbeat_exists(&mut c, &n, "dropped").await,
+        "a running consumer refreshes its heartbeat"
+    );
+
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let gone = wait_until(Duration::from_millis(4 * bus.consumer.heartbeat_ttl_ms), || {
+        let mut c = c.clone();
+        let n = n.clone();
+        async move { !heartbeat_exists(&mut c, &n, "dropped").await }
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "the heartbeat key is still refreshed after its consumer was dropped"
+    );
+}
