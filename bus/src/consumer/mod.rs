@@ -821,22 +821,23 @@ async fn beat(
     Ok(())
 }
 
-/// The emit + ACK script call for one entry and its outputs.
-pub(crate) fn emit_ack_cmd(
+/// The emit + ACK script call for one entry and its outputs. Field names and values are raw
+/// bytes or text: dead letters carry the original bytes.
+pub(crate) fn emit_ack_cmd<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     stream: &str,
     group: &str,
     consumer: &str,
     entry_id: &str,
-    outputs: &[(String, Vec<(String, String)>)],
+    outputs: &[(String, Vec<(K, V)>)],
 ) -> redis::Cmd {
     let mut keys_: Vec<&str> = vec![stream];
-    let mut args: Vec<String> = vec![group.to_string(), consumer.to_string(), entry_id.to_string()];
+    let mut args: Vec<Vec<u8>> = vec![group.into(), consumer.into(), entry_id.into()];
     for (out_stream, fields) in outputs {
         keys_.push(out_stream);
-        args.push((fields.len() * 2).to_string());
+        args.push((fields.len() * 2).to_string().into_bytes());
         for (k, v) in fields {
-            args.push(k.clone());
-            args.push(v.clone());
+            args.push(k.as_ref().to_vec());
+            args.push(v.as_ref().to_vec());
         }
     }
     Scripts::get().emit_ack.cmd(&keys_, args)
