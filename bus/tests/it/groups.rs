@@ -102,6 +102,10 @@ async fn an_absent_or_empty_stream_gets_the_group_at_zero() {
     let n = Names::new(&fx);
     let mut c = conn(&fx).await;
 
+    assert!(
+        !group_exists(&mut c, &n.input, &n.group).await.unwrap(),
+        "no stream, no group"
+    );
     assert!(ensure_group(&mut c, &n.input, &n.group).await.unwrap(), "created");
     assert!(
         !ensure_group(&mut c, &n.input, &n.group).await.unwrap(),
