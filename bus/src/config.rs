@@ -369,7 +369,9 @@ impl Default for ReclaimConfig {
     }
 }
 
-/// A consumer group the bus creates (at `0`, with `MKSTREAM`) before the first publish.
+/// A consumer group that must exist before the first publish. The bus creates it (at `0`, with
+/// `MKSTREAM`) only when its stream is absent or empty; missing on a stream with entries, it is
+/// [`crate::Error::GroupMissing`] (see [`crate::group::ensure_group`]).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
@@ -390,7 +392,8 @@ pub struct BusConfig {
     pub max_entry_bytes: usize,
     /// TTL of idempotency keys, in ms. Must outlive any refetch window. Default 259200000 (72 h).
     pub idempotency_ttl_ms: u64,
-    /// Groups created before the first publish. Default `news-filter-group` on `mt5:events:news_raw`.
+    /// Groups that must exist before the first publish (created at `0` on an absent or empty
+    /// stream). Default `news-filter-group` on `mt5:events:news_raw`.
     pub groups: Vec<GroupSpec>,
     /// Trimming.
     pub trim: TrimConfig,

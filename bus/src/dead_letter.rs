@@ -1,11 +1,12 @@
 //! The dead letter stream: how entries are written there, and list, show, replay and purge.
 
+use base64::Engine as _;
 use chrono::Utc;
 use redis::aio::ConnectionLike;
 use redis::Value;
 
 use crate::consumer::DeadLetterReason;
-use crate::envelope::format_time;
+use crate::envelope::{escape_bytes, format_time};
 use crate::error::{Error, Result};
 use crate::reply::{self, StreamEntry};
 use crate::script::Scripts;
@@ -30,10 +31,12 @@ pub mod field {
     pub const TIME: &str = "dlq_time";
 }
 
-/// Every original field (raw, also when malformed) plus the `dlq_*` fields.
+/// Every original field, byte-exact (names and values as read, in order, also when they are not
+/// UTF-8 or the entry is malformed), plus the `dlq_*` fields. Original fields named `dlq_*` are
+/// left out: they would be taken for ours, and replay drops every `dlq_*` field anyway.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dead_letter_fields(
-    original: &[(String, Vec<u8>)],
+    original: &[(Vec<u8>, Vec<u8>)],
     stream: &str,
     entry_id: &str,
     group: &str,
@@ -41,21 +44,84 @@ pub(crate) fn dead_letter_fields(
     deliveries: u64,
     reason: DeadLetterReason,
     error: &str,
-) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = original
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = original
         .iter()
-        .filter(|(k, _)| !k.starts_with("dlq_"))
-        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+        .filter(|(k, _)| !k.starts_with(b"dlq_"))
+        .cloned()
         .collect();
-    out.push((field::STREAM.into(), stream.into()));
-    out.push((field::ENTRY_ID.into(), entry_id.into()));
-    out.push((field::GROUP.into(), group.into()));
-    out.push((field::CONSUMER.into(), consumer.into()));
-    out.push((field::DELIVERIES.into(), deliveries.to_string()));
-    out.push((field::REASON.into(), reason.as_str().into()));
-    out.push((field::ERROR.into(), error.into()));
-    out.push((field::TIME.into(), format_time(&Utc::now())));
+    let mut add = |name: &str, value: &str| out.push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
+    add(field::STREAM, stream);
+    add(field::ENTRY_ID, entry_id);
+    add(field::GROUP, group);
+    add(field::CONSUMER, consumer);
+    add(field::DELIVERIES, &deliveries.to_string());
+    add(field::REASON, reason.as_str());
+    add(field::ERROR, error);
+    add(field::TIME, &format_time(&Utc::now()));
     out
+}
+
+/// A field name or value of a dead letter, byte-exact. Its JSON form is a string when the bytes
+/// are UTF-8, else `{"base64": "<standard base64>"}`; its `Display` is [`escape_bytes`] (one
+/// line, invalid bytes as `\xNN`, nothing lost).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct FieldBytes(pub Vec<u8>);
+
+impl FieldBytes {
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The text, when the bytes are UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+}
+
+impl From<Vec<u8>> for FieldBytes {
+    fn from(b: Vec<u8>) -> Self {
+        FieldBytes(b)
+    }
+}
+
+impl From<&str> for FieldBytes {
+    fn from(s: &str) -> Self {
+        FieldBytes(s.as_bytes().to_vec())
+    }
+}
+
+impl PartialEq<str> for FieldBytes {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for FieldBytes {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl std::fmt::Display for FieldBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&escape_bytes(&self.0))
+    }
+}
+
+impl serde::Serialize for FieldBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        match self.as_str() {
+            Some(text) => s.serialize_str(text),
+            None => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("base64", &base64::engine::general_purpose::STANDARD.encode(&self.0))?;
+                m.end()
+            }
+        }
+    }
 }
 
 /// One dead letter as listed.
@@ -81,11 +147,17 @@ pub struct DeadLetter {
     pub group: Option<String>,
     /// When it was dead-lettered.
     pub time: Option<String>,
-    /// Every field, original and `dlq_*`, as text.
-    pub fields: Vec<(String, String)>,
+    /// Every field, original and `dlq_*`, byte-exact in stream order.
+    pub fields: Vec<(FieldBytes, FieldBytes)>,
 }
 
 impl DeadLetter {
+    /// The first field named `name`, byte-exact (also when its value is not UTF-8, where the
+    /// text accessors such as `event_id` are `None`).
+    pub fn field(&self, name: &str) -> Option<&FieldBytes> {
+        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
     fn from_entry(e: &StreamEntry) -> Self {
         let get = |k: &str| e.field(k).map(str::to_string);
         DeadLetter {
@@ -103,7 +175,7 @@ impl DeadLetter {
                 .fields
                 .iter()
                 .flatten()
-                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                .map(|(k, v)| (FieldBytes(k.clone()), FieldBytes(v.clone())))
                 .collect(),
         }
     }
@@ -215,9 +287,9 @@ pub struct Replayed {
     pub new_entry_id: Option<String>,
 }
 
-/// Replays dead letters by id: each goes back to its `dlq_stream` with its original fields (same
-/// event `id`) and leaves the dead letter stream, atomically, so replaying twice does nothing
-/// the second time.
+/// Replays dead letters by id: each goes back to its `dlq_stream` with its original fields,
+/// byte-exact (same event `id`), and leaves the dead letter stream, atomically, so replaying
+/// twice does nothing the second time.
 ///
 /// # Errors
 /// [`Error::DeadLetterNotFound`], [`Error::NotReplayable`] or the driver's error.
@@ -289,4 +361,54 @@ pub async fn purge_all<C: ConnectionLike + Send>(conn: &mut C, dlq: &str) -> Res
         .await?;
     tracing::info!(count = n, "Purged all dead letters.");
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every original field keeps its bytes (a non-UTF-8 name and value included) and its place;
+    /// the `dlq_*` fields follow; an original `dlq_*` field is not taken for ours.
+    #[test]
+    fn dead_letter_fields_keep_the_original_bytes() {
+        let original = vec![
+            (b"id".to_vec(), b"e1".to_vec()),
+            (b"data".to_vec(), vec![0xff, 0x00, b'{']),
+            (vec![b'k', 0xfe], b"v".to_vec()),
+            (b"dlq_stream".to_vec(), b"forged".to_vec()),
+        ];
+        let out = dead_letter_fields(&original, "s", "1-0", "g", "c", 2, DeadLetterReason::Malformed, "bad");
+        assert_eq!(&out[..3], &original[..3]);
+        let names: Vec<&[u8]> = out[3..].iter().map(|(k, _)| k.as_slice()).collect();
+        assert_eq!(
+            names,
+            [
+                &b"dlq_stream"[..],
+                b"dlq_entry_id",
+                b"dlq_group",
+                b"dlq_consumer",
+                b"dlq_deliveries",
+                b"dlq_reason",
+                b"dlq_error",
+                b"dlq_time"
+            ]
+        );
+        assert_eq!(out[3].1, b"s");
+        assert_eq!(out[8].1, b"malformed");
+    }
+
+    /// UTF-8 stays a plain JSON string; other bytes become `{"base64": ...}`; the display escapes.
+    #[test]
+    fn field_bytes_serialize_as_text_or_base64() {
+        let text = FieldBytes::from("héllo");
+        let raw = FieldBytes(vec![0xff, b'a', 0x00]);
+        assert_eq!(serde_json::to_value(&text).unwrap(), serde_json::json!("héllo"));
+        assert_eq!(
+            serde_json::to_value(&raw).unwrap(),
+            serde_json::json!({"base64": "/2EA"})
+        );
+        assert_eq!(raw.to_string(), "\\xffa\\x00");
+        assert_eq!(text, "héllo");
+        assert_eq!(raw.as_str(), None);
+    }
 }

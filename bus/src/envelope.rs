@@ -28,6 +28,9 @@ pub enum MalformedError {
     /// A field's value is not UTF-8.
     #[error("field `{0}` is not valid UTF-8")]
     NotUtf8(String),
+    /// A field's name is not UTF-8; shown with the invalid bytes as `\xNN`.
+    #[error("field name `{0}` is not valid UTF-8")]
+    NameNotUtf8(String),
     /// `data` is not valid JSON.
     #[error("field `data` is not valid JSON: {0}")]
     InvalidJson(String),
@@ -129,13 +132,15 @@ impl Event {
         out
     }
 
-    /// Parses stream fields into an event. `entry_id` supplies the time when `time` is absent.
+    /// Parses stream fields (names and values as read, raw bytes or text) into an event.
+    /// `entry_id` supplies the time when `time` is absent.
     ///
     /// # Errors
-    /// A [`MalformedError`] naming what is wrong; never panics on any input.
-    pub fn from_fields(
+    /// A [`MalformedError`] naming what is wrong, also for a name or value that is not UTF-8;
+    /// never panics on any input.
+    pub fn from_fields<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         entry_id: &str,
-        fields: &[(String, Vec<u8>)],
+        fields: &[(K, V)],
         max_bytes: usize,
     ) -> Result<Event, MalformedError> {
         let size = fields_size(fields);
@@ -150,8 +155,10 @@ impl Event {
         let mut data = None;
         let mut extensions = BTreeMap::new();
         for (name, value) in fields {
-            let text = std::str::from_utf8(value).map_err(|_| MalformedError::NotUtf8(name.clone()))?;
-            match name.as_str() {
+            let name = std::str::from_utf8(name.as_ref())
+                .map_err(|_| MalformedError::NameNotUtf8(escape_bytes(name.as_ref())))?;
+            let text = std::str::from_utf8(value.as_ref()).map_err(|_| MalformedError::NotUtf8(name.to_string()))?;
+            match name {
                 F_SPECVERSION => {}
                 F_ID => id = Some(text),
                 F_SOURCE => source = text.to_string(),
@@ -189,6 +196,36 @@ impl Event {
             extensions,
         })
     }
+}
+
+/// Bytes as readable text without losing any: UTF-8 characters as they are, except `\` as `\\`,
+/// `\n`, `\r`, `\t`, other control characters as `\xNN` (ASCII) or `\u{NNNN}`, and every byte
+/// that is not part of valid UTF-8 as `\xNN`. For messages and one-line displays of raw stream
+/// fields.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_ascii_control() => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
 }
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-28T12:00:00.123Z`.
@@ -274,6 +311,36 @@ mod tests {
             Event::from_fields("1-0", &fields, 1024),
             Err(MalformedError::NotUtf8("id".into()))
         );
+    }
+
+    /// A field name that is not UTF-8 makes the entry malformed (so it is dead-lettered with its
+    /// raw bytes), and the error shows the name with its invalid bytes escaped.
+    #[test]
+    fn non_utf8_field_names_are_malformed_not_a_panic() {
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b"id".to_vec(), b"x".to_vec()),
+            (b"type".to_vec(), b"t".to_vec()),
+            (b"data".to_vec(), b"{}".to_vec()),
+            (vec![b'n', 0xff], b"v".to_vec()),
+        ];
+        assert_eq!(
+            Event::from_fields("1-0", &fields, 1024),
+            Err(MalformedError::NameNotUtf8("n\\xff".into()))
+        );
+    }
+
+    /// Escaping keeps UTF-8 text readable and loses no byte.
+    #[test]
+    fn escaped_bytes_are_readable_and_lossless() {
+        assert_eq!(escape_bytes("héllo".as_bytes()), "héllo");
+        assert_eq!(escape_bytes(b"a\xffb"), "a\\xffb");
+        assert_eq!(
+            escape_bytes(b"a\\xffb"),
+            "a\\\\xffb",
+            "a literal backslash stays distinct"
+        );
+        assert_eq!(escape_bytes(b"l1\nl2\t\x1b"), "l1\\nl2\\t\\x1b");
+        assert_eq!(escape_bytes(&[0xe2, 0x82]), "\\xe2\\x82", "a cut multi-byte character");
     }
 
     #[test]

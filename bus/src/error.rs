@@ -50,8 +50,12 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
-    /// The consumer group does not exist on the stream.
-    #[error("consumer group {group} does not exist on stream {stream}")]
+    /// The consumer group does not exist on a stream that has entries (or it disappeared while
+    /// consumers ran). It is never recreated silently: at `0` it would process the whole retained
+    /// stream again. The message names the explicit fix.
+    #[error(
+        "consumer group {group} does not exist on stream {stream}, and it is not created automatically on a stream with entries (at 0 it would process every retained entry again): create it with `mt5-hub groups create --stream {stream} --group {group} --at 0|$|ID` (ID = the last entry id the group processed; 0 = everything again; $ = only new entries)"
+    )]
     GroupMissing {
         /// The stream.
         stream: String,
@@ -129,6 +133,12 @@ impl Error {
     /// Whether this is Redis's `NOGROUP` reply (the stream or group is missing).
     pub fn is_nogroup(&self) -> bool {
         matches!(self, Error::Redis(e) if e.code() == Some("NOGROUP"))
+    }
+
+    /// Whether the consumer group is gone: Redis's `NOGROUP` reply, or
+    /// [`Error::GroupMissing`] (found on a reconnect, on a stream with entries).
+    pub fn is_group_missing(&self) -> bool {
+        self.is_nogroup() || matches!(self, Error::GroupMissing { .. })
     }
 
     /// Whether a server reply with this error code was returned.

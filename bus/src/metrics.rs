@@ -60,9 +60,10 @@ pub struct BusMetrics {
     pub consumers_alive: IntGaugeVec,
     /// `mt5_oldest_pending_age_seconds{stream,group}`.
     pub oldest_pending_age: IntGaugeVec,
-    /// `mt5_consumer_group_missing_total{stream,group}`: a consumer found its group gone
-    /// (NOGROUP) while running, and stopped.
-    pub group_missing: IntCounterVec,
+    /// `mt5_consumer_group_missing_total{stream,group}`: a running consumer found its group gone
+    /// (`NOGROUP`). Counted through [`BusMetrics::group_missing`]; the `ConsumerGroupMissing` alert
+    /// fires on any increase.
+    pub consumer_group_missing: IntCounterVec,
 }
 
 impl BusMetrics {
@@ -85,7 +86,7 @@ impl BusMetrics {
         registry.register(Box::new(m.trimmed_unacked.clone()))?;
         registry.register(Box::new(m.consumers_alive.clone()))?;
         registry.register(Box::new(m.oldest_pending_age.clone()))?;
-        registry.register(Box::new(m.group_missing.clone()))?;
+        registry.register(Box::new(m.consumer_group_missing.clone()))?;
         Ok(m)
     }
 
@@ -153,9 +154,9 @@ impl BusMetrics {
                 "Age of the group's oldest pending entry (now minus its id's time).",
                 &["stream", "group"],
             ),
-            group_missing: counter(
+            consumer_group_missing: counter(
                 "mt5_consumer_group_missing_total",
-                "Times a running consumer found its group (or stream) gone and stopped.",
+                "Times a running consumer found its group missing (NOGROUP); the group is never recreated silently.",
                 &["stream", "group"],
             ),
         }
@@ -166,7 +167,7 @@ impl BusMetrics {
     /// Creates every counter series a consumer of `group` on `stream` can touch, at 0, so
     /// dashboards, `rate()` and `increase()` see them before the first event (a missing series
     /// reads as "no data", not as zero): processed by outcome, dead letters by reason, reclaims
-    /// by kind, trimmed-unacked.
+    /// by kind, trimmed-unacked, group-missing.
     pub fn init_consumer_series(&self, stream: &str, group: &str) {
         for o in [
             outcome::ACKED,
@@ -185,7 +186,14 @@ impl BusMetrics {
             self.reclaimed.with_label_values(&[stream, group, k]);
         }
         self.trimmed_unacked.with_label_values(&[stream, group]);
-        self.group_missing.with_label_values(&[stream, group]);
+        self.consumer_group_missing.with_label_values(&[stream, group]);
+    }
+
+    /// Counts one `NOGROUP` seen by a running consumer of `group` on `stream`
+    /// (`mt5_consumer_group_missing_total`). The consumer then stops with
+    /// [`crate::Error::GroupMissing`] instead of recreating the group.
+    pub fn group_missing(&self, stream: &str, group: &str) {
+        self.consumer_group_missing.with_label_values(&[stream, group]).inc();
     }
 }
 
@@ -233,6 +241,21 @@ mod tests {
         );
     }
 
+    /// A `NOGROUP` seen by a running consumer shows as one increase of
+    /// `mt5_consumer_group_missing_total`, the series the `ConsumerGroupMissing` alert watches.
+    #[test]
+    fn a_missing_group_is_counted_per_stream_and_group() {
+        let reg = Registry::new();
+        let m = BusMetrics::register(&reg).unwrap();
+        m.init_consumer_series("s", "g");
+        m.group_missing("s", "g");
+        let text = prometheus::TextEncoder::new().encode_to_string(&reg.gather()).unwrap();
+        assert!(
+            text.contains(r#"mt5_consumer_group_missing_total{group="g",stream="s"} 1"#),
+            "{text}"
+        );
+    }
+
     #[test]
     fn consumer_series_exist_at_zero_before_the_first_event() {
         let m = BusMetrics::unregistered();
@@ -254,6 +277,7 @@ mod tests {
             r#"mt5_reclaimed_total{group="g",kind="idle",stream="s"} 0"#,
             r#"mt5_stream_trimmed_unacked_total{group="g",stream="s"} 0"#,
             r#"mt5_events_processed_total{group="g",outcome="emitted",stream="s"} 0"#,
+            r#"mt5_consumer_group_missing_total{group="g",stream="s"} 0"#,
         ] {
             assert!(text.contains(series), "{series} in\n{text}");
         }

@@ -70,11 +70,13 @@ impl std::fmt::Debug for EventProducer {
 }
 
 impl EventProducer {
-    /// Connects and creates the configured consumer groups (at `0`, `MKSTREAM`), so no event is
-    /// published before its group exists.
+    /// Connects and makes sure the configured consumer groups exist, so no event is published
+    /// before its group exists: a group is created (at `0`, `MKSTREAM`) only on an absent or empty
+    /// stream (see [`crate::group::ensure_group`]).
     ///
     /// # Errors
-    /// Configuration errors, or the driver's error when Redis is unreachable after the bounded
+    /// Configuration errors; [`Error::GroupMissing`] when a configured group is missing on a
+    /// stream with entries; the driver's error when Redis is unreachable after the bounded
     /// retries of `bus.retry`.
     pub async fn connect(
         redis: &RedisConfig,
@@ -122,10 +124,12 @@ impl EventProducer {
         &self.cfg
     }
 
-    /// Creates every configured group that does not exist yet.
+    /// Creates every configured group that does not exist yet on an absent or empty stream, and
+    /// checks that the others exist.
     ///
     /// # Errors
-    /// The driver's error after bounded retries.
+    /// [`Error::GroupMissing`] when a configured group is missing on a stream with entries (it is
+    /// never recreated at `0` there); the driver's error after bounded retries.
     pub async fn ensure_groups(&self) -> Result<()> {
         for spec in &self.cfg.groups {
             retry_transient(

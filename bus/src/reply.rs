@@ -13,8 +13,11 @@ use crate::error::{Error, Result};
 pub struct StreamEntry {
     /// The entry id, `<ms>-<seq>`.
     pub id: String,
-    /// Field/value pairs in stream order, or `None` for a deleted entry.
-    pub fields: Option<Vec<(String, Vec<u8>)>>,
+    /// Field/value pairs in stream order, byte-exact, or `None` for a deleted entry. Names are
+    /// bytes too: Redis allows any bytes in a field name, and an entry whose name is not UTF-8
+    /// must still be readable (the envelope parser then calls it malformed and it is
+    /// dead-lettered byte-exact), not fail the whole read again and again.
+    pub fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl StreamEntry {
@@ -23,7 +26,7 @@ impl StreamEntry {
         self.fields
             .as_ref()?
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| k.as_slice() == name.as_bytes())
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 }
@@ -95,14 +98,14 @@ pub(crate) fn entry(v: &Value, command: &'static str) -> Result<StreamEntry> {
     let id = text(id).ok_or_else(|| unexpected(command, "entry id is not a string"))?;
     let fields = match fields {
         Value::Nil => None,
-        Value::Map(m) => Some(m.iter().filter_map(|(k, v)| Some((text(k)?, bytes(v)?))).collect()),
+        Value::Map(m) => Some(m.iter().filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?))).collect()),
         other => {
             let flat = items(other);
             let mut out = Vec::with_capacity(flat.len() / 2);
             for kv in flat.chunks(2) {
                 match kv {
                     [k, v] => out.push((
-                        text(k).ok_or_else(|| unexpected(command, "field name is not a string"))?,
+                        bytes(k).ok_or_else(|| unexpected(command, "field name is not a string"))?,
                         bytes(v).ok_or_else(|| unexpected(command, "field value is not a string"))?,
                     )),
                     _ => return Err(unexpected(command, "odd number of field items")),
@@ -234,7 +237,7 @@ mod tests {
             ]),
         ])]);
         let got = read_reply(&v).unwrap();
-        assert_eq!(got[0].fields.as_deref(), Some(&[("a".to_string(), b"b".to_vec())][..]));
+        assert_eq!(got[0].fields.as_deref(), Some(&[(b"a".to_vec(), b"b".to_vec())][..]));
         assert_eq!(
             got[1],
             StreamEntry {
@@ -251,6 +254,29 @@ mod tests {
             ])]),
         )]);
         assert_eq!(read_reply(&resp3).unwrap()[0].field("a"), Some("b"));
+    }
+
+    /// Names and values that are not UTF-8 are read byte-exact: such an entry must not fail the
+    /// read (a consumer would retry it forever) but reach the envelope check and the dead letter
+    /// stream as it is.
+    #[test]
+    fn non_utf8_names_and_values_are_kept_byte_exact() {
+        let v = Value::Array(vec![
+            Value::BulkString(b"1-0".to_vec()),
+            Value::Array(vec![
+                Value::BulkString(vec![b'n', 0xff]),
+                Value::BulkString(vec![0xfe, 0x00]),
+                bulk("id"),
+                bulk("x"),
+            ]),
+        ]);
+        let e = entry(&v, "XRANGE").unwrap();
+        assert_eq!(
+            e.fields.as_deref(),
+            Some(&[(vec![b'n', 0xff], vec![0xfe, 0x00]), (b"id".to_vec(), b"x".to_vec())][..])
+        );
+        assert_eq!(e.field("id"), Some("x"));
+        assert_eq!(e.field("n"), None);
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub(crate) struct Scripts {
     pub(crate) delete_consumer: LuaScript,
     pub(crate) replay: LuaScript,
     pub(crate) reread: LuaScript,
+    pub(crate) ensure_group: LuaScript,
 }
 
 impl Scripts {
@@ -81,6 +82,7 @@ impl Scripts {
             delete_consumer: LuaScript::new(include_str!("lua/delete_consumer.lua")),
             replay: LuaScript::new(include_str!("lua/replay.lua")),
             reread: LuaScript::new(include_str!("lua/reread.lua")),
+            ensure_group: LuaScript::new(include_str!("lua/ensure_group.lua")),
         })
     }
 }

@@ -1279,7 +1279,7 @@ impl Harness {
                         .fields
                         .iter()
                         .find(|(k, _)| k == "dlq_consumer")
-                        .map(|(_, v)| v.clone());
+                        .map(|(_, v)| v.to_string());
                     dead.entry(i).or_default().push((
                         d.reason.clone().unwrap_or_default(),
                         d.deliveries.unwrap_or(0),

@@ -36,6 +36,9 @@ pub(crate) enum Command {
     /// List, show, replay and purge dead letters.
     #[command(subcommand)]
     Deadletter(DeadletterCommand),
+    /// Create consumer groups explicitly (services create one only on an absent or empty stream).
+    #[command(subcommand)]
+    Groups(GroupsCommand),
     /// Publish events: one (`--data`), JSON lines from stdin, or a paced load (`--rate`).
     Publish(PublishArgs),
     /// Fetch news from EODHD into the raw news stream: a service, or one round with `--once`.
@@ -178,6 +181,26 @@ pub(crate) enum DeadletterCommand {
     },
 }
 
+/// `groups ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupsCommand {
+    /// Create a consumer group at a position of a stream (creating the stream when it does not
+    /// exist). A group that already exists is left as it is (exit 1).
+    Create {
+        /// The stream.
+        #[arg(long, value_name = "S")]
+        stream: String,
+        /// The group.
+        #[arg(long, value_name = "G")]
+        group: String,
+        /// Where the group starts: `0` (every entry of the stream), `$` (only entries added from
+        /// now on) or an entry id `<ms>-<seq>` / `<ms>` (the entries after it: the last id the
+        /// group processed, to resume where it stopped).
+        #[arg(long, value_name = "0|$|ID")]
+        at: String,
+    },
+}
+
 /// `publish ...`
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("mode").args(["data", "rate"])))]
@@ -301,6 +324,17 @@ mod tests {
         assert!(Cli::try_parse_from(["mt5-hub", "deadletter", "replay", "--reason", "handler"]).is_ok());
         assert!(Cli::try_parse_from(["mt5-hub", "deadletter", "purge", "--yes"]).is_err());
         assert!(Cli::try_parse_from(["mt5-hub", "deadletter", "purge", "--all", "--yes"]).is_ok());
+    }
+
+    /// `groups create` needs the stream, the group and an explicit position.
+    #[test]
+    fn groups_create_needs_stream_group_and_position() {
+        let ok = [
+            "mt5-hub", "groups", "create", "--stream", "s", "--group", "g", "--at", "$",
+        ];
+        assert!(Cli::try_parse_from(ok).is_ok());
+        assert!(Cli::try_parse_from(&ok[..7]).is_err(), "--at has no default");
+        assert!(Cli::try_parse_from(["mt5-hub", "groups", "create", "--group", "g", "--at", "0"]).is_err());
     }
 
     /// The load flags only go together with `--rate` and `--count`.

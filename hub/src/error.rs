@@ -69,11 +69,14 @@ impl HubError {
     }
 }
 
-/// A bus error's exit code: configuration errors are 2; Redis staying unreachable (bounded
+/// A bus error's exit code: configuration errors and a group missing on a stream with entries
+/// are 2; Redis staying unreachable (bounded
 /// retries exhausted, or a transient or connection error that survived them) is 3; the rest 1.
 pub(crate) fn bus_exit_code(e: &mt5_bus::Error) -> u8 {
     match e {
-        mt5_bus::Error::Config { .. } => EXIT_USAGE,
+        // A configured group missing on a stream with entries: the operator must choose where
+        // it starts (`groups create`), so it is a configuration error, not a runtime failure.
+        mt5_bus::Error::Config { .. } | mt5_bus::Error::GroupMissing { .. } => EXIT_USAGE,
         mt5_bus::Error::RetriesExhausted { .. } => EXIT_UNREACHABLE,
         e if e.is_transient() || e.is_connection_dropped() => EXIT_UNREACHABLE,
         _ => EXIT_FAILURE,
@@ -101,6 +104,11 @@ mod tests {
             reason: "bad".into(),
         };
         assert_eq!(HubError::from(config).exit_code(), EXIT_USAGE);
+        let missing = mt5_bus::Error::GroupMissing {
+            stream: "s".into(),
+            group: "g".into(),
+        };
+        assert_eq!(HubError::from(missing).exit_code(), EXIT_USAGE);
         let wrongtype = redis::make_extension_error("WRONGTYPE".into(), None);
         assert_eq!(
             HubError::from(mt5_bus::Error::Redis(wrongtype)).exit_code(),

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use mt5_bus::retry::{sleep_or_cancel, Backoff};
+use mt5_bus::retry::{retry_transient, sleep_or_cancel, Backoff};
 use mt5_bus::{BusMetrics, Consumer, ConsumerOptions, EventProducer};
 use mt5_news::{EodhdClient, Fetcher, FetcherError, FilterMetrics, NewsFilter, NewsMetrics};
 use prometheus::Registry;
@@ -172,17 +172,46 @@ pub(crate) fn filter_consumer(
     )?)
 }
 
-/// Runs a consumer until `cancel` fires (it drains within `shutdown_timeout_ms` and deletes its
-/// heartbeat).
+/// Runs a filter consumer (of `news.filter.group` on `news.filter.input_stream`) until `cancel`
+/// fires (it drains within `shutdown_timeout_ms` and deletes its heartbeat). First makes sure its
+/// group exists: created at `0` on an absent or empty stream, else it must exist already.
 ///
 /// # Errors
-/// The final cleanup's error.
+/// [`mt5_bus::Error::GroupMissing`] (exit 2) when the group is missing on a stream with entries;
+/// the final cleanup's error.
 pub(crate) async fn run_consumer(
+    cfg: HubConfig,
     consumer: Consumer<Hooked<NewsFilter>>,
     cancel: CancellationToken,
 ) -> Result<(), HubError> {
+    let f = &cfg.news.filter;
+    ensure_group(&cfg, &f.input_stream, &f.group, &cancel).await?;
     tracing::info!(consumer = %consumer.name(), "Filter consumer starting.");
     consumer.run(cancel).await.map_err(HubError::Bus)
+}
+
+/// Creates `group` on `stream` at `0` when the stream is absent or empty, and checks that it
+/// exists otherwise ([`mt5_bus::group::ensure_group`]), retrying transient errors until `cancel`
+/// fires: the start-up check of a consumer, so a service whose group is missing on a stream with
+/// entries refuses to start instead of retrying in the background.
+///
+/// # Errors
+/// [`mt5_bus::Error::GroupMissing`] (exit 2), another permanent Redis error, or `Cancelled`.
+pub(crate) async fn ensure_group(
+    cfg: &HubConfig,
+    stream: &str,
+    group: &str,
+    cancel: &CancellationToken,
+) -> Result<(), HubError> {
+    let client = mt5_bus::connection::client(&cfg.redis)?;
+    let timeout = Duration::from_millis(cfg.redis.response_timeout_ms);
+    retry_transient(&cfg.bus.retry, None, cancel, "checking the consumer group", || async {
+        let mut conn = mt5_bus::connection::connect(&client, &cfg.redis, timeout).await?;
+        mt5_bus::group::ensure_group(&mut conn, stream, group).await
+    })
+    .await
+    .map_err(|e| classify(cfg, e))?;
+    Ok(())
 }
 
 /// The trimmer: every `bus.trim.interval_ms`, trims every known stream by its mode (the dead

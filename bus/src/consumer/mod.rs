@@ -509,10 +509,7 @@ impl<H: Handler> Consumer<H> {
                     r.deliveries,
                     reason,
                     &error,
-                )
-                .into_iter()
-                .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
-                .collect();
+                );
                 (
                     Kind::DeadLetter(reason),
                     vec![(self.cfg.deadletter_stream.clone(), fields)],
@@ -761,7 +758,7 @@ impl<H: Handler> Consumer<H> {
             };
             match self.iteration(stop).await {
                 Ok(()) => backoff.reset(),
-                Err(e) if e.is_nogroup() => return Err(self.group_missing(&e)),
+                Err(e) if e.is_group_missing() => return Err(self.group_missing(&e)),
                 Err(e) => {
                     let delay = backoff.next_delay();
                     if e.is_transient() {
@@ -785,7 +782,7 @@ impl<H: Handler> Consumer<H> {
             .await;
             match self.guarded(r) {
                 Ok(()) => break,
-                Err(e) if e.is_nogroup() => return Err(self.group_missing(&e)),
+                Err(e) if e.is_group_missing() => return Err(self.group_missing(&e)),
                 Err(e) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(consumer = %self.opts.name, error = %e, delay_ms = delay.as_millis() as u64, "Writing decided entries at shutdown failed; retrying.");
@@ -812,7 +809,7 @@ impl<H: Handler> Consumer<H> {
     /// NOGROUP while running: counted, logged, and the consumer stops.
     fn group_missing(&self, e: &Error) -> Error {
         let (stream, group) = (&self.opts.stream, &self.opts.group);
-        self.metrics.group_missing.with_label_values(&[stream, group]).inc();
+        self.metrics.group_missing(stream, group);
         tracing::error!(stream = %stream, group = %group, consumer = %self.opts.name, error = %e, "The consumer group disappeared while this consumer ran; it is never recreated silently. Stopping. Recreate it at the right position with `mt5-hub groups create`.");
         Error::GroupMissing {
             stream: stream.clone(),

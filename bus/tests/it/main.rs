@@ -5,6 +5,7 @@
 
 mod consumer_group;
 mod dead_letter;
+mod groups;
 mod producer;
 mod reclaim;
 mod settle;

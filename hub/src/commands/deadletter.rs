@@ -151,8 +151,9 @@ fn render_list(items: &[DeadLetter]) -> String {
             or_dash(d.stream.as_ref()),
             or_dash(d.original_entry_id.as_ref()),
             or_dash(d.deliveries),
-            or_dash(d.event_type.as_ref()),
-            or_dash(d.event_id.as_ref()),
+            // The raw field, escaped: an original `type` or `id` need not be UTF-8.
+            or_dash(d.field("type")),
+            or_dash(d.field("id")),
             or_dash(d.error.as_deref().map(|e| one_line(e, ERROR_WIDTH))),
         ]);
     }
@@ -166,13 +167,10 @@ fn render_one(d: &DeadLetter) -> String {
     let mut t = Table::new(0, &["FIELD", "VALUE"]);
     t.row(vec!["(entry id)".into(), d.entry_id.clone()]);
     for (k, v) in &d.fields {
-        // One line per field: line breaks inside a value are shown escaped (`--json` has them raw).
-        let v = v
-            .replace('\\', "\\\\")
-            .replace('\n', "\\n")
-            .replace('\r', "\\r")
-            .replace('\t', "\\t");
-        t.row(vec![k.clone(), v]);
+        // One line per field, nothing lost: line breaks, control characters and bytes that are
+        // not UTF-8 are shown escaped (`\n`, `\xff`; a backslash as `\\`). `--json` has the text
+        // raw and non-UTF-8 bytes as `{"base64": ...}`.
+        t.row(vec![k.to_string(), v.to_string()]);
     }
     t.render()
 }

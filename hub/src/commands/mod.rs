@@ -7,13 +7,14 @@ pub(crate) mod demo;
 mod fetch;
 mod filter;
 mod gateway;
+mod groups;
 pub(crate) mod publish;
 mod run;
 pub(crate) mod streams;
 
 use std::path::Path;
 
-use crate::cli::{Command, ConfigCommand, StreamsCommand};
+use crate::cli::{Command, ConfigCommand, GroupsCommand, StreamsCommand};
 use crate::config::HubConfig;
 use crate::error::HubError;
 use crate::shutdown;
@@ -36,6 +37,9 @@ pub(crate) async fn run(config_path: Option<&Path>, command: Command) -> Result<
             streams::tail(&cfg, &cancel, &stream, &from, count).await
         }
         Command::Deadletter(cmd) => deadletter::run(&cfg, &cancel, cmd).await,
+        Command::Groups(GroupsCommand::Create { stream, group, at }) => {
+            groups::create(&cfg, &cancel, &stream, &group, &at).await
+        }
         Command::Publish(args) => publish::run(&cfg, &cancel, args).await,
         Command::Fetch { once } => fetch::run(&cfg, &cancel, once).await,
         Command::Filter { consumer } => filter::run(&cfg, &cancel, consumer).await,

@@ -16,8 +16,9 @@ use crate::services::{self, Retries, Tasks, Telemetry};
 /// then re-reads them; a claim needs a live consumer to process what it took.
 ///
 /// # Errors
-/// A missing `EODHD_API_KEY` or invalid settings (exit 2); the HTTP address not bindable or a
-/// component failing (exit 1). Redis being unreachable is retried forever.
+/// A missing `EODHD_API_KEY` or invalid settings (exit 2); a configured group, or the filter's,
+/// missing on a stream with entries (exit 2, naming `groups create`); the HTTP address not
+/// bindable or a component failing (exit 1). Redis being unreachable is retried forever.
 pub(crate) async fn run(cfg: &HubConfig, cancel: &CancellationToken, consumer: Option<String>) -> Result<(), HubError> {
     let telemetry = Telemetry::new()?;
     let mut tasks = Tasks::new(cfg, cancel);
@@ -25,7 +26,7 @@ pub(crate) async fn run(cfg: &HubConfig, cancel: &CancellationToken, consumer: O
     let consumer = services::filter_consumer(cfg, &telemetry, consumer)?;
     let http = HttpServer::bind(cfg, telemetry.registry.clone(), telemetry.bus.clone()).await?;
     tasks.spawn("http", http.serve(tasks.token()));
-    tasks.spawn("filter", services::run_consumer(consumer, tasks.token()));
+    tasks.spawn("filter", services::run_consumer(cfg.clone(), consumer, tasks.token()));
     let (c, t, token) = (cfg.clone(), telemetry.clone(), tasks.token());
     tasks.spawn("trimmer", async move {
         let producer = services::producer(&c, &t, &token, Retries::Unbounded).await?;

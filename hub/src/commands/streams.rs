@@ -256,8 +256,8 @@ fn is_digits(s: &str) -> bool {
 /// Entry fields as a JSON object of strings.
 type JsonFields = serde_json::Map<String, serde_json::Value>;
 
-/// The entries of an `XREAD` reply, in order, each as (id, fields as JSON strings). Field values
-/// that are not UTF-8 are shown lossily.
+/// The entries of an `XREAD` reply, in order, each as (id, fields as JSON strings). Field names
+/// and values that are not UTF-8 are shown lossily.
 fn parse_read_reply(v: &Value) -> Result<Vec<(String, JsonFields)>, HubError> {
     let entries = mt5_bus::reply::read_reply(v)?;
     Ok(entries
@@ -267,7 +267,12 @@ fn parse_read_reply(v: &Value) -> Result<Vec<(String, JsonFields)>, HubError> {
                 .fields
                 .into_iter()
                 .flatten()
-                .map(|(k, v)| (k, serde_json::Value::String(String::from_utf8_lossy(&v).into_owned())))
+                .map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(&k).into_owned(),
+                        serde_json::Value::String(String::from_utf8_lossy(&v).into_owned()),
+                    )
+                })
                 .collect();
             (e.id, map)
         })

@@ -1,5 +1,7 @@
 //! `deadletter list | show | replay | purge` on dead letters written the way the bus writes them.
 
+use mt5_fixtures::streams::{read_all_raw, RawFields};
+
 use crate::support::Hub;
 
 /// List (with filters), show, replay by id and by reason, purge: the whole round trip.
@@ -107,4 +109,52 @@ async fn purge_refuses_without_yes() {
         assert!(run.stderr.contains("--yes"), "{}", run.stderr);
     }
     assert_eq!(hub.xlen(&hub.dlq).await, 1);
+}
+
+/// A dead letter with bytes that are not UTF-8 (in a value and in a field name): `show` prints
+/// them escaped (`\xff`), `show --json` and `list --json` as `{"base64": ...}` while UTF-8 values
+/// stay plain strings, and `replay` writes the original bytes back.
+#[tokio::test]
+async fn non_utf8_dead_letters_are_shown_escaped_and_as_base64_and_replayed_byte_exact() {
+    let hub = Hub::start().await;
+    let original: RawFields = vec![
+        (b"id".to_vec(), b"ev-bin".to_vec()),
+        (b"type".to_vec(), b"test.v1".to_vec()),
+        (b"data".to_vec(), vec![0xff, 0xfe, b'x']),
+        (vec![b'n', 0xff], b"v".to_vec()),
+    ];
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(&hub.dlq).arg("*");
+    for (k, v) in &original {
+        cmd.arg(k).arg(v);
+    }
+    for (k, v) in [
+        ("dlq_stream", hub.input.as_str()),
+        ("dlq_entry_id", "1-0"),
+        ("dlq_reason", "malformed"),
+        ("dlq_error", "field `data` is not valid UTF-8"),
+    ] {
+        cmd.arg(k).arg(v);
+    }
+    let id: String = cmd.query_async(&mut hub.conn().await).await.unwrap();
+
+    let shown = hub.run(&["deadletter", "show", &id]).await.ok().to_string();
+    assert!(shown.contains(r"\xff\xfex"), "{shown}");
+    assert!(shown.contains(r"n\xff"), "{shown}");
+    let listed = hub.run(&["deadletter", "list"]).await.ok().to_string();
+    assert!(listed.contains("ev-bin") && listed.contains("malformed"), "{listed}");
+
+    let json = hub.run(&["deadletter", "show", &id, "--json"]).await.json();
+    let fields = json["fields"].as_array().unwrap();
+    assert_eq!(fields[0], serde_json::json!(["id", "ev-bin"]));
+    assert_eq!(fields[2], serde_json::json!(["data", {"base64": "//54"}]));
+    assert_eq!(fields[3], serde_json::json!([{"base64": "bv8="}, "v"]));
+    assert_eq!(json["event_id"], "ev-bin");
+    let list = hub.run(&["deadletter", "list", "--json"]).await.json();
+    assert_eq!(list[0]["fields"][2], serde_json::json!(["data", {"base64": "//54"}]));
+
+    hub.run(&["deadletter", "replay", &id]).await.ok();
+    let back = read_all_raw(&mut hub.conn().await, &hub.input).await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].1, original, "the original bytes, without the dlq_ fields");
 }

@@ -6,6 +6,7 @@ mod config;
 mod deadletter;
 mod demo;
 mod gateway;
+mod groups;
 mod news;
 mod observability;
 mod publish;

@@ -18,8 +18,9 @@ async fn one_shot_commands_exit_3_when_redis_is_unreachable() {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let commands: [&[&str]; 6] = [
+    let commands: [&[&str]; 7] = [
         &["streams", "stats"],
+        &["groups", "create", "--stream", "s", "--group", "g", "--at", "0"],
         &["streams", "tail", "s", "--count", "1"],
         &["deadletter", "list"],
         &["deadletter", "purge", "--all", "--yes"],

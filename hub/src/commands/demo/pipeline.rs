@@ -86,7 +86,7 @@ pub(crate) async fn run(
     let mut consumers = JoinSet::new();
     for _ in 0..CONSUMERS {
         let consumer = services::filter_consumer(cfg, &telemetry, None)?;
-        consumers.spawn(services::run_consumer(consumer, filter_cancel.clone()));
+        consumers.spawn(services::run_consumer(cfg.clone(), consumer, filter_cancel.clone()));
     }
     // Whatever happens next, the consumers are stopped and joined before returning.
     let result = fetch_and_drain(cfg, &telemetry, eodhd, cancel, progress, &mut consumers).await;
