@@ -522,7 +522,8 @@ pub async fn run(opts: &Options) -> Result<Report> {
     } else {
         opts.python.clone()
     };
-    let reference = Reference::new(python, absolute(&opts.python_ref), work.clone());
+    let python_ref = std::fs::canonicalize(&opts.python_ref).unwrap_or_else(|_| absolute(&opts.python_ref));
+    let reference = Reference::new(python, python_ref, work.clone());
     let info = reference.info().await?;
     let server = server::PrivateRedis::start(&opts.redis_server).await?;
     let result = Harness::connect(opts, &server, &reference, &info, &work).await;
