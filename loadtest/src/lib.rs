@@ -8,16 +8,22 @@
 //! - [`e2e`]: the end-to-end latency harness of the news pipeline: `mt5-hub publish --rate`
 //!   into the raw stream, `filter` consumer processes into the filtered stream, the chaos
 //!   history checker for loss, duplicates and e2e latency, at a fixed rate.
+//! - [`drain`]: the same-run comparison with the original Python design: one preloaded backlog
+//!   drained by the reference's `filter_consumer.py` processes and by `mt5-hub filter`
+//!   processes, on a private `redis-server`, both timed until the group has lag 0 and nothing
+//!   pending; events/s, Redis CPU per event, pass rates, peak RSS, and where the passed sets
+//!   differ.
 //!
-//! Both start their own Redis (`mt5-fixtures`) and `mt5-hub` processes unless pointed at
-//! running ones, print one line of figures, and write a row into `target/loadtest/report.md`.
+//! Each prints its figures and writes a row into `target/loadtest/report.md`.
 //!
 //! ```sh
 //! cargo build --release -p mt5-hub
 //! cargo run --release -p mt5-loadtest -- gateway --users 16 --run-time 20
 //! cargo run --release -p mt5-loadtest -- e2e --rate 2000 --count 40000 --filters 2
+//! ci/pyref-venv && cargo run --release -p mt5-loadtest -- drain --rounds 3
 //! ```
 
+pub mod drain;
 pub mod e2e;
 pub mod gateway;
 pub mod report;
@@ -75,6 +81,13 @@ pub enum LoadError {
     /// The load run itself failed.
     #[error("load run: {0}")]
     Run(String),
+    /// A run finished but its result is wrong: events lost, duplicated, dead-lettered, or not
+    /// drained.
+    #[error("check failed: {0}")]
+    Check(String),
+    /// A Redis command of the harness failed.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
     /// Writing the report failed.
     #[error("writing {path}: {source}")]
     Report {

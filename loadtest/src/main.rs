@@ -1,15 +1,19 @@
-//! `mt5-loadtest`: load a running gateway, or run the pipeline's e2e harness on a Redis.
+//! `mt5-loadtest`: load a running gateway, run the pipeline's e2e harness on a Redis, or compare
+//! a backlog's drain with the Python reference.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use mt5_chaos::harness::hub_bin;
 use mt5_loadtest::report;
-use mt5_loadtest::{e2e, gateway};
+use mt5_loadtest::{drain, e2e, gateway, LoadError};
 
 /// Load tests of mt5-hub. Each run prints its figures and writes a row into
 /// `target/loadtest/report.md`; it exits 1 when an event was lost or duplicated (or, for
-/// `gateway`, a request failed or nothing was published), 2 when the run could not be made.
+/// `gateway`, a request failed or nothing was published; for `drain`, a run did not check out),
+/// 2 when the run could not be made.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -70,6 +74,40 @@ enum Command {
         #[arg(long)]
         batch: Option<u64>,
     },
+    /// Drain one preloaded backlog with the original Python design (`filter_consumer.py` of
+    /// `--python-ref`) and with `mt5-hub filter`, same rules, same articles, same private
+    /// `redis-server` (`MT5_REDIS_SERVER`, else `redis-server` on PATH), timed until the group
+    /// has lag 0 and nothing pending; rounds interleave the sides. Needs `ci/pyref-venv` (or
+    /// `--python`) and `mt5-hub` built (`MT5_HUB_BIN`, else next to this binary).
+    Drain {
+        /// Events in the backlog.
+        #[arg(long, default_value_t = 50_000)]
+        events: u64,
+        /// Rounds; each drains once per side (python, rust, python, rust, ...).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Consumer processes per side.
+        #[arg(long, default_value_t = 2)]
+        consumers: usize,
+        /// Sentiment score: `eodhd` (the article's own polarity; the reference's --no-vader) or
+        /// `vader` (computed by each side).
+        #[arg(long, value_enum, default_value_t = drain::Sentiment::Eodhd)]
+        sentiment: drain::Sentiment,
+        /// Round r uses the reference generator's seed SEED + r.
+        #[arg(long, default_value_t = 1000)]
+        seed: u64,
+        /// The Python interpreter [default: target/pyref-venv/bin/python when it exists, else
+        /// python3].
+        #[arg(long, value_name = "PATH")]
+        python: Option<PathBuf>,
+        /// The Python reference's folder [default: ../shared/anchors/python_ref from the
+        /// repository root].
+        #[arg(long, value_name = "DIR")]
+        python_ref: Option<PathBuf>,
+        /// Print the comparison as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
@@ -78,13 +116,36 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MT5_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()).await {
+    // Returning from here (an interrupt included) drops every child process's handle, which
+    // kills it: nothing the run started outlives it.
+    let outcome = tokio::select! {
+        r = run(Cli::parse()) => r,
+        () = interrupted() => Err(anyhow::anyhow!("interrupted")),
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("mt5-loadtest: {e:#}");
-            ExitCode::from(2)
+            let failed_check = e.chain().any(|c| matches!(c.downcast_ref(), Some(LoadError::Check(_))));
+            ExitCode::from(if failed_check { 1 } else { 2 })
         }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn interrupted() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
     }
 }
 
@@ -144,6 +205,47 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             println!("{}", r.line());
             report::record(&report::e2e_row(&format!("e2e {rate}/s (mt5-loadtest)"), &load, &r))?;
             Ok(r.lost == 0 && r.duplicates == 0)
+        }
+        Command::Drain {
+            events,
+            rounds,
+            consumers,
+            sentiment,
+            seed,
+            python,
+            python_ref,
+            json,
+        } => {
+            let mut opts = drain::Options::new(hub_bin().unwrap_or_else(|e| match e {
+                mt5_chaos::harness::HarnessError::HubBinaryMissing { path } => path,
+                _ => PathBuf::from("mt5-hub"),
+            }));
+            opts.events = events;
+            opts.rounds = rounds;
+            opts.consumers = consumers;
+            opts.sentiment = sentiment;
+            opts.seed = seed;
+            if let Some(p) = python {
+                opts.python = p;
+            }
+            if let Some(d) = python_ref {
+                opts.python_ref = d;
+            }
+            let r = drain::run(&opts).await.context("the drain comparison")?;
+            let row = report::drain_row(
+                &format!("drain {} {events} events ×{rounds} (mt5-loadtest)", sentiment.as_str()),
+                &r,
+            );
+            if json {
+                // stdout stays one JSON document; the report line goes to stderr.
+                println!("{:#}", r.to_json());
+                eprintln!("{}", row.line());
+                report::put(&row)?;
+            } else {
+                print!("{}", r.text());
+                report::record(&row)?;
+            }
+            Ok(true)
         }
     }
 }

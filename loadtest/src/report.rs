@@ -47,10 +47,25 @@ pub struct Row {
 /// # Errors
 /// The report cannot be written.
 pub fn record(row: &Row) -> Result<PathBuf> {
-    println!(
-        "loadtest {}: [{}] throughput {}, latency {}, lost {}, duplicates {}, errors {}",
-        row.run, row.load, row.throughput, row.latency, row.lost, row.duplicates, row.errors
-    );
+    println!("{}", row.line());
+    put(row)
+}
+
+impl Row {
+    /// `loadtest <run>: [load] throughput ..., latency ..., lost ..., duplicates ..., errors ...`.
+    pub fn line(&self) -> String {
+        format!(
+            "loadtest {}: [{}] throughput {}, latency {}, lost {}, duplicates {}, errors {}",
+            self.run, self.load, self.throughput, self.latency, self.lost, self.duplicates, self.errors
+        )
+    }
+}
+
+/// Puts the row into the report, printing nothing (for output that must stay machine-readable).
+///
+/// # Errors
+/// The report cannot be written.
+pub fn put(row: &Row) -> Result<PathBuf> {
     let table = TableFile::new(
         report_path(),
         "# Load test report\n\nWritten by `mt5-loadtest` (and `cargo test -p mt5-loadtest`); one row per run (the latest of each). See docs/loadtest.md.\n\n",
@@ -112,5 +127,40 @@ pub fn e2e_row(run: &str, load: &crate::e2e::Load, r: &crate::e2e::Report) -> Ro
         lost: r.lost,
         duplicates: r.duplicates,
         errors: r.pending,
+    }
+}
+
+/// The row of a drain comparison: both sides' median rates in the throughput column, their
+/// drain times in the latency column, the events whose pass decision differs between the sides
+/// in the load column. Only runs that checked out get a row, so lost, duplicates and errors
+/// (entries pending after the drain) are 0.
+pub fn drain_row(run: &str, r: &crate::drain::Report) -> Row {
+    let secs = |rate: f64| r.events as f64 / rate.max(1e-9);
+    Row {
+        run: run.to_string(),
+        load: format!(
+            "{} preloaded events, {} consumer processes per side, {} rounds, sentiment {}; pass decisions differ on {}",
+            r.events,
+            r.consumers,
+            r.rounds,
+            r.sentiment.as_str(),
+            r.differing()
+        ),
+        throughput: format!(
+            "rust {:.0} ev/s, python {:.0} ev/s (×{:.2}); Redis {:.2} / {:.2} µs/ev",
+            r.rust.rate.median,
+            r.python.rate.median,
+            r.ratio(),
+            r.rust.cpu_us_per_event,
+            r.python.cpu_us_per_event
+        ),
+        latency: format!(
+            "drain rust {:.2} s, python {:.2} s",
+            secs(r.rust.rate.median),
+            secs(r.python.rate.median)
+        ),
+        lost: 0,
+        duplicates: 0,
+        errors: 0,
     }
 }
