@@ -4,8 +4,12 @@
 //! idempotency keys, duplicates included), reads by several consumers, consumers crashing before
 //! they acknowledge (a batch read, then the connection dropped and the heartbeat gone), graceful
 //! restarts under the same or a new name, explicit reclaim ticks (`min_idle` 0, so a tick takes
-//! every pending entry) and explicit expiry of scheduled retries. Nothing sleeps: the only waits
-//! are handler timeouts of [`HANDLER_TIMEOUT_MS`].
+//! every pending entry), explicit expiry of scheduled retries, steps while Redis is out of memory
+//! (the settle refused with `OOM`: its decisions must be kept and written by the next fetch, never
+//! decided again), cuts of every client connection (each consumer reconnects, re-reads its own
+//! PEL, and writes a held batch on the new connection) and graceful shutdowns through
+//! `Consumer::run` (what was decided is written). Nothing sleeps: the only waits are handler
+//! timeouts of [`HANDLER_TIMEOUT_MS`].
 //!
 //! Every event carries a plan, e.g. `[retry timeout emit]`: at delivery `n` the handler does
 //! `plan[min(n, len) - 1]`, so its behaviour is a function of the event and the delivery count.
@@ -21,6 +25,10 @@
 //! A run has 64 cases (`PROPTEST_CASES` raises it); a failure shrinks to a numbered
 //! schedule (proptest's shrinking, then single-op deletions until none can go) and prints the
 //! model's trace up to the first difference from what the bus did.
+//!
+//! Not modelled: idle times (the reclaim runs with `min_idle` 0, and heartbeats expire only by
+//! a crash's deletion of the key); the integration tests in `tests/it/reclaim.rs` cover the idle
+//! reclaim and the heartbeat's refresh of held entries with real millisecond timings.
 //!
 //! # Regression tests
 //!
@@ -927,6 +935,8 @@ impl Harness {
             .collect();
         self.trace.push(format!("   {}", decisions.join(" ")));
         let got = self.live(slot).consumer.process(got).await;
+        // A process connects before it writes (after a cut, a new connection).
+        self.live(slot).connected = true;
         let Some(want) = want else {
             self.trace.push("(settle refused: OOM)".into());
             return match got {
@@ -1742,5 +1752,60 @@ fn a_crash_with_many_retries_drains_one_entry_at_a_time() {
         publish(&[Retry, Retry]),
         publish(&[Retry]),
         publish(&[Retry]),
+    ]]);
+}
+
+/// Defect 1 of the consumer engine issue (fixed): an error reply stranded a batch. A batch
+/// decided while Redis refused writes (OOM) was neither written nor re-read: it waited in the
+/// consumer's PEL for the idle reclaim, and a later handling burned a delivery. Now the
+/// decisions are kept and the next step writes them first: the emits are counted in that
+/// step's report, at delivery 1. (On the old consumer the report after the stall said
+/// `emitted: 0`.)
+#[test]
+fn decisions_refused_by_oom_are_written_by_the_next_step() {
+    use Act::{Ack, Dead, Emit};
+    assert_schedules_pass(vec![
+        vec![
+            publish(&[Emit]),
+            publish(&[Ack]),
+            publish(&[Dead]),
+            Op::Fetch { consumer: 0 },
+            Op::Oom { consumer: 0 },
+            step(0),
+        ],
+        vec![publish(&[Emit]), Op::Oom { consumer: 1 }, publish(&[Emit]), step(1)],
+    ]);
+}
+
+/// Defect 4 of the consumer engine issue (fixed): shutdown discarded finished work. Decisions
+/// made and not yet written when the consumer is asked to stop are written by `run`'s shutdown,
+/// at their delivery; nothing is handled twice. (On the old consumer they stayed pending, were
+/// reclaimed and handled again, emitted at delivery 2.)
+#[test]
+fn a_shutdown_writes_the_decisions_it_holds() {
+    use Act::{Emit, Retry};
+    assert_schedules_pass(vec![vec![
+        step(2),
+        publish(&[Emit, Retry]),
+        publish(&[Emit, Retry]),
+        Op::Oom { consumer: 2 },
+        Op::Shutdown { consumer: 2 },
+    ]]);
+}
+
+/// A cut connection under a consumer holding a batch: the batch is handled once and written on
+/// the new connection; the own PEL is re-read after it.
+#[test]
+fn a_batch_held_across_a_cut_is_written_on_the_new_connection() {
+    use Act::{Emit, Retry};
+    assert_schedules_pass(vec![vec![
+        publish(&[Emit]),
+        publish(&[Retry, Emit]),
+        Op::Fetch { consumer: 0 },
+        Op::Cut,
+        step(0),
+        step(0),
+        Op::Cut,
+        step(0),
     ]]);
 }

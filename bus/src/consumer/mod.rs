@@ -818,17 +818,23 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Graceful exit: deletes the heartbeat so the others may reclaim what is left at once, and
-    /// removes this consumer from the group when it holds nothing.
+    /// removes this consumer from the group when it holds nothing. A connection found broken is
+    /// replaced once.
     ///
     /// # Errors
     /// The driver's error.
     pub async fn close(mut self) -> Result<()> {
+        match self.release().await {
+            Err(e) if e.is_connection_dropped() => {
+                self.conns = None;
+                self.release().await
+            }
+            r => r,
+        }
+    }
+
+    async fn release(&mut self) -> Result<()> {
         let key = keys::heartbeat_key(&self.opts.stream, &self.opts.group, &self.opts.name);
-        let (stream, group, name) = (
-            self.opts.stream.clone(),
-            self.opts.group.clone(),
-            self.opts.name.clone(),
-        );
         if self.conns.is_none() {
             // Never connected, or cut off: connect without touching the group.
             let cmd = connection::connect(
@@ -840,12 +846,13 @@ impl<H: Handler> Consumer<H> {
             let read = cmd.clone();
             self.conns = Some(Conns { read, cmd });
         }
-        let conns = self.conns()?;
+        let (stream, group, name) = (&self.opts.stream, &self.opts.group, &self.opts.name);
+        let conns = self.conns.as_mut().ok_or_else(not_connected)?;
         let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut conns.cmd).await?;
         let scripts = Scripts::get();
         let cmd = scripts
             .delete_consumer
-            .cmd(&[stream.as_str(), key.as_str()], (&group, &name));
+            .cmd(&[stream.as_str(), key.as_str()], (group, name));
         let deleted: i64 = scripts.delete_consumer.run(&mut conns.cmd, &cmd).await?;
         tracing::info!(consumer = %name, removed_from_group = deleted == 1, "Consumer closed.");
         Ok(())
