@@ -235,7 +235,7 @@ pub async fn list<C: ConnectionLike + Send>(conn: &mut C, dlq: &str, opts: &List
             .arg(PAGE)
             .query_async(conn)
             .await?;
-        let page = reply::entries(&v, "XRANGE")?;
+        let page = reply::entries(v, "XRANGE")?;
         let Some(last) = page.last() else { break };
         start = format!("({}", last.id);
         let full = page.len() == PAGE;
@@ -270,7 +270,7 @@ pub async fn show<C: ConnectionLike + Send>(conn: &mut C, dlq: &str, entry_id: &
         .arg(entry_id)
         .query_async(conn)
         .await?;
-    reply::entries(&v, "XRANGE")?
+    reply::entries(v, "XRANGE")?
         .first()
         .map(DeadLetter::from_entry)
         .ok_or_else(|| Error::DeadLetterNotFound(entry_id.into()))

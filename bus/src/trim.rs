@@ -97,7 +97,7 @@ pub async fn trim_stream<C: ConnectionLike + Send>(
         .arg(chunk + 1)
         .query_async(conn)
         .await?;
-    let excess: Vec<String> = reply::entries(&v, "XRANGE")?.into_iter().map(|e| e.id).collect();
+    let excess: Vec<String> = reply::entries(v, "XRANGE")?.into_iter().map(|e| e.id).collect();
     let Some(last) = excess.last() else {
         return Ok(report);
     };

@@ -41,7 +41,7 @@ use crate::id::StreamId;
 use crate::keys;
 use crate::metrics::{outcome, BusMetrics};
 use crate::reclaim::{ReclaimReport, Reclaimer};
-use crate::reply::{self, int, items, StreamEntry};
+use crate::reply::{self, int, StreamEntry};
 use crate::retry::{sleep_or_cancel, Backoff};
 use crate::script::Scripts;
 
@@ -339,25 +339,29 @@ impl<H: Handler> Consumer<H> {
         cmd.arg(id);
         let conns = self.conns()?;
         let v: Value = script.run(&mut conns.cmd, &cmd).await?;
-        let parts = items(&v);
-        if parts.is_empty() {
-            return Ok(None);
-        }
-        let [id, fields, count] = parts else {
-            return Err(Error::UnexpectedReply {
-                command: "reread script",
-                detail: format!("row with {} parts", parts.len()),
-            });
+        let parts = match v {
+            Value::Array(parts) if parts.is_empty() => return Ok(None),
+            Value::Array(parts) => parts,
+            other => {
+                return Err(Error::UnexpectedReply {
+                    command: "reread script",
+                    detail: format!("{other:?}"),
+                })
+            }
         };
+        let [id, fields, count]: [Value; 3] = parts.try_into().map_err(|p: Vec<Value>| Error::UnexpectedReply {
+            command: "reread script",
+            detail: format!("row with {} parts", p.len()),
+        })?;
+        let deliveries = int(&count).unwrap_or(1).max(1) as u64;
         let entry = match fields {
             Value::Boolean(false) | Value::Nil => StreamEntry {
-                id: reply::text(id).unwrap_or_default(),
+                id: reply::text(&id).unwrap_or_default(),
                 fields: None,
             },
-            f => reply::entry(&Value::Array(vec![id.clone(), f.clone()]), "reread script")?,
+            f => reply::entry(Value::Array(vec![id, f]), "reread script")?,
         };
         let read_id = parse_id(&entry.id, "reread script")?;
-        let deliveries = int(count).unwrap_or(1).max(1) as u64;
         Ok(Some((read_id, ReadEntry { entry, deliveries })))
     }
 
@@ -375,7 +379,7 @@ impl<H: Handler> Consumer<H> {
         cmd.arg("STREAMS").arg(&self.opts.stream).arg(">");
         let conns = self.conns()?;
         let v: Value = cmd.query_async(&mut conns.read).await?;
-        Ok(reply::read_reply(&v)?
+        Ok(reply::read_reply(v)?
             .into_iter()
             .map(|entry| ReadEntry { entry, deliveries: 1 })
             .collect())

@@ -390,7 +390,7 @@ async fn the_idle_reclaim_reaches_idle_entries_behind_more_than_one_ticks_scan()
                 .query_async(&mut c)
                 .await
                 .unwrap();
-            mt5_bus::reply::read_reply(&v)
+            mt5_bus::reply::read_reply(v)
                 .unwrap()
                 .into_iter()
                 .map(|e| e.id)

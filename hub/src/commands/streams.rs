@@ -259,7 +259,7 @@ type JsonFields = serde_json::Map<String, serde_json::Value>;
 /// The entries of an `XREAD` reply, in order, each as (id, fields as JSON strings). Field names
 /// and values that are not UTF-8 are shown lossily.
 fn parse_read_reply(v: &Value) -> Result<Vec<(String, JsonFields)>, HubError> {
-    let entries = mt5_bus::reply::read_reply(v)?;
+    let entries = mt5_bus::reply::read_reply(v.clone())?;
     Ok(entries
         .into_iter()
         .map(|e| {

@@ -329,7 +329,7 @@ async fn read(
         }
     };
     g.release(conn).await;
-    let entries = mt5_bus::reply::read_reply(&reply).map_err(|e| ApiError::from_bus(&e))?;
+    let entries = mt5_bus::reply::read_reply(reply).map_err(|e| ApiError::from_bus(&e))?;
     let last_id = entries.last().map_or(after, |e| e.id.clone());
     let events = entries
         .into_iter()

@@ -54,7 +54,7 @@ pub(crate) async fn passed_ids(conn: &mut MultiplexedConnection, stream: &str) -
             .arg(1000)
             .query_async(conn)
             .await?;
-        let batch = entries(&v, "XRANGE").map_err(|e| LoadError::Run(format!("reading {stream}: {e}")))?;
+        let batch = entries(v, "XRANGE").map_err(|e| LoadError::Run(format!("reading {stream}: {e}")))?;
         let Some(last) = batch.last() else {
             return Ok(out);
         };

@@ -237,7 +237,7 @@ async fn last_id(conn: &ConnectionManager, stream: &str) -> Result<String, HubEr
         .query_async(&mut c)
         .await
         .map_err(mt5_bus::Error::from)?;
-    Ok(entries(&v, "XREVRANGE")?
+    Ok(entries(v, "XREVRANGE")?
         .into_iter()
         .next()
         .map_or_else(|| "0-0".to_string(), |e| e.id))
@@ -253,7 +253,7 @@ async fn entries_after(conn: &ConnectionManager, stream: &str, after: &str) -> R
         .query_async(&mut c)
         .await
         .map_err(mt5_bus::Error::from)?;
-    Ok(entries(&v, "XRANGE")?)
+    Ok(entries(v, "XRANGE")?)
 }
 
 async fn read_passed(conn: &ConnectionManager, stream: &str, after: &str) -> Result<Vec<PassedNews>, HubError> {
