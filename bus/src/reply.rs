@@ -251,7 +251,7 @@ mod tests {
                 Value::Array(vec![bulk("2-0"), Value::Nil]),
             ]),
         ])]);
-        let got = read_reply(v.clone()).unwrap();
+        let got = read_reply(v).unwrap();
         assert_eq!(got[0].fields.as_deref(), Some(&[(b"a".to_vec(), b"b".to_vec())][..]));
         assert_eq!(
             got[1],
@@ -297,7 +297,7 @@ mod tests {
     #[test]
     fn odd_shapes_are_errors_not_panics() {
         let v = Value::Array(vec![Value::Array(vec![bulk("s")])]);
-        assert!(read_reply(v.clone()).is_err());
+        assert!(read_reply(v).is_err());
         assert!(pending_rows(&Value::Array(vec![Value::Array(vec![bulk("x")])])).is_err());
     }
 

@@ -898,7 +898,7 @@ impl Harness {
             }
         };
         let got_idx = self.indexed(&got)?;
-        let mut want = expected.clone();
+        let mut want = expected;
         want.sort_unstable();
         self.trace.push(format!("read {}", self.show_batch(&want)));
         if got_idx != want {
