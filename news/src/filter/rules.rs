@@ -4,7 +4,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::config::{FilterConfig, SentimentMode, SentimentSource};
 use super::error::FilterError;
-use super::keywords::{self, Keyword};
+use super::keywords::Keywords;
 use super::news::RawNews;
 use super::sentiment::{SentimentModel, SentimentScorer};
 
@@ -100,7 +100,7 @@ pub struct FilterRules {
     cfg: FilterConfig,
     /// Upper-cased whitelist entries.
     tickers: Vec<String>,
-    keywords: Vec<Keyword>,
+    keywords: Keywords,
     max_age: TimeDelta,
     scorer: SentimentScorer,
 }
@@ -112,11 +112,7 @@ impl FilterRules {
     /// [`FilterError::Config`] as [`FilterConfig::validate`].
     pub fn new(cfg: FilterConfig) -> Result<Self, FilterError> {
         cfg.validate()?;
-        let keywords = cfg
-            .keywords
-            .iter()
-            .map(|k| Keyword::parse(k))
-            .collect::<Result<_, _>>()?;
+        let keywords = Keywords::parse(&cfg.keywords)?;
         let tickers = cfg.tickers.iter().map(|t| t.trim().to_uppercase()).collect();
         let max_age = i64::try_from(cfg.max_age_hours)
             .ok()
@@ -156,23 +152,12 @@ impl FilterRules {
                 reason: RejectReason::Stale,
             };
         }
-        let keywords = if self.keywords.is_empty() {
-            Vec::new()
-        } else {
-            let words = keywords::words(&format!("{}\n{}", news.title, news.content));
-            let found: Vec<String> = self
-                .keywords
-                .iter()
-                .filter(|k| k.matches(&words))
-                .map(|k| k.original.clone())
-                .collect();
-            if found.is_empty() {
-                return Decision::Reject {
-                    reason: RejectReason::Keywords,
-                };
-            }
-            found
-        };
+        let found = self.keywords.find(&[&news.title, &news.content]);
+        if found.is_empty() && !self.keywords.is_empty() {
+            return Decision::Reject {
+                reason: RejectReason::Keywords,
+            };
+        }
         let Sentiment { score, model } = self.sentiment(news);
         let strong = match self.cfg.sentiment_mode {
             SentimentMode::Positive => score > self.cfg.min_sentiment,
@@ -188,7 +173,7 @@ impl FilterRules {
             model,
             matched: Matched {
                 ticker: news.ticker.clone(),
-                keywords,
+                keywords: self.keywords.originals(&found),
             },
         }
     }
