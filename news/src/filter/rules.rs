@@ -99,7 +99,7 @@ impl Decision {
 pub struct FilterRules {
     cfg: FilterConfig,
     /// Upper-cased whitelist entries.
-    tickers: Vec<String>,
+    tickers: Vec<Ticker>,
     keywords: Keywords,
     max_age: TimeDelta,
     scorer: SentimentScorer,
@@ -113,7 +113,7 @@ impl FilterRules {
     pub fn new(cfg: FilterConfig) -> Result<Self, FilterError> {
         cfg.validate()?;
         let keywords = Keywords::parse(&cfg.keywords)?;
-        let tickers = cfg.tickers.iter().map(|t| t.trim().to_uppercase()).collect();
+        let tickers = cfg.tickers.iter().map(|t| Ticker::new(t)).collect();
         let max_age = i64::try_from(cfg.max_age_hours)
             .ok()
             .and_then(TimeDelta::try_hours)
@@ -197,14 +197,49 @@ impl FilterRules {
     /// Whether `ticker` passes the whitelist: exact (case-insensitive), or an entry without an
     /// exchange suffix matching the symbol part.
     fn ticker_allowed(&self, ticker: &str) -> bool {
-        if self.tickers.is_empty() {
-            return true;
+        self.tickers.is_empty() || Ticker::any_matches(&self.tickers, ticker)
+    }
+}
+
+/// A whitelist entry.
+#[derive(Debug)]
+struct Ticker {
+    /// Trimmed and upper-cased (`str::to_uppercase`).
+    upper: String,
+    /// Whether it has an exchange suffix (`AAPL.US`); without one (`AAPL`) it matches the
+    /// symbol on any exchange.
+    has_exchange: bool,
+}
+
+impl Ticker {
+    fn new(entry: &str) -> Self {
+        let upper = entry.trim().to_uppercase();
+        let has_exchange = upper.contains('.');
+        Ticker { upper, has_exchange }
+    }
+
+    /// Whether the event's `ticker` matches one of `entries`: compared upper-cased and trimmed,
+    /// all of it or, for an entry without an exchange, its symbol (before the first `.`).
+    fn any_matches(entries: &[Ticker], ticker: &str) -> bool {
+        let ticker = ticker.trim();
+        if ticker.is_ascii() {
+            // An ASCII ticker upper-cases to ASCII and the entries are upper case, so comparing
+            // ignoring ASCII case is comparing with the upper-cased ticker, without building it.
+            entries
+                .iter()
+                .any(|t| t.matches(ticker, |entry, s| entry.eq_ignore_ascii_case(s)))
+        } else {
+            // Rare, and upper-casing may change lengths: build the upper-cased ticker.
+            let ticker = ticker.to_uppercase();
+            entries.iter().any(|t| t.matches(&ticker, |entry, s| entry == s))
         }
-        let ticker = ticker.trim().to_uppercase();
-        let symbol = ticker.split_once('.').map_or(ticker.as_str(), |(s, _)| s);
-        self.tickers
-            .iter()
-            .any(|t| *t == ticker || (!t.contains('.') && t == symbol))
+    }
+
+    /// Whether `ticker` (upper case, or compared by `eq` as if it were) is this entry, or this
+    /// entry has no exchange and is the ticker's symbol.
+    fn matches(&self, ticker: &str, eq: impl Fn(&str, &str) -> bool) -> bool {
+        let symbol = ticker.split_once('.').map_or(ticker, |(s, _)| s);
+        eq(&self.upper, ticker) || (!self.has_exchange && eq(&self.upper, symbol))
     }
 }
 
@@ -247,6 +282,8 @@ mod tests {
     }
 
     mod whitelist {
+        use proptest::prelude::*;
+
         use super::*;
 
         #[test]
@@ -279,6 +316,52 @@ mod tests {
                 reason(r.decide(&news("AAPLX.US", GOOD), now())),
                 Some(RejectReason::Ticker)
             );
+        }
+
+        /// Entries and tickers are compared upper-cased as `str::to_uppercase` does, also when
+        /// that changes their length.
+        #[test]
+        fn non_ascii_tickers_compare_upper_cased() {
+            let r = rules(base().with_tickers(["straße.de", "ß"]));
+            for t in ["STRASSE.DE", "strasse.de", "Straße.DE", "ss.us", "ß.L", "SS"] {
+                assert!(r.decide(&news(t, GOOD), now()).passed(), "{t}");
+            }
+            assert_eq!(
+                reason(r.decide(&news("strase.de", GOOD), now())),
+                Some(RejectReason::Ticker)
+            );
+        }
+
+        /// The old whitelist check, which upper-cased the ticker into a new `String`.
+        fn old_allowed(entries: &[String], ticker: &str) -> bool {
+            let entries: Vec<String> = entries.iter().map(|t| t.trim().to_uppercase()).collect();
+            let ticker = ticker.trim().to_uppercase();
+            let symbol = ticker.split_once('.').map_or(ticker.as_str(), |(s, _)| s);
+            entries
+                .iter()
+                .any(|t| *t == ticker || (!t.contains('.') && t == symbol))
+        }
+
+        /// Characters whose upper case is longer (ß, ﬀ), is ASCII (ı, ſ), or keeps a mark (İ).
+        fn ticker_text() -> impl Strategy<Value = String> {
+            const CHARS: &[char] = &[
+                'a', 'A', 'b', 's', 'S', 'I', 'i', '.', ' ', 'ß', 'ı', 'İ', 'ſ', 'ﬀ', 'F',
+            ];
+            prop::collection::vec(prop::sample::select(CHARS), 0..6).prop_map(|cs| cs.into_iter().collect())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4000))]
+
+            /// The allocation-free check decides as the old one did.
+            #[test]
+            fn whitelist_matches_like_the_old_check(
+                entries in prop::collection::vec(ticker_text(), 1..4),
+                ticker in ticker_text(),
+            ) {
+                let tickers: Vec<Ticker> = entries.iter().map(|e| Ticker::new(e)).collect();
+                prop_assert_eq!(Ticker::any_matches(&tickers, &ticker), old_allowed(&entries, &ticker));
+            }
         }
 
         #[test]
