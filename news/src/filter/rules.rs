@@ -152,18 +152,26 @@ impl FilterRules {
                 reason: RejectReason::Stale,
             };
         }
-        let found = self.keywords.find(&[&news.title, &news.content]);
+        let texts = [news.title.as_str(), news.content.as_str()];
+        // EODHD's polarity costs nothing to check, unlike a keyword scan; when it fails the
+        // threshold, one keyword is enough to tell which rule failed first.
+        let eodhd = self.eodhd_sentiment(news);
+        if eodhd.is_some_and(|s| !self.strong(s.score)) {
+            let reason = if self.keywords.is_empty() || self.keywords.any(&texts) {
+                RejectReason::Sentiment
+            } else {
+                RejectReason::Keywords
+            };
+            return Decision::Reject { reason };
+        }
+        let found = self.keywords.find(&texts);
         if found.is_empty() && !self.keywords.is_empty() {
             return Decision::Reject {
                 reason: RejectReason::Keywords,
             };
         }
-        let Sentiment { score, model } = self.sentiment(news);
-        let strong = match self.cfg.sentiment_mode {
-            SentimentMode::Positive => score > self.cfg.min_sentiment,
-            SentimentMode::Abs => score.abs() > self.cfg.min_sentiment,
-        };
-        if !strong {
+        let Sentiment { score, model } = eodhd.unwrap_or_else(|| self.sentiment(news));
+        if !self.strong(score) {
             return Decision::Reject {
                 reason: RejectReason::Sentiment,
             };
@@ -180,17 +188,35 @@ impl FilterRules {
 
     /// The score the sentiment rule uses for `news`, from the configured source.
     pub fn sentiment(&self, news: &RawNews) -> Sentiment {
-        let vader = |model| Sentiment {
+        if let Some(s) = self.eodhd_sentiment(news) {
+            return s;
+        }
+        let model = match self.cfg.sentiment_source {
+            SentimentSource::Eodhd => SentimentModel::VaderFallback,
+            SentimentSource::Vader => SentimentModel::Vader,
+        };
+        Sentiment {
             score: self.scorer.vader(&news.title, &news.content),
             model,
-        };
+        }
+    }
+
+    /// The article's own polarity, when that is the source and it has a usable one.
+    fn eodhd_sentiment(&self, news: &RawNews) -> Option<Sentiment> {
         match (self.cfg.sentiment_source, news.polarity) {
-            (SentimentSource::Eodhd, Some(p)) if p.is_finite() => Sentiment {
+            (SentimentSource::Eodhd, Some(p)) if p.is_finite() => Some(Sentiment {
                 score: p,
                 model: SentimentModel::Eodhd,
-            },
-            (SentimentSource::Eodhd, _) => vader(SentimentModel::VaderFallback),
-            (SentimentSource::Vader, _) => vader(SentimentModel::Vader),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether `score` passes the threshold.
+    fn strong(&self, score: f64) -> bool {
+        match self.cfg.sentiment_mode {
+            SentimentMode::Positive => score > self.cfg.min_sentiment,
+            SentimentMode::Abs => score.abs() > self.cfg.min_sentiment,
         }
     }
 
@@ -460,6 +486,23 @@ mod tests {
             );
             let r = rules(base().with_keywords(["beats"]));
             assert!(r.decide(&news("A.US", GOOD), now()).passed());
+        }
+
+        /// With EODHD's polarity the threshold is checked before the keyword scan, but a
+        /// missing keyword is still the reason when both fail.
+        #[test]
+        fn a_missing_keyword_is_the_reason_also_with_a_failing_polarity() {
+            let r = rules(
+                base()
+                    .with_keywords(["guidance", "merger"])
+                    .with_sentiment_source(SentimentSource::Eodhd),
+            );
+            let weak = |title: &str| news("A.US", title).with_polarity(Some(0.1));
+            assert_eq!(reason(r.decide(&weak(FLAT), now())), Some(RejectReason::Keywords));
+            assert_eq!(reason(r.decide(&weak(GOOD), now())), Some(RejectReason::Sentiment));
+            let strong = news("A.US", FLAT).with_polarity(Some(0.9));
+            assert_eq!(reason(r.decide(&strong, now())), Some(RejectReason::Keywords));
+            assert_eq!(r.scorer().cached(), 0, "VADER did not run");
         }
 
         #[test]
