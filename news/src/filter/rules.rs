@@ -31,6 +31,16 @@ impl RejectReason {
         RejectReason::Sentiment,
     ];
 
+    /// Its position in [`RejectReason::ALL`].
+    pub(crate) fn index(self) -> usize {
+        match self {
+            RejectReason::Ticker => 0,
+            RejectReason::Stale => 1,
+            RejectReason::Keywords => 2,
+            RejectReason::Sentiment => 3,
+        }
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -304,6 +314,13 @@ mod tests {
         match d {
             Decision::Reject { reason } => Some(reason),
             Decision::Pass { .. } => None,
+        }
+    }
+
+    #[test]
+    fn a_reject_reason_indexes_its_place_in_all() {
+        for (i, r) in RejectReason::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i, "{r}");
         }
     }
 
