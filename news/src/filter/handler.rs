@@ -125,7 +125,7 @@ impl NewsFilter {
                     );
                 }
                 let mut out =
-                    Event::new(FILTER_SOURCE, NEWS_FILTERED_TYPE, data).with_extension("ticker", &news.ticker);
+                    Event::new(FILTER_SOURCE, NEWS_FILTERED_TYPE, data).with_extension("ticker", &*news.ticker);
                 // Keep the trace going through the filter.
                 if let Some(tp) = event.extensions.get("traceparent") {
                     out = out.with_extension("traceparent", tp);

@@ -151,7 +151,7 @@ impl FilterRules {
     /// Decides on one event as of `now`. The rules run cheapest first and the first failure is
     /// the reason: ticker whitelist, freshness, keywords, sentiment (the only one that may run
     /// VADER).
-    pub fn decide(&self, news: &RawNews, now: DateTime<Utc>) -> Decision {
+    pub fn decide(&self, news: &RawNews<'_>, now: DateTime<Utc>) -> Decision {
         if !self.ticker_allowed(&news.ticker) {
             return Decision::Reject {
                 reason: RejectReason::Ticker,
@@ -162,7 +162,7 @@ impl FilterRules {
                 reason: RejectReason::Stale,
             };
         }
-        let texts = [news.title.as_str(), news.content.as_str()];
+        let texts = [&*news.title, &*news.content];
         // EODHD's polarity costs nothing to check, unlike a keyword scan; when it fails the
         // threshold, one keyword is enough to tell which rule failed first.
         let eodhd = self.eodhd_sentiment(news);
@@ -190,14 +190,14 @@ impl FilterRules {
             score,
             model,
             matched: Matched {
-                ticker: news.ticker.clone(),
+                ticker: news.ticker.to_string(),
                 keywords: self.keywords.originals(&found),
             },
         }
     }
 
     /// The score the sentiment rule uses for `news`, from the configured source.
-    pub fn sentiment(&self, news: &RawNews) -> Sentiment {
+    pub fn sentiment(&self, news: &RawNews<'_>) -> Sentiment {
         if let Some(s) = self.eodhd_sentiment(news) {
             return s;
         }
@@ -212,7 +212,7 @@ impl FilterRules {
     }
 
     /// The article's own polarity, when that is the source and it has a usable one.
-    fn eodhd_sentiment(&self, news: &RawNews) -> Option<Sentiment> {
+    fn eodhd_sentiment(&self, news: &RawNews<'_>) -> Option<Sentiment> {
         match (self.cfg.sentiment_source, news.polarity) {
             (SentimentSource::Eodhd, Some(p)) if p.is_finite() => Some(Sentiment {
                 score: p,
@@ -293,7 +293,7 @@ mod tests {
     const BAD: &str = "Acme shares crash after fraud charges and terrible losses";
     const FLAT: &str = "Acme to hold its annual meeting on Tuesday";
 
-    fn news(ticker: &str, title: &str) -> RawNews {
+    fn news<'a>(ticker: &'a str, title: &'a str) -> RawNews<'a> {
         RawNews::new(ticker, now() - TimeDelta::hours(1), title, "")
     }
 
@@ -514,7 +514,7 @@ mod tests {
                     .with_keywords(["guidance", "merger"])
                     .with_sentiment_source(SentimentSource::Eodhd),
             );
-            let weak = |title: &str| news("A.US", title).with_polarity(Some(0.1));
+            let weak = |title: &'static str| news("A.US", title).with_polarity(Some(0.1));
             assert_eq!(reason(r.decide(&weak(FLAT), now())), Some(RejectReason::Keywords));
             assert_eq!(reason(r.decide(&weak(GOOD), now())), Some(RejectReason::Sentiment));
             let strong = news("A.US", FLAT).with_polarity(Some(0.9));
