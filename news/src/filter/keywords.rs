@@ -5,12 +5,12 @@
 //! `"AI"` matches "AI-powered" and "the AI boom" but not "said", and `"share buyback"` matches
 //! "Share  Buyback," across any spacing or punctuation.
 //!
-//! [`Keywords::find`] runs once per event over ~100 words, so it allocates nothing per word. Words
-//! are found byte by byte (ASCII needs no UTF-8 decoding). Most are ruled out by their length and
-//! first letter alone; the rest are lower-cased into one reused buffer (only when they have an
-//! upper-case letter; a non-ASCII word through `str::to_lowercase`, so the result is always
-//! exactly that) and looked up among the keywords' first words. Only a keyword of several words
-//! compares the words that follow.
+//! [`Keywords::find`] runs once per event over ~100 words, so it allocates nothing per word.
+//! Words are read off a bit mask of the letter and digit bytes of each 64-byte block of text
+//! (see [`Words`]). Most are ruled out by their length and first letter alone; the rest are
+//! lower-cased into one reused buffer (only when they have an upper-case letter; a non-ASCII word
+//! through `str::to_lowercase`, so the result is always exactly that) and looked up among the
+//! keywords' first words. Only a keyword of several words compares the words that follow.
 
 use std::collections::HashMap;
 
