@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use mt5_bus::envelope::format_time;
 use mt5_bus::{DeadLetterReason, Delivery, Event, Handler, Outcome};
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
 use super::clock::{Clock, SystemClock};
 use super::config::FilterConfig;
@@ -112,23 +112,36 @@ impl NewsFilter {
                     model = model.as_str(),
                     "Passed a news event."
                 );
+                // The one deep copy left: the handler only borrows the delivery (see
+                // docs/news-filter.md, "Speed").
                 let mut data = event.data.clone();
                 if let Value::Object(map) = &mut data {
-                    map.entry("ticker").or_insert_with(|| json!(news.ticker));
-                    map.insert("raw_id".into(), json!(event.id));
-                    map.insert("raw_entry_id".into(), json!(delivery.entry_id));
-                    map.insert("filter_time".into(), json!(format_time(&now)));
-                    map.insert("sentiment".into(), json!({"score": score, "model": model.as_str()}));
-                    map.insert(
-                        "matched".into(),
-                        json!({"ticker": matched.ticker, "keywords": matched.keywords}),
-                    );
+                    if !map.contains_key("ticker") {
+                        map.insert("ticker".into(), Value::from(&*news.ticker));
+                    }
+                    map.insert("raw_id".into(), Value::from(event.id.as_str()));
+                    map.insert("raw_entry_id".into(), Value::from(delivery.entry_id.as_str()));
+                    map.insert("filter_time".into(), Value::String(format_time(&now)));
+                    // Built by hand: `json!` serializes its values, which copies them.
+                    let sentiment = Map::from_iter([
+                        ("score".to_string(), Value::from(score)),
+                        ("model".to_string(), Value::from(model.as_str())),
+                    ]);
+                    map.insert("sentiment".into(), Value::Object(sentiment));
+                    let keywords = matched.keywords.into_iter().map(Value::String).collect();
+                    let matched = Map::from_iter([
+                        ("ticker".to_string(), Value::String(matched.ticker)),
+                        ("keywords".to_string(), Value::Array(keywords)),
+                    ]);
+                    map.insert("matched".into(), Value::Object(matched));
                 }
-                let mut out =
-                    Event::new(FILTER_SOURCE, NEWS_FILTERED_TYPE, data).with_extension("ticker", &news.ticker);
+                let mut out = Event::new(FILTER_SOURCE, NEWS_FILTERED_TYPE, data);
+                // Lower-case names, inserted as they are (`with_extension` copies the name to
+                // lower-case it).
+                out.extensions.insert("ticker".into(), news.ticker.into_owned());
                 // Keep the trace going through the filter.
                 if let Some(tp) = event.extensions.get("traceparent") {
-                    out = out.with_extension("traceparent", tp);
+                    out.extensions.insert("traceparent".into(), tp.clone());
                 }
                 Outcome::emit(&self.rules.config().output_stream, out)
             }

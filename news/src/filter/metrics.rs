@@ -1,6 +1,6 @@
 //! `mt5_news_filter_total{decision,reason}`.
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use super::rules::RejectReason;
 
@@ -18,6 +18,12 @@ pub struct FilterMetrics {
     /// (reason `passed`), `rejected` (reason `ticker`, `stale`, `keywords` or `sentiment`) or
     /// `invalid` (reason `invalid`: the event was dead-lettered).
     pub filter_total: IntCounterVec,
+    /// The series of `filter_total`, looked up once: a lookup by label values hashes them and
+    /// takes the vector's lock, on every event. (Resetting `filter_total` would detach these.)
+    passed: IntCounter,
+    /// By [`RejectReason::index`].
+    rejected: [IntCounter; RejectReason::ALL.len()],
+    invalid: IntCounter,
 }
 
 impl Default for FilterMetrics {
@@ -48,27 +54,30 @@ impl FilterMetrics {
             &["decision", "reason"],
         )
         .expect("static metric definition is valid");
-        filter_total.with_label_values(&[PASSED, PASSED]);
-        for r in RejectReason::ALL {
-            filter_total.with_label_values(&[REJECTED, r.as_str()]);
+        let passed = filter_total.with_label_values(&[PASSED, PASSED]);
+        let rejected = RejectReason::ALL.map(|r| filter_total.with_label_values(&[REJECTED, r.as_str()]));
+        let invalid = filter_total.with_label_values(&[INVALID, INVALID]);
+        FilterMetrics {
+            filter_total,
+            passed,
+            rejected,
+            invalid,
         }
-        filter_total.with_label_values(&[INVALID, INVALID]);
-        FilterMetrics { filter_total }
     }
 
     /// Counts a passing event.
     pub fn passed(&self) {
-        self.filter_total.with_label_values(&[PASSED, PASSED]).inc();
+        self.passed.inc();
     }
 
     /// Counts a rejected event.
     pub fn rejected(&self, reason: RejectReason) {
-        self.filter_total.with_label_values(&[REJECTED, reason.as_str()]).inc();
+        self.rejected[reason.index()].inc();
     }
 
     /// Counts an event with invalid data.
     pub fn invalid(&self) {
-        self.filter_total.with_label_values(&[INVALID, INVALID]).inc();
+        self.invalid.inc();
     }
 
     /// Every decision so far (passed, rejected for any reason, invalid): how many events this
@@ -108,5 +117,20 @@ mod tests {
         assert_eq!(m.count(INVALID, INVALID), 0);
         m.invalid();
         assert_eq!(m.decided(), 4);
+        for r in RejectReason::ALL {
+            m.rejected(r);
+            assert_eq!(
+                m.count(REJECTED, r.as_str()),
+                1 + u64::from(r == RejectReason::Stale),
+                "{r}"
+            );
+        }
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        assert!(
+            text.contains(r#"mt5_news_filter_total{decision="rejected",reason="keywords"} 1"#),
+            "the cached series are the registered ones: {text}"
+        );
     }
 }

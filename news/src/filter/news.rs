@@ -4,36 +4,41 @@
 //! model: the filter only needs the ticker, the date, the text and the optional polarity, and
 //! forwards everything else untouched.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
 use serde_json::Value;
 
 use super::error::FilterError;
 
 /// The parts of a raw news event the rules look at.
+///
+/// [`RawNews::from_data`] borrows the text from the payload rather than copying it (the filter
+/// reads ~1 KB of text per event); [`RawNews::into_owned`] detaches it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub struct RawNews {
+pub struct RawNews<'a> {
     /// The ticker this entry was fetched for, e.g. `AAPL.US` (`data.ticker`, else the event's
-    /// `ticker` extension).
-    pub ticker: String,
+    /// `ticker` extension), trimmed.
+    pub ticker: Cow<'a, str>,
     /// When the article was published (`data.article.date`).
     pub date: DateTime<Utc>,
     /// The headline (`data.article.title`; missing counts as empty).
-    pub title: String,
+    pub title: Cow<'a, str>,
     /// The article text (`data.article.content`; missing counts as empty).
-    pub content: String,
+    pub content: Cow<'a, str>,
     /// EODHD's own polarity (`data.article.sentiment.polarity`), when present and a finite
     /// number in -1.0..=1.0.
     pub polarity: Option<f64>,
 }
 
-impl RawNews {
+impl<'a> RawNews<'a> {
     /// A value for tests and tools.
     pub fn new(
-        ticker: impl Into<String>,
+        ticker: impl Into<Cow<'a, str>>,
         date: DateTime<Utc>,
-        title: impl Into<String>,
-        content: impl Into<String>,
+        title: impl Into<Cow<'a, str>>,
+        content: impl Into<Cow<'a, str>>,
     ) -> Self {
         RawNews {
             ticker: ticker.into(),
@@ -51,8 +56,19 @@ impl RawNews {
         self
     }
 
-    /// Reads a `news.raw.v1` `data` payload; `ticker_extension` is the event's `ticker`
-    /// extension, used when `data.ticker` is missing.
+    /// The same news, owning its text.
+    pub fn into_owned(self) -> RawNews<'static> {
+        RawNews {
+            ticker: Cow::Owned(self.ticker.into_owned()),
+            date: self.date,
+            title: Cow::Owned(self.title.into_owned()),
+            content: Cow::Owned(self.content.into_owned()),
+            polarity: self.polarity,
+        }
+    }
+
+    /// Reads a `news.raw.v1` `data` payload, borrowing its text; `ticker_extension` is the
+    /// event's `ticker` extension, used when `data.ticker` is missing.
     ///
     /// Lenient where the rules do not care (missing title, content or sentiment, a polarity that is
     /// not a number), strict where they do.
@@ -60,14 +76,14 @@ impl RawNews {
     /// # Errors
     /// [`FilterError::InvalidData`] naming the field: `data` not an object, no ticker, no
     /// `article` object, or an `article.date` that is missing or not a date-time.
-    pub fn from_data(data: &Value, ticker_extension: Option<&str>) -> Result<Self, FilterError> {
+    pub fn from_data(data: &'a Value, ticker_extension: Option<&'a str>) -> Result<Self, FilterError> {
         let obj = data
             .as_object()
             .ok_or_else(|| FilterError::data("data", format!("expected an object, got {}", kind(data))))?;
         let ticker = match obj.get("ticker") {
-            Some(Value::String(t)) if !t.trim().is_empty() => t.trim().to_string(),
+            Some(Value::String(t)) if !t.trim().is_empty() => t.trim(),
             None | Some(Value::Null) => match ticker_extension.map(str::trim) {
-                Some(t) if !t.is_empty() => t.to_string(),
+                Some(t) if !t.is_empty() => t,
                 _ => {
                     return Err(FilterError::data(
                         "ticker",
@@ -107,10 +123,10 @@ impl RawNews {
             }
             None => return Err(FilterError::data("article.date", "missing")),
         };
-        let text = |field: &'static str, path: &'static str| -> Result<String, FilterError> {
+        let text = |field: &'static str, path: &'static str| -> Result<&'a str, FilterError> {
             match article.get(field) {
-                None | Some(Value::Null) => Ok(String::new()),
-                Some(Value::String(s)) => Ok(s.clone()),
+                None | Some(Value::Null) => Ok(""),
+                Some(Value::String(s)) => Ok(s),
                 Some(other) => Err(FilterError::data(
                     path,
                     format!("expected a string, got {}", kind(other)),
@@ -125,10 +141,10 @@ impl RawNews {
             .and_then(Value::as_f64)
             .filter(|p| (-1.0..=1.0).contains(p));
         Ok(RawNews {
-            ticker,
+            ticker: Cow::Borrowed(ticker),
             date,
-            title,
-            content,
+            title: Cow::Borrowed(title),
+            content: Cow::Borrowed(content),
             polarity,
         })
     }
@@ -197,31 +213,38 @@ mod tests {
         let n = RawNews::from_data(&data, None).unwrap();
         assert_eq!(n.ticker, "AAPL.US");
         assert_eq!(n.date, Utc.with_ymd_and_hms(2025, 6, 3, 10, 5, 0).unwrap());
-        assert_eq!((n.title.as_str(), n.content.as_str()), ("T", "C"));
+        assert_eq!((&*n.title, &*n.content), ("T", "C"));
+        assert!(matches!(n.content, Cow::Borrowed(_)), "the text is not copied");
         assert_eq!(n.polarity, Some(0.75));
     }
 
     #[test]
     fn tolerates_missing_text_and_sentiment() {
-        let n = RawNews::from_data(
-            &json!({"article": {"date": "2025-06-03T10:05:00Z", "sentiment": null}}),
-            Some("MSFT.US"),
-        )
-        .unwrap();
+        let data = json!({"article": {"date": "2025-06-03T10:05:00Z", "sentiment": null}});
+        let n = RawNews::from_data(&data, Some(" MSFT.US ")).unwrap();
         assert_eq!(n.ticker, "MSFT.US");
-        assert_eq!((n.title.as_str(), n.content.as_str(), n.polarity), ("", "", None));
-        let n = RawNews::from_data(
-            &json!({"ticker": "X", "article": {"date": "2025-06-03T10:05:00Z", "sentiment": {"polarity": "high"}}}),
-            None,
-        )
-        .unwrap();
-        assert_eq!(n.polarity, None);
-        let n = RawNews::from_data(
-            &json!({"ticker": "X", "article": {"date": "2025-06-03T10:05:00Z", "sentiment": {"polarity": 7.0}}}),
-            None,
-        )
-        .unwrap();
-        assert_eq!(n.polarity, None, "out of range counts as missing");
+        assert_eq!((&*n.title, &*n.content, n.polarity), ("", "", None));
+        let polarity = |p: Value| {
+            let data =
+                json!({"ticker": "X", "article": {"date": "2025-06-03T10:05:00Z", "sentiment": {"polarity": p}}});
+            RawNews::from_data(&data, None).unwrap().polarity
+        };
+        assert_eq!(polarity(json!("high")), None);
+        assert_eq!(polarity(json!(7.0)), None, "out of range counts as missing");
+        assert_eq!(polarity(json!(-0.25)), Some(-0.25));
+    }
+
+    /// `into_owned` keeps every field and outlives the payload.
+    #[test]
+    fn owned_news_outlives_the_payload() {
+        let owned = {
+            let data = json!({"ticker": "X", "article": {"date": "2025-06-03T10:05:00Z", "title": "T"}});
+            let n = RawNews::from_data(&data, None).unwrap();
+            let owned = n.clone().into_owned();
+            assert_eq!(owned, n);
+            owned
+        };
+        assert_eq!((&*owned.ticker, &*owned.title), ("X", "T"));
     }
 
     #[test]

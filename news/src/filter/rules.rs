@@ -4,7 +4,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::config::{FilterConfig, SentimentMode, SentimentSource};
 use super::error::FilterError;
-use super::keywords::{self, Keyword};
+use super::keywords::Keywords;
 use super::news::RawNews;
 use super::sentiment::{SentimentModel, SentimentScorer};
 
@@ -30,6 +30,16 @@ impl RejectReason {
         RejectReason::Keywords,
         RejectReason::Sentiment,
     ];
+
+    /// Its position in [`RejectReason::ALL`].
+    pub(crate) fn index(self) -> usize {
+        match self {
+            RejectReason::Ticker => 0,
+            RejectReason::Stale => 1,
+            RejectReason::Keywords => 2,
+            RejectReason::Sentiment => 3,
+        }
+    }
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -99,8 +109,8 @@ impl Decision {
 pub struct FilterRules {
     cfg: FilterConfig,
     /// Upper-cased whitelist entries.
-    tickers: Vec<String>,
-    keywords: Vec<Keyword>,
+    tickers: Vec<Ticker>,
+    keywords: Keywords,
     max_age: TimeDelta,
     scorer: SentimentScorer,
 }
@@ -112,12 +122,8 @@ impl FilterRules {
     /// [`FilterError::Config`] as [`FilterConfig::validate`].
     pub fn new(cfg: FilterConfig) -> Result<Self, FilterError> {
         cfg.validate()?;
-        let keywords = cfg
-            .keywords
-            .iter()
-            .map(|k| Keyword::parse(k))
-            .collect::<Result<_, _>>()?;
-        let tickers = cfg.tickers.iter().map(|t| t.trim().to_uppercase()).collect();
+        let keywords = Keywords::parse(&cfg.keywords)?;
+        let tickers = cfg.tickers.iter().map(|t| Ticker::new(t)).collect();
         let max_age = i64::try_from(cfg.max_age_hours)
             .ok()
             .and_then(TimeDelta::try_hours)
@@ -145,7 +151,7 @@ impl FilterRules {
     /// Decides on one event as of `now`. The rules run cheapest first and the first failure is
     /// the reason: ticker whitelist, freshness, keywords, sentiment (the only one that may run
     /// VADER).
-    pub fn decide(&self, news: &RawNews, now: DateTime<Utc>) -> Decision {
+    pub fn decide(&self, news: &RawNews<'_>, now: DateTime<Utc>) -> Decision {
         if !self.ticker_allowed(&news.ticker) {
             return Decision::Reject {
                 reason: RejectReason::Ticker,
@@ -156,29 +162,26 @@ impl FilterRules {
                 reason: RejectReason::Stale,
             };
         }
-        let keywords = if self.keywords.is_empty() {
-            Vec::new()
-        } else {
-            let words = keywords::words(&format!("{}\n{}", news.title, news.content));
-            let found: Vec<String> = self
-                .keywords
-                .iter()
-                .filter(|k| k.matches(&words))
-                .map(|k| k.original.clone())
-                .collect();
-            if found.is_empty() {
-                return Decision::Reject {
-                    reason: RejectReason::Keywords,
-                };
-            }
-            found
-        };
-        let Sentiment { score, model } = self.sentiment(news);
-        let strong = match self.cfg.sentiment_mode {
-            SentimentMode::Positive => score > self.cfg.min_sentiment,
-            SentimentMode::Abs => score.abs() > self.cfg.min_sentiment,
-        };
-        if !strong {
+        let texts = [&*news.title, &*news.content];
+        // EODHD's polarity costs nothing to check, unlike a keyword scan; when it fails the
+        // threshold, one keyword is enough to tell which rule failed first.
+        let eodhd = self.eodhd_sentiment(news);
+        if eodhd.is_some_and(|s| !self.strong(s.score)) {
+            let reason = if self.keywords.is_empty() || self.keywords.any(&texts) {
+                RejectReason::Sentiment
+            } else {
+                RejectReason::Keywords
+            };
+            return Decision::Reject { reason };
+        }
+        let found = self.keywords.find(&texts);
+        if found.is_empty() && !self.keywords.is_empty() {
+            return Decision::Reject {
+                reason: RejectReason::Keywords,
+            };
+        }
+        let Sentiment { score, model } = eodhd.unwrap_or_else(|| self.sentiment(news));
+        if !self.strong(score) {
             return Decision::Reject {
                 reason: RejectReason::Sentiment,
             };
@@ -187,39 +190,92 @@ impl FilterRules {
             score,
             model,
             matched: Matched {
-                ticker: news.ticker.clone(),
-                keywords,
+                ticker: news.ticker.to_string(),
+                keywords: self.keywords.originals(&found),
             },
         }
     }
 
     /// The score the sentiment rule uses for `news`, from the configured source.
-    pub fn sentiment(&self, news: &RawNews) -> Sentiment {
-        let vader = |model| Sentiment {
+    pub fn sentiment(&self, news: &RawNews<'_>) -> Sentiment {
+        if let Some(s) = self.eodhd_sentiment(news) {
+            return s;
+        }
+        let model = match self.cfg.sentiment_source {
+            SentimentSource::Eodhd => SentimentModel::VaderFallback,
+            SentimentSource::Vader => SentimentModel::Vader,
+        };
+        Sentiment {
             score: self.scorer.vader(&news.title, &news.content),
             model,
-        };
+        }
+    }
+
+    /// The article's own polarity, when that is the source and it has a usable one.
+    fn eodhd_sentiment(&self, news: &RawNews<'_>) -> Option<Sentiment> {
         match (self.cfg.sentiment_source, news.polarity) {
-            (SentimentSource::Eodhd, Some(p)) if p.is_finite() => Sentiment {
+            (SentimentSource::Eodhd, Some(p)) if p.is_finite() => Some(Sentiment {
                 score: p,
                 model: SentimentModel::Eodhd,
-            },
-            (SentimentSource::Eodhd, _) => vader(SentimentModel::VaderFallback),
-            (SentimentSource::Vader, _) => vader(SentimentModel::Vader),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether `score` passes the threshold.
+    fn strong(&self, score: f64) -> bool {
+        match self.cfg.sentiment_mode {
+            SentimentMode::Positive => score > self.cfg.min_sentiment,
+            SentimentMode::Abs => score.abs() > self.cfg.min_sentiment,
         }
     }
 
     /// Whether `ticker` passes the whitelist: exact (case-insensitive), or an entry without an
     /// exchange suffix matching the symbol part.
     fn ticker_allowed(&self, ticker: &str) -> bool {
-        if self.tickers.is_empty() {
-            return true;
+        self.tickers.is_empty() || Ticker::any_matches(&self.tickers, ticker)
+    }
+}
+
+/// A whitelist entry.
+#[derive(Debug)]
+struct Ticker {
+    /// Trimmed and upper-cased (`str::to_uppercase`).
+    upper: String,
+    /// Whether it has an exchange suffix (`AAPL.US`); without one (`AAPL`) it matches the
+    /// symbol on any exchange.
+    has_exchange: bool,
+}
+
+impl Ticker {
+    fn new(entry: &str) -> Self {
+        let upper = entry.trim().to_uppercase();
+        let has_exchange = upper.contains('.');
+        Ticker { upper, has_exchange }
+    }
+
+    /// Whether the event's `ticker` matches one of `entries`: compared upper-cased and trimmed,
+    /// all of it or, for an entry without an exchange, its symbol (before the first `.`).
+    fn any_matches(entries: &[Ticker], ticker: &str) -> bool {
+        let ticker = ticker.trim();
+        if ticker.is_ascii() {
+            // An ASCII ticker upper-cases to ASCII and the entries are upper case, so comparing
+            // ignoring ASCII case is comparing with the upper-cased ticker, without building it.
+            entries
+                .iter()
+                .any(|t| t.matches(ticker, |entry, s| entry.eq_ignore_ascii_case(s)))
+        } else {
+            // Rare, and upper-casing may change lengths: build the upper-cased ticker.
+            let ticker = ticker.to_uppercase();
+            entries.iter().any(|t| t.matches(&ticker, |entry, s| entry == s))
         }
-        let ticker = ticker.trim().to_uppercase();
-        let symbol = ticker.split_once('.').map_or(ticker.as_str(), |(s, _)| s);
-        self.tickers
-            .iter()
-            .any(|t| *t == ticker || (!t.contains('.') && t == symbol))
+    }
+
+    /// Whether `ticker` (upper case, or compared by `eq` as if it were) is this entry, or this
+    /// entry has no exchange and is the ticker's symbol.
+    fn matches(&self, ticker: &str, eq: impl Fn(&str, &str) -> bool) -> bool {
+        let symbol = ticker.split_once('.').map_or(ticker, |(s, _)| s);
+        eq(&self.upper, ticker) || (!self.has_exchange && eq(&self.upper, symbol))
     }
 }
 
@@ -237,7 +293,7 @@ mod tests {
     const BAD: &str = "Acme shares crash after fraud charges and terrible losses";
     const FLAT: &str = "Acme to hold its annual meeting on Tuesday";
 
-    fn news(ticker: &str, title: &str) -> RawNews {
+    fn news<'a>(ticker: &'a str, title: &'a str) -> RawNews<'a> {
         RawNews::new(ticker, now() - TimeDelta::hours(1), title, "")
     }
 
@@ -261,7 +317,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_reject_reason_indexes_its_place_in_all() {
+        for (i, r) in RejectReason::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i, "{r}");
+        }
+    }
+
     mod whitelist {
+        use proptest::prelude::*;
+
         use super::*;
 
         #[test]
@@ -294,6 +359,52 @@ mod tests {
                 reason(r.decide(&news("AAPLX.US", GOOD), now())),
                 Some(RejectReason::Ticker)
             );
+        }
+
+        /// Entries and tickers are compared upper-cased as `str::to_uppercase` does, also when
+        /// that changes their length.
+        #[test]
+        fn non_ascii_tickers_compare_upper_cased() {
+            let r = rules(base().with_tickers(["straße.de", "ß"]));
+            for t in ["STRASSE.DE", "strasse.de", "Straße.DE", "ss.us", "ß.L", "SS"] {
+                assert!(r.decide(&news(t, GOOD), now()).passed(), "{t}");
+            }
+            assert_eq!(
+                reason(r.decide(&news("strase.de", GOOD), now())),
+                Some(RejectReason::Ticker)
+            );
+        }
+
+        /// The old whitelist check, which upper-cased the ticker into a new `String`.
+        fn old_allowed(entries: &[String], ticker: &str) -> bool {
+            let entries: Vec<String> = entries.iter().map(|t| t.trim().to_uppercase()).collect();
+            let ticker = ticker.trim().to_uppercase();
+            let symbol = ticker.split_once('.').map_or(ticker.as_str(), |(s, _)| s);
+            entries
+                .iter()
+                .any(|t| *t == ticker || (!t.contains('.') && t == symbol))
+        }
+
+        /// Characters whose upper case is longer (ß, ﬀ), is ASCII (ı, ſ), or keeps a mark (İ).
+        fn ticker_text() -> impl Strategy<Value = String> {
+            const CHARS: &[char] = &[
+                'a', 'A', 'b', 's', 'S', 'I', 'i', '.', ' ', 'ß', 'ı', 'İ', 'ſ', 'ﬀ', 'F',
+            ];
+            prop::collection::vec(prop::sample::select(CHARS), 0..6).prop_map(|cs| cs.into_iter().collect())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4000))]
+
+            /// The allocation-free check decides as the old one did.
+            #[test]
+            fn whitelist_matches_like_the_old_check(
+                entries in prop::collection::vec(ticker_text(), 1..4),
+                ticker in ticker_text(),
+            ) {
+                let tickers: Vec<Ticker> = entries.iter().map(|e| Ticker::new(e)).collect();
+                prop_assert_eq!(Ticker::any_matches(&tickers, &ticker), old_allowed(&entries, &ticker));
+            }
         }
 
         #[test]
@@ -392,6 +503,23 @@ mod tests {
             );
             let r = rules(base().with_keywords(["beats"]));
             assert!(r.decide(&news("A.US", GOOD), now()).passed());
+        }
+
+        /// With EODHD's polarity the threshold is checked before the keyword scan, but a
+        /// missing keyword is still the reason when both fail.
+        #[test]
+        fn a_missing_keyword_is_the_reason_also_with_a_failing_polarity() {
+            let r = rules(
+                base()
+                    .with_keywords(["guidance", "merger"])
+                    .with_sentiment_source(SentimentSource::Eodhd),
+            );
+            let weak = |title: &'static str| news("A.US", title).with_polarity(Some(0.1));
+            assert_eq!(reason(r.decide(&weak(FLAT), now())), Some(RejectReason::Keywords));
+            assert_eq!(reason(r.decide(&weak(GOOD), now())), Some(RejectReason::Sentiment));
+            let strong = news("A.US", FLAT).with_polarity(Some(0.9));
+            assert_eq!(reason(r.decide(&strong, now())), Some(RejectReason::Keywords));
+            assert_eq!(r.scorer().cached(), 0, "VADER did not run");
         }
 
         #[test]

@@ -4,4 +4,5 @@
 mod accuracy;
 mod consumer_group;
 mod handler;
+mod newsgen;
 mod support;
