@@ -149,6 +149,9 @@ pub struct Consumer<H: Handler> {
     plan: ReadPlan,
     /// Decisions made and not yet written, in batch order: settled before anything else is read.
     unsettled: Vec<Decided>,
+    /// A batch read while the previous batch's settle was in flight (`run` overlaps the two):
+    /// handled next.
+    prefetched: Option<Vec<ReadEntry>>,
     /// Counts not reported yet (a batch whose settle failed, a settle retried by a fetch), added
     /// to the next batch's report.
     carried: BatchReport,
@@ -207,6 +210,7 @@ impl<H: Handler> Consumer<H> {
             conns: None,
             plan: ReadPlan::default(),
             unsettled: Vec::new(),
+            prefetched: None,
             carried: BatchReport::default(),
             in_flight: InFlight::default(),
             reclaimer,
@@ -257,6 +261,8 @@ impl<H: Handler> Consumer<H> {
         tracing::info!(stream = %self.opts.stream, group = %self.opts.group, consumer = %self.opts.name, "Consumer connected.");
         self.plan.on_connect();
         self.reclaimer.on_connect();
+        // A batch read on the old connection is pending on us: the own-PEL walk reads it again.
+        self.prefetched = None;
         self.conns = Some(Conns { read, cmd });
         Ok(())
     }
@@ -304,6 +310,9 @@ impl<H: Handler> Consumer<H> {
             let r = self.settle(&mut carried).await;
             self.carried = carried;
             r?;
+        }
+        if let Some(batch) = self.prefetched.take() {
+            return Ok(batch);
         }
         loop {
             match self.plan.next(Instant::now()) {
@@ -366,23 +375,9 @@ impl<H: Handler> Consumer<H> {
     }
 
     async fn read_new(&mut self, block: Option<Duration>) -> Result<Vec<ReadEntry>> {
-        let block_ms = block.unwrap_or_else(|| self.cfg.consumer.block()).as_millis() as u64;
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&self.opts.group)
-            .arg(&self.opts.name)
-            .arg("COUNT")
-            .arg(self.cfg.consumer.count);
-        if block_ms > 0 {
-            cmd.arg("BLOCK").arg(block_ms);
-        }
-        cmd.arg("STREAMS").arg(&self.opts.stream).arg(">");
-        let conns = self.conns()?;
-        let v: Value = cmd.query_async(&mut conns.read).await?;
-        Ok(reply::read_reply(v)?
-            .into_iter()
-            .map(|entry| ReadEntry { entry, deliveries: 1 })
-            .collect())
+        let block = block.unwrap_or_else(|| self.cfg.consumer.block());
+        let conns = self.conns.as_mut().ok_or_else(not_connected)?;
+        read_new(&mut conns.read, &self.opts, self.cfg.consumer.count, block).await
     }
 
     /// Handles a batch and writes the outcomes: one ownership-checked settle script for every
@@ -394,18 +389,28 @@ impl<H: Handler> Consumer<H> {
     /// exactly-once: it writes only for entries still pending on this consumer, and acknowledges
     /// them in the same script.
     pub async fn process(&mut self, batch: Vec<ReadEntry>) -> Result<BatchReport> {
-        self.process_until(batch, std::future::pending()).await
+        self.process_until(batch, std::future::pending(), false).await
     }
 
     /// As [`Consumer::process`], but handlers still running when `stop` completes are
     /// abandoned (their entries stay pending, nothing is written for them) and what was decided
     /// by then is written.
-    async fn process_until(&mut self, batch: Vec<ReadEntry>, stop: impl Future<Output = ()>) -> Result<BatchReport> {
-        let r = self.process_inner(batch, stop).await;
+    async fn process_until(
+        &mut self,
+        batch: Vec<ReadEntry>,
+        stop: impl Future<Output = ()>,
+        prefetch: bool,
+    ) -> Result<BatchReport> {
+        let r = self.process_inner(batch, stop, prefetch).await;
         self.guarded(r)
     }
 
-    async fn process_inner(&mut self, batch: Vec<ReadEntry>, stop: impl Future<Output = ()>) -> Result<BatchReport> {
+    async fn process_inner(
+        &mut self,
+        batch: Vec<ReadEntry>,
+        stop: impl Future<Output = ()>,
+        prefetch: bool,
+    ) -> Result<BatchReport> {
         let mut report = std::mem::take(&mut self.carried);
         report.read = batch.len();
         let ids: Vec<StreamId> = batch
@@ -455,7 +460,11 @@ impl<H: Handler> Consumer<H> {
         // they are written on the new one instead of running the handlers again.
         let written = async {
             self.connect().await?;
-            self.settle(&mut report).await
+            if prefetch && self.prefetched.is_none() && self.plan.next(Instant::now()) == Read::New {
+                self.settle_and_read(&mut report).await
+            } else {
+                self.settle(&mut report).await
+            }
         }
         .await;
         match written {
@@ -529,10 +538,51 @@ impl<H: Handler> Consumer<H> {
         if self.unsettled.is_empty() {
             return Ok(());
         }
-        let (stream, group, name) = (&self.opts.stream, &self.opts.group, &self.opts.name);
-        let cmd = settle::command(stream, group, name, &self.unsettled);
+        let cmd = settle::command(&self.opts.stream, &self.opts.group, &self.opts.name, &self.unsettled);
         let conns = self.conns.as_mut().ok_or_else(not_connected)?;
         let settled = settle::run(&mut conns.cmd, &cmd, self.unsettled.len()).await?;
+        self.account(settled, report);
+        Ok(())
+    }
+
+    /// As [`Consumer::settle`], with the next read of new entries sent on the read connection
+    /// while the settle is in flight: Redis works on one while this consumer waits for the
+    /// other, and the next batch is in hand when the settle returns. A failed read is left to
+    /// the next fetch (the connection dropped when it was lost); a failed settle keeps its
+    /// decisions, and the batch read beside it is handled after they are written.
+    async fn settle_and_read(&mut self, report: &mut BatchReport) -> Result<()> {
+        if self.unsettled.is_empty() {
+            return Ok(());
+        }
+        let cmd = settle::command(&self.opts.stream, &self.opts.group, &self.opts.name, &self.unsettled);
+        let n = self.unsettled.len();
+        let conns = self.conns.as_mut().ok_or_else(not_connected)?;
+        let (settled, read) = tokio::join!(
+            settle::run(&mut conns.cmd, &cmd, n),
+            read_new(
+                &mut conns.read,
+                &self.opts,
+                self.cfg.consumer.count,
+                self.cfg.consumer.block()
+            ),
+        );
+        match read {
+            Ok(batch) if !batch.is_empty() => {
+                // Held from now on: kept fresh by the heartbeat while the settle is retried.
+                self.in_flight
+                    .queue(batch.iter().filter_map(|r| r.entry.id.parse().ok()));
+                self.prefetched = Some(batch);
+            }
+            Ok(_) => {}
+            Err(e) => self.on_error(&e),
+        }
+        self.account(settled?, report);
+        Ok(())
+    }
+
+    /// Counts a settle's outcomes (one flag per unsettled decision) and forgets the decisions.
+    fn account(&mut self, settled: Vec<bool>, report: &mut BatchReport) {
+        let (stream, group) = (&self.opts.stream, &self.opts.group);
         let decided = std::mem::take(&mut self.unsettled);
         let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
         let mut this = BatchReport::default();
@@ -562,7 +612,6 @@ impl<H: Handler> Consumer<H> {
         self.count(&this);
         report.absorb(this);
         self.in_flight.remove(decided.iter().map(|d| d.id));
-        Ok(())
     }
 
     /// The metrics of a settle's outcomes.
@@ -656,7 +705,7 @@ impl<H: Handler> Consumer<H> {
     /// Whether everything this consumer read has been handled and written (no scheduled
     /// retries, nothing to re-read, no decision waiting to be written): for tests and drains.
     pub fn is_idle(&self) -> bool {
-        self.plan.is_idle() && self.unsettled.is_empty()
+        self.plan.is_idle() && self.unsettled.is_empty() && self.prefetched.is_none()
     }
 
     /// Makes every scheduled retry due now (for deterministic tests).
@@ -806,7 +855,7 @@ impl<H: Handler> Consumer<H> {
             self.reclaim_tick().await?;
         }
         let batch = self.fetch(None).await?;
-        self.process_until(batch, stop).await?;
+        self.process_until(batch, stop, true).await?;
         Ok(())
     }
 
@@ -861,6 +910,32 @@ impl<H: Handler> Consumer<H> {
         tracing::info!(consumer = %name, removed_from_group = deleted == 1, "Consumer closed.");
         Ok(())
     }
+}
+
+/// One `XREADGROUP ... >` of up to `count` new entries, blocking up to `block` (not at all when
+/// zero).
+async fn read_new(
+    conn: &mut MultiplexedConnection,
+    opts: &ConsumerOptions,
+    count: usize,
+    block: Duration,
+) -> Result<Vec<ReadEntry>> {
+    let block_ms = block.as_millis() as u64;
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(&opts.group)
+        .arg(&opts.name)
+        .arg("COUNT")
+        .arg(count);
+    if block_ms > 0 {
+        cmd.arg("BLOCK").arg(block_ms);
+    }
+    cmd.arg("STREAMS").arg(&opts.stream).arg(">");
+    let v: Value = cmd.query_async(conn).await?;
+    Ok(reply::read_reply(v)?
+        .into_iter()
+        .map(|entry| ReadEntry { entry, deliveries: 1 })
+        .collect())
 }
 
 fn not_connected() -> Error {

@@ -44,6 +44,8 @@ pub(crate) fn configs(fx: &RedisFixture, n: &Names) -> (RedisConfig, BusConfig) 
         group: n.group.clone(),
     }];
     bus.consumer.block_ms = 100;
+    // The tests count in batches of 100 (the shipped default is 500).
+    bus.consumer.count = 100;
     bus.consumer.heartbeat_ttl_ms = 1000;
     bus.consumer.heartbeat_interval_ms = 200;
     bus.consumer.handler_timeout_ms = 2000;
