@@ -275,9 +275,11 @@ pub struct ConsumerConfig {
     /// `BLOCK` of each read, in ms. Kept short because a read in flight is never cancelled:
     /// shutdown is checked between reads. Default 2000.
     pub block_ms: u64,
-    /// `COUNT` of each read, in entries. Default 500: Redis's CPU per entry of the read and the
-    /// settle falls with the batch (~10 % from 100 to 500 in the drain benchmark,
-    /// docs/benchmarks.md), and a batch only fills under a backlog.
+    /// `COUNT` of each read, in entries. Default 250: Redis's CPU per entry of the read and the
+    /// settle falls with the batch (~10 % from 100 to 250-500 in the drain benchmark,
+    /// docs/benchmarks.md), a batch only fills under a backlog, and a consumer holds at most two
+    /// (the next is read while the last one's settle is in flight), which keeps a filter under
+    /// 30 MB.
     pub count: usize,
     /// Deliveries after which a transiently failing entry is dead-lettered (`max_deliveries`).
     /// Default 3.
@@ -303,7 +305,7 @@ impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
             block_ms: 2000,
-            count: 500,
+            count: 250,
             max_deliveries: 3,
             handler_timeout_ms: 30_000,
             timeout_retry_ms: 1000,
