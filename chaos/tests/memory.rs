@@ -424,36 +424,47 @@ async fn info_stat(conn: &mut MultiplexedConnection, field: &str) -> String {
 const OOM_SECS: u64 = 30;
 
 /// Redis out of memory for 30 s (`maxmemory` 1 B, `noeviction`: every write refused) under a
-/// news load, with two filters already running. The filters keep reading (reads and acks work
-/// under OOM) but every settle is refused; they keep their decisions and retry the settle with
-/// backoff instead of leaving the entries in their PEL for the idle reclaim (5 min), and no entry
-/// burns a delivery: once memory frees, everything drains within seconds, lost 0, duplicates 0
-/// and nothing dead-lettered. The heartbeats (a script allowed under OOM) keep both filters alive
-/// throughout, so nothing is reclaimed from them either. (Before the consumer kept its
-/// decisions, the entries read during the stall waited 5 min for the idle reclaim: the drain
-/// below timed out.)
+/// news load, with two filters already running and a backlog in front of them (each filter is
+/// slowed to 10 ms per entry by the `filter-delay` hook, 200 ev/s together against a 400 ev/s
+/// load). The filters keep reading and deciding (reads work under OOM) but every settle is
+/// refused; they keep their decisions and retry the settle with backoff instead of leaving the
+/// entries in their PEL for the idle reclaim (5 min), and no entry burns a delivery: once memory
+/// frees, everything drains, lost 0, duplicates 0 and nothing dead-lettered. The heartbeats (a
+/// script allowed under OOM) keep both filters alive throughout, so nothing is reclaimed from
+/// them either. (Before the consumer kept its decisions, the entries it held at the stall waited
+/// 5 min for the idle reclaim: the drain below timed out.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_under_load_with_consumers_running_loses_nothing() {
-    const RATE: f64 = 200.0;
-    const COUNT: u64 = 9000;
+    const RATE: f64 = 400.0;
+    const COUNT: u64 = 3000;
     let fx = common::process_redis(mt5_fixtures::Appendfsync::Everysec).await;
     let sc = common::scenario("memory_oom_consumers", &fx);
     let checker = Checker::for_scenario(&sc);
     let mut conn = fx.connection().await;
     config_set(&mut conn, "maxmemory-policy", "noeviction").await;
-    let mut filters = common::start_filters(&sc, &["f1", "f2"]).await;
+    let mut filters = Vec::new();
+    for name in ["f1", "f2"] {
+        let f = sc
+            .spawn_filter_with(name, &[("FAILPOINTS", "filter-delay=return(10)")])
+            .await
+            .unwrap();
+        common::ready(&f).await;
+        filters.push(f);
+    }
     let history = sc.history_path("load");
     let load = Load::news(RATE, COUNT, history.clone()).with_idempotency_key_prefix(format!("oom-{}", fx.prefix()));
     let mut publisher = sc.spawn_publisher(&load).await.unwrap();
 
-    // Load flows for a few seconds, then Redis is full.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let effects_before = checker.output_len().await.unwrap();
-    assert!(effects_before > 0, "nothing was filtered before the fault");
+    // A backlog builds for a few seconds, then Redis is full.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(checker.output_len().await.unwrap() > 0, "nothing was filtered before the fault");
+    let backlog = mt5_fixtures::streams::xlen(&mut conn, &sc.streams.raw).await - checker.output_len().await.unwrap();
     let oom_before = oom_replies(&fx).await;
     config_set(&mut conn, "maxmemory", "1").await;
+    // A settle already running when the limit was set may still land.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let effects_at_start = checker.output_len().await.unwrap();
     let started = Instant::now();
-    let mut effects_during = 0;
     while started.elapsed() < Duration::from_secs(OOM_SECS) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         for f in &mut filters {
@@ -463,21 +474,21 @@ async fn an_oom_under_load_with_consumers_running_loses_nothing() {
                 f.stderr_tail(10)
             );
         }
-        effects_during = checker.output_len().await.unwrap() - effects_before;
     }
+    let effects_during = checker.output_len().await.unwrap() - effects_at_start;
     let oom = oom_replies(&fx).await - oom_before;
     let pending_in_oom = mt5_fixtures::streams::pending(&mut conn, &sc.streams.raw, &sc.streams.group).await;
+    let settle_retries: usize = filters
+        .iter()
+        .map(|f| f.stderr().lines().filter(|l| l.contains("OOM")).count())
+        .sum();
     config_set(&mut conn, "maxmemory", "0").await;
     let freed = Instant::now();
 
     let status = publisher.wait_exit(Duration::from_secs(60)).await.unwrap();
     assert!(status.success(), "publisher: {}", publisher.stderr_tail(10));
-    let drained = checker.wait_drained(Duration::from_secs(30)).await.unwrap();
+    let drained = checker.wait_drained(Duration::from_secs(60)).await.unwrap();
     let recovery = freed.elapsed();
-    let settle_retries: usize = filters
-        .iter()
-        .map(|f| f.stderr().lines().filter(|l| l.contains("OOM")).count())
-        .sum();
     common::stop_all(&mut filters).await;
 
     let verdict = checker
@@ -486,15 +497,13 @@ async fn an_oom_under_load_with_consumers_running_loses_nothing() {
         .unwrap()
         .with_recovery(drained)
         .with_faults(format!(
-            "maxmemory 1 B noeviction for {OOM_SECS} s under {RATE}/s with 2 filters running: {oom} OOM replies, {pending_in_oom} entries pending at the end of the stall, {effects_during} effects written during it, {settle_retries} OOM lines in the filters' logs; drained {:.1} s after memory freed",
+            "maxmemory 1 B noeviction for {OOM_SECS} s under {RATE}/s, 2 filters at 10 ms/entry with a backlog of {backlog}: {oom} OOM replies, {pending_in_oom} entries held at the end of the stall, {effects_during} effects written during it, {settle_retries} OOM lines in the filters' logs; drained {:.1} s after memory freed",
             recovery.as_secs_f64()
         ));
     report::record("7 memory (OOM, consumers running)", &verdict).unwrap();
     assert!(oom > 0, "Redis refused nothing: the fault did not land");
-    assert!(
-        settle_retries > 0,
-        "no filter met an OOM reply: the fault missed the consumers"
-    );
+    assert!(pending_in_oom > 0, "the filters held nothing during the stall: the fault missed them");
+    assert!(settle_retries > 0, "no filter met an OOM reply: the fault missed the consumers");
     assert_eq!(effects_during, 0, "effects were written while Redis was full");
     assert_eq!(verdict.published, COUNT, "{}", verdict.line());
     assert_eq!(verdict.dead_lettered_total(), 0, "{}", verdict.line());
