@@ -258,7 +258,8 @@ pub(crate) struct LoadArgs {
     /// Load mode: the event data. `seq` (the default): `{"seq": i, "payload": ...}` of type
     /// `load.v1`. `news`: valid `news.raw.v1` articles dated now that pass the default filter
     /// (type `news.raw.v1` unless `--type` says otherwise), so each has an effect in the
-    /// filtered stream.
+    /// filtered stream. Both also carry `published_us`, the wall clock (µs since the Unix
+    /// epoch) right before the event's batch was sent.
     #[arg(long, value_enum, default_value_t = LoadTemplate::Seq, requires = "rate")]
     pub(crate) template: LoadTemplate,
     /// Load mode with `--template news`: every K-th event (seq K-1, 2K-1, ...) is a poison:

@@ -7,7 +7,9 @@
 //!   saw every acknowledged publish exactly once, in order.
 //! - [`e2e`]: the end-to-end latency harness of the news pipeline: `mt5-hub publish --rate`
 //!   into the raw stream, `filter` consumer processes into the filtered stream, the chaos
-//!   history checker for loss, duplicates and e2e latency, at a fixed rate.
+//!   history checker for loss, duplicates and e2e latency by entry ids (1 ms), and a tail
+//!   reader of the filtered stream for the e2e latency from the publisher's µs stamp; at a
+//!   fixed rate, or in rate steps up to the highest rate sustained.
 //! - [`drain`]: the same-run comparison with the original Python design: one preloaded backlog
 //!   drained by the reference's `filter_consumer.py` processes and by `mt5-hub filter`
 //!   processes, on a private `redis-server`, both timed until the group has lag 0 and nothing
@@ -28,7 +30,7 @@ pub mod e2e;
 pub mod gateway;
 pub mod report;
 
-/// Percentiles of a set of millisecond figures.
+/// Percentiles of a set of figures (ms, or µs where a field says so).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Percentiles {
     /// Median.

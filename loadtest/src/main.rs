@@ -55,8 +55,10 @@ enum Command {
     },
     /// The news pipeline end to end on the Redis at `--redis-url`: `mt5-hub publish --rate`
     /// and `--filters` filter processes under fresh stream names, then loss, duplicates and
-    /// e2e latency of every event. Needs `mt5-hub` built (`MT5_HUB_BIN`, else next to this
-    /// binary).
+    /// e2e latency of every event (from the publisher's µs stamp to the output's arrival at a
+    /// tail reader, and from entry id to entry id). With `--steps`, one run per rate step until
+    /// one falls short, and the highest sustained rate. Needs `mt5-hub` built (`MT5_HUB_BIN`,
+    /// else next to this binary).
     E2e {
         /// The Redis to use (streams under a fresh prefix).
         #[arg(long, env = "MT5_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
@@ -73,6 +75,14 @@ enum Command {
         /// Events per publish batch.
         #[arg(long)]
         batch: Option<u64>,
+        /// Rate steps `START,STEP,MAX` (events/s) instead of `--rate`/`--count`: each held
+        /// `--hold` seconds on fresh streams, stopping at the first step whose e2e p95 is 50 ms
+        /// or more, that lost an event, or whose publisher achieved under 95 % of the rate.
+        #[arg(long, value_name = "START,STEP,MAX", conflicts_with_all = ["rate", "count"])]
+        steps: Option<e2e::Steps>,
+        /// Seconds at each rate step.
+        #[arg(long, default_value_t = 60, requires = "steps")]
+        hold: u64,
     },
     /// Drain one preloaded backlog with the original Python design (`filter_consumer.py` of
     /// `--python-ref`) and with `mt5-hub filter`, same rules, same articles, same private
@@ -187,10 +197,44 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::E2e {
             redis_url,
+            rate: _,
+            count: _,
+            filters,
+            batch,
+            steps: Some(steps),
+            hold,
+        } => {
+            let prefix = format!("loadtest-{}", std::process::id());
+            let steps = steps.with_hold(hold);
+            let mut recorded: anyhow::Result<()> = Ok(());
+            let r = e2e::run_steps("loadtest-e2e", &redis_url, &prefix, &steps, filters, batch, |step| {
+                println!("{}", step.line());
+                if let (Ok(r), true) = (&step.outcome, recorded.is_ok()) {
+                    let run = format!("e2e step {:.0}/s (mt5-loadtest --steps)", step.rate);
+                    recorded = report::record(&report::e2e_row(&run, &step.load, r))
+                        .map(drop)
+                        .map_err(Into::into);
+                }
+            })
+            .await
+            .context("the e2e steps")?;
+            recorded?;
+            println!("{}", r.line());
+            // A step that could not be made (its backlog did not drain in time) marks the limit;
+            // a loss or a duplicate is a failure wherever it happens.
+            Ok(r.steps
+                .iter()
+                .filter_map(|s| s.outcome.as_ref().ok())
+                .all(|r| r.lost == 0 && r.duplicates == 0))
+        }
+        Command::E2e {
+            redis_url,
             rate,
             count,
             filters,
             batch,
+            steps: None,
+            hold: _,
         } => {
             let prefix = format!("loadtest-{}", std::process::id());
             let load = e2e::Load {

@@ -123,7 +123,15 @@ pub fn e2e_row(run: &str, load: &crate::e2e::Load, r: &crate::e2e::Report) -> Ro
             load.count, load.rate, load.filters
         ),
         throughput: format!("published {:.0}/s, filtered {:.0}/s", r.publish_rate, r.filter_rate),
-        latency: format!("e2e {} / {} / {} ms", r.e2e.p50, r.e2e.p95, r.e2e.p99),
+        latency: format!(
+            "e2e {} / {} / {} ms (µs stamp); {} / {} / {} ms (entry ids)",
+            crate::e2e::ms3(r.tail.e2e_us.p50),
+            crate::e2e::ms3(r.tail.e2e_us.p95),
+            crate::e2e::ms3(r.tail.e2e_us.p99),
+            r.e2e.p50,
+            r.e2e.p95,
+            r.e2e.p99
+        ),
         lost: r.lost,
         duplicates: r.duplicates,
         errors: r.pending,

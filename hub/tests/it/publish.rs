@@ -161,6 +161,12 @@ async fn paced_publish_records_every_acknowledged_event_in_the_history() {
         let data: serde_json::Value = serde_json::from_str(&fields["data"]).unwrap();
         assert_eq!(data["seq"], line["seq"]);
         assert_eq!(data["payload"].as_str().unwrap().len(), 256);
+        // Stamped before the send, so no later than the acknowledgement's ms.
+        let stamp_us = data["published_us"].as_i64().unwrap();
+        assert!(
+            stamp_us > 0 && stamp_us / 1000 <= line["published_at_ms"].as_i64().unwrap(),
+            "{data}"
+        );
     }
 }
 

@@ -2,7 +2,11 @@
 //! acknowledged publish, for the chaos suite and load tests.
 //!
 //! Event `i` (from 0) has data `{"seq": i, "payload": "<payload-bytes x's>"}`, or with
-//! `--template news` a `news.raw.v1` article that passes the default filter (see `template`). Transient errors
+//! `--template news` a `news.raw.v1` article that passes the default filter (see `template`).
+//! Either way the data also holds `published_us`: the wall clock (µs since the Unix epoch) right
+//! before its batch was handed to Redis, so a reader of the stream, or of the filter's output
+//! (which copies the raw data), can time each event end to end at µs resolution (entry ids have
+//! 1 ms). A batch retried after an error keeps its first stamp. Transient errors
 //! are retried until they pass or a signal stops the load (`with_unbounded_retries`); on
 //! SIGINT/SIGTERM the batch in flight is finished (or abandoned in its backoff sleep and counted
 //! as unconfirmed) and the summary is printed.
@@ -33,6 +37,8 @@ const SOURCE: &str = "mt5-hub/load";
 const AUTO_BATCHES_PER_SECOND: f64 = 100.0;
 /// Largest automatic batch.
 const MAX_AUTO_BATCH: usize = 500;
+/// The data field holding the publish time, µs since the Unix epoch (see the module docs).
+const PUBLISHED_US: &str = "published_us";
 /// Pause after a refused (backpressure) batch.
 const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(500);
 /// Pause between connection attempts while Redis is unreachable at start.
@@ -169,7 +175,7 @@ pub(crate) async fn run(
         if cancel.is_cancelled() || !bucket.acquire(n as usize, cancel).await {
             break;
         }
-        let events: Vec<(Event, PublishOptions)> = (seq..seq + n)
+        let mut events: Vec<(Event, PublishOptions)> = (seq..seq + n)
             .map(|i| {
                 let mut e = match template {
                     LoadTemplate::Seq => {
@@ -192,6 +198,8 @@ pub(crate) async fn run(
             })
             .collect();
         summary.sent += n;
+        // Stamped last, after the batch is built, so the figure starts when the batch is sent.
+        stamp_published_us(&mut events, chrono::Utc::now().timestamp_micros());
         match producer.publish_batch(&args.stream, &events).await {
             Ok(results) => {
                 let now_ms = chrono::Utc::now().timestamp_millis();
@@ -245,6 +253,16 @@ pub(crate) async fn run(
     match fatal {
         Some(e) => Err(classify(cfg, e)),
         None => Ok(()),
+    }
+}
+
+/// Puts `published_us` into the data of every event of a batch (data that is not a JSON object
+/// is left alone; the templates only build objects).
+fn stamp_published_us(events: &mut [(Event, PublishOptions)], published_us: i64) {
+    for (e, _) in events {
+        if let serde_json::Value::Object(map) = &mut e.data {
+            map.insert(PUBLISHED_US.into(), published_us.into());
+        }
     }
 }
 
@@ -333,6 +351,24 @@ mod tests {
         assert_eq!(auto_batch(200.0), 2);
         assert_eq!(auto_batch(5000.0), 50);
         assert_eq!(auto_batch(1e9), 500);
+    }
+
+    /// Every event of a batch gets the one stamp, next to its template fields.
+    #[test]
+    fn a_batch_is_stamped_with_its_publish_time() {
+        let mut events = vec![
+            (
+                Event::new("s", "load.v1", serde_json::json!({"seq": 0, "payload": ""})),
+                PublishOptions::default(),
+            ),
+            (template::news_event("s", 1, None), PublishOptions::default()),
+        ];
+        stamp_published_us(&mut events, 1_700_000_000_123_456);
+        for (e, _) in &events {
+            assert_eq!(e.data[PUBLISHED_US], 1_700_000_000_123_456_i64, "{}", e.data);
+        }
+        assert_eq!(events[0].0.data["seq"], 0);
+        assert!(events[1].0.data["article"].is_object());
     }
 
     /// The same prefix and seq give the same UUID; anything else a different one.

@@ -1,7 +1,10 @@
 //! The end-to-end latency harness of the news pipeline: `mt5-hub publish --rate R --count N`
 //! into the raw stream, `filters` × `mt5-hub filter` into the filtered stream, all real
 //! processes on one Redis, then the chaos history checker's verdict: lost, duplicated, and the
-//! e2e latency (filtered entry id time − raw entry id time) of every event.
+//! e2e latency (filtered entry id time − raw entry id time, 1 ms resolution) of every event.
+//! Beside it, a tail reader of the filtered stream ([`tail`]) times every event from the
+//! publisher's µs stamp (`data.published_us`) to the output's arrival at the reader.
+//! [`run_steps`] raises the rate step by step until the pipeline no longer keeps up.
 //!
 //! Every event is a `news.raw.v1` article that passes the default filter, so every one has an
 //! effect to time. The bus timings are the shipped defaults except the reclaim ones, which do
@@ -13,6 +16,17 @@ use mt5_chaos::checker::Checker;
 use mt5_chaos::harness::{BusTimings, HubProcess, Load as PublishLoad, Scenario};
 
 use crate::{LoadError, Percentiles, Result};
+
+mod steps;
+mod tail;
+
+pub use steps::{run_steps, shortfall, Step, Steps, StepsReport, MAX_P95_US, MIN_PUBLISH_SHARE};
+pub use tail::TailReport;
+
+/// How long the group may take to drain after the publisher exits.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the tail reader may take to read the last outputs after the drain.
+const TAIL_FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The load.
 #[derive(Debug, Clone)]
@@ -38,6 +52,9 @@ pub struct Report {
     pub filter_rate: f64,
     /// E2e latency (raw entry id → filtered entry id), ms.
     pub e2e: Percentiles,
+    /// E2e latency at µs resolution (`published_us` → arrival at the tail reader), of every
+    /// output the reader saw.
+    pub tail: TailReport,
     /// Lost events (the checker's).
     pub lost: u64,
     /// Duplicated effects.
@@ -50,10 +67,34 @@ impl Report {
     /// The report's one-line summary.
     pub fn line(&self) -> String {
         format!(
-            "{} published at {:.0}/s, filtered at {:.0}/s, e2e {}; lost {}, duplicates {}, pending {}",
-            self.published, self.publish_rate, self.filter_rate, self.e2e, self.lost, self.duplicates, self.pending
+            "{} published at {:.0}/s, filtered at {:.0}/s, e2e (published_us → read) {} of {} timed; e2e (entry ids) {}; lost {}, duplicates {}, pending {}",
+            self.published,
+            self.publish_rate,
+            self.filter_rate,
+            us_text(&self.tail.e2e_us),
+            self.tail.timed,
+            self.e2e,
+            self.lost,
+            self.duplicates,
+            self.pending
         )
     }
+}
+
+/// µs as ms with 3 decimals.
+pub fn ms3(us: u64) -> String {
+    format!("{}.{:03}", us / 1000, us % 1000)
+}
+
+/// µs percentiles as ms with 3 decimals.
+pub fn us_text(p: &Percentiles) -> String {
+    format!(
+        "p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
+        ms3(p.p50),
+        ms3(p.p95),
+        ms3(p.p99),
+        ms3(p.max)
+    )
 }
 
 fn setup(e: impl std::fmt::Display) -> LoadError {
@@ -112,9 +153,16 @@ async fn measure(sc: &Scenario, checker: &Checker, load: &Load) -> Result<Report
     if let Some(b) = load.batch {
         publish = publish.with_batch(b);
     }
+    let budget = Duration::from_secs_f64(load.count as f64 / load.rate.max(1.0) * 3.0 + 60.0);
+    let tail = tail::Tail::start(
+        checker.connection().await.map_err(setup)?,
+        &sc.streams.filtered,
+        load.count,
+        Instant::now() + budget + DRAIN_TIMEOUT,
+    )
+    .await?;
     let started = Instant::now();
     let mut publisher = sc.spawn_publisher(&publish).await.map_err(setup)?;
-    let budget = Duration::from_secs_f64(load.count as f64 / load.rate.max(1.0) * 3.0 + 60.0);
     let status = publisher.wait_exit(budget).await.map_err(run_err)?;
     let publish_wall = started.elapsed();
     if !status.success() {
@@ -123,7 +171,9 @@ async fn measure(sc: &Scenario, checker: &Checker, load: &Load) -> Result<Report
             publisher.stderr_tail(10)
         )));
     }
-    checker.wait_drained(Duration::from_secs(120)).await.map_err(run_err)?;
+    checker.wait_drained(DRAIN_TIMEOUT).await.map_err(run_err)?;
+    // Drained: every output is written, so the reader only has its last replies to take.
+    let tail = tail.finish(TAIL_FINISH_TIMEOUT).await?;
     for f in &mut filters {
         let _ = f.sigterm_and_wait(Duration::from_secs(15)).await;
     }
@@ -141,6 +191,7 @@ async fn measure(sc: &Scenario, checker: &Checker, load: &Load) -> Result<Report
         publish_rate: verdict.published as f64 / publish_wall.as_secs_f64().max(0.001),
         filter_rate: verdict.effects as f64 / span_s,
         e2e,
+        tail,
         lost: verdict.lost,
         duplicates: verdict.duplicated_effects + verdict.double_outcomes,
         pending: verdict.pending,
