@@ -457,7 +457,10 @@ async fn an_oom_under_load_with_consumers_running_loses_nothing() {
 
     // A backlog builds for a few seconds, then Redis is full.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(checker.output_len().await.unwrap() > 0, "nothing was filtered before the fault");
+    assert!(
+        checker.output_len().await.unwrap() > 0,
+        "nothing was filtered before the fault"
+    );
     let backlog = mt5_fixtures::streams::xlen(&mut conn, &sc.streams.raw).await - checker.output_len().await.unwrap();
     let oom_before = oom_replies(&fx).await;
     config_set(&mut conn, "maxmemory", "1").await;
@@ -502,8 +505,14 @@ async fn an_oom_under_load_with_consumers_running_loses_nothing() {
         ));
     report::record("7 memory (OOM, consumers running)", &verdict).unwrap();
     assert!(oom > 0, "Redis refused nothing: the fault did not land");
-    assert!(pending_in_oom > 0, "the filters held nothing during the stall: the fault missed them");
-    assert!(settle_retries > 0, "no filter met an OOM reply: the fault missed the consumers");
+    assert!(
+        pending_in_oom > 0,
+        "the filters held nothing during the stall: the fault missed them"
+    );
+    assert!(
+        settle_retries > 0,
+        "no filter met an OOM reply: the fault missed the consumers"
+    );
     assert_eq!(effects_during, 0, "effects were written while Redis was full");
     assert_eq!(verdict.published, COUNT, "{}", verdict.line());
     assert_eq!(verdict.dead_lettered_total(), 0, "{}", verdict.line());
