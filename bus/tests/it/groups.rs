@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use mt5_bus::group::{create_group, ensure_group, group_exists};
 use mt5_bus::stats::stream_stats;
-use mt5_bus::{BusMetrics, Consumer, ConsumerOptions, Error, EventProducer};
+use mt5_bus::{BusMetrics, Error, EventProducer};
 use mt5_fixtures::RedisFixture;
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{configs, conn, output_seqs, producer, scripted, Names, Scripted};
+use crate::support::{configs, conn, counted_consumer, output_seqs, producer, scripted, Names};
 
 async fn destroy_group(c: &mut MultiplexedConnection, stream: &str, group: &str) {
     let destroyed: i64 = redis::cmd("XGROUP")
@@ -57,16 +57,7 @@ async fn a_deleted_group_on_a_stream_with_entries_is_not_recreated() {
     for i in 0..5 {
         p.publish(&n.input, &scripted(i, &["emit"])).await.unwrap();
     }
-    let handler = Scripted::new(&n.output);
-    let calls = handler.calls.clone();
-    let mut running = Consumer::new(
-        &redis,
-        &bus,
-        ConsumerOptions::new(&n.input, &n.group).with_name("running"),
-        handler,
-        BusMetrics::default(),
-    )
-    .unwrap();
+    let (mut running, calls) = counted_consumer(&redis, &bus, &n, "running");
     assert_eq!(running.step(Some(Duration::from_millis(10))).await.unwrap().emitted, 5);
     let mut c = conn(&fx).await;
     destroy_group(&mut c, &n.input, &n.group).await;

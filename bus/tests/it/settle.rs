@@ -12,7 +12,8 @@ use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    configs, conn, output_seqs, pending, pending_entries, producer, read_all, scripted, wait_until, Names, Scripted,
+    configs, conn, counted_consumer, output_seqs, pending, pending_entries, producer, read_all, scripted, wait_until,
+    Names, Scripted,
 };
 
 async fn config_set(c: &mut MultiplexedConnection, key: &str, value: &str) {
@@ -42,16 +43,7 @@ async fn a_settle_refused_with_oom_writes_nothing_and_the_next_step_writes_the_k
     for i in 0..5 {
         p.publish(&n.input, &scripted(i, &["emit"])).await.unwrap();
     }
-    let handler = Scripted::new(&n.output);
-    let calls = handler.calls.clone();
-    let mut consumer = Consumer::new(
-        &redis,
-        &bus,
-        ConsumerOptions::new(&n.input, &n.group).with_name("oom"),
-        handler,
-        BusMetrics::default(),
-    )
-    .unwrap();
+    let (mut consumer, calls) = counted_consumer(&redis, &bus, &n, "oom");
     let batch = consumer.fetch(Some(Duration::from_millis(10))).await.unwrap();
     assert_eq!(batch.len(), 5);
 
@@ -115,16 +107,7 @@ async fn a_wrongtype_output_key_fails_the_whole_settle_before_any_write() {
         .await
         .unwrap();
     p.publish(&n.input, &scripted(2, &["emit"])).await.unwrap();
-    let handler = Scripted::new(&n.output);
-    let calls = handler.calls.clone();
-    let mut consumer = Consumer::new(
-        &redis,
-        &bus,
-        ConsumerOptions::new(&n.input, &n.group).with_name("wrongtype"),
-        handler,
-        BusMetrics::default(),
-    )
-    .unwrap();
+    let (mut consumer, calls) = counted_consumer(&redis, &bus, &n, "wrongtype");
     let batch = consumer.fetch(Some(Duration::from_millis(10))).await.unwrap();
     assert_eq!(batch.len(), 4);
     let _: () = redis::cmd("SET")

@@ -74,6 +74,20 @@ pub(crate) fn consumer(redis: &RedisConfig, bus: &BusConfig, n: &Names, name: Op
     Consumer::new(redis, bus, opts, Scripted::new(&n.output), BusMetrics::default()).expect("valid consumer settings")
 }
 
+/// As [`consumer`], named `name`, with the counter of its handler's calls.
+pub(crate) fn counted_consumer(
+    redis: &RedisConfig,
+    bus: &BusConfig,
+    n: &Names,
+    name: &str,
+) -> (Consumer<Scripted>, Arc<AtomicUsize>) {
+    let handler = Scripted::new(&n.output);
+    let calls = handler.calls.clone();
+    let opts = ConsumerOptions::new(&n.input, &n.group).with_name(name);
+    let consumer = Consumer::new(redis, bus, opts, handler, BusMetrics::default()).expect("valid consumer settings");
+    (consumer, calls)
+}
+
 /// An event whose handling is scripted by `plan`: the handler takes `plan[deliveries - 1]`
 /// (the last step repeats). Steps: `ack`, `emit`, `retry`, `dead`, `timeout`, `sleep:<ms>`
 /// (then emit).
