@@ -418,7 +418,7 @@ impl<H: Handler> Consumer<H> {
             .map(|r| parse_id(&r.entry.id, "XREADGROUP"))
             .collect::<Result<_>>()?;
         self.in_flight.queue(ids.iter().copied());
-        let mut done: Vec<(usize, ReadEntry, Decision)> = Vec::with_capacity(batch.len());
+        let mut done: Vec<(usize, StreamId, ReadEntry, Decision)> = Vec::with_capacity(batch.len());
         {
             let this = &*self;
             let mut decisions = stream::iter(batch.into_iter().zip(ids.iter().copied()).enumerate())
@@ -426,7 +426,7 @@ impl<H: Handler> Consumer<H> {
                     this.in_flight.set(id, Flight::Running(Instant::now()));
                     let d = this.decide(&r).await;
                     this.in_flight.set(id, Flight::Decided);
-                    (i, r, d)
+                    (i, id, r, d)
                 })
                 .buffer_unordered(self.cfg.consumer.concurrency);
             let mut stop = std::pin::pin!(stop);
@@ -441,10 +441,10 @@ impl<H: Handler> Consumer<H> {
                 }
             }
         }
-        done.sort_unstable_by_key(|(i, _, _)| *i);
+        done.sort_unstable_by_key(|(i, ..)| *i);
         if done.len() < ids.len() {
             report.unfinished = ids.len() - done.len();
-            let finished: std::collections::HashSet<usize> = done.iter().map(|(i, _, _)| *i).collect();
+            let finished: std::collections::HashSet<usize> = done.iter().map(|(i, ..)| *i).collect();
             let unfinished = ids
                 .iter()
                 .enumerate()
@@ -453,8 +453,8 @@ impl<H: Handler> Consumer<H> {
             self.in_flight.remove(unfinished);
             tracing::warn!(consumer = %self.opts.name, unfinished = report.unfinished, "Shutdown deadline reached inside a batch; unfinished entries stay pending for the other consumers.");
         }
-        for (_, r, d) in done {
-            self.record(r, d, &mut report);
+        for (_, id, r, d) in done {
+            self.record(id, r, d, &mut report);
         }
         // Reconnected only now, after the decisions: when the connection was lost meanwhile,
         // they are written on the new one instead of running the handlers again.
@@ -478,11 +478,8 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Turns one decision into a retry or an entry to settle.
-    fn record(&mut self, r: ReadEntry, d: Decision, report: &mut BatchReport) {
+    fn record(&mut self, id: StreamId, r: ReadEntry, d: Decision, report: &mut BatchReport) {
         let (stream, group, name) = (&self.opts.stream, &self.opts.group, &self.opts.name);
-        let Ok(id) = r.entry.id.parse::<StreamId>() else {
-            return; // ids were parsed before the handlers ran
-        };
         let (kind, outputs) = match d {
             Decision::Retry(after) => {
                 report.retried += 1;
