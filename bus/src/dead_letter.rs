@@ -47,7 +47,7 @@ pub(crate) fn dead_letter_fields(
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out: Vec<(Vec<u8>, Vec<u8>)> = original
         .iter()
-        .filter(|(k, _)| !k.starts_with(b"dlq_"))
+        .filter(|(k, _)| !k.starts_with(crate::envelope::DEAD_LETTER_PREFIX.as_bytes()))
         .cloned()
         .collect();
     let mut add = |name: &str, value: &str| out.push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::producer::PublishOptions;
+
 /// The CloudEvents spec version every event carries.
 pub const SPEC_VERSION: &str = "1.0";
 /// The content type of `data`.
@@ -47,6 +49,172 @@ pub enum MalformedError {
     },
 }
 
+/// The envelope attributes, each one stream field; an extension may not take their names.
+pub const ATTRIBUTES: &[&str] = &[F_SPECVERSION, F_ID, F_SOURCE, F_TYPE, F_TIME, F_CONTENT_TYPE, F_DATA];
+
+/// The prefix of the fields a dead letter adds (`dlq_reason`, ...); reserved.
+pub const DEAD_LETTER_PREFIX: &str = "dlq_";
+
+/// Why an event given from outside (a `publish` input line, a gateway `POST`) or an extension
+/// name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidEvent {
+    /// The text is not JSON.
+    #[error("not valid JSON: {0}")]
+    Json(String),
+    /// The JSON is not an object.
+    #[error("expected a JSON object like {{\"type\":\"t\",\"data\":{{}}}}")]
+    NotAnObject,
+    /// A key that must hold a non-empty string holds something else.
+    #[error("`{0}` must be a non-empty string")]
+    NotAString(&'static str),
+    /// No `type`, and no default type.
+    #[error("`type` is missing (and no default type was given, e.g. publish --type)")]
+    MissingType,
+    /// No `data` (`null` is data).
+    #[error("`data` is missing")]
+    MissingData,
+    /// `extensions` is not an object.
+    #[error("`extensions` must be an object of strings")]
+    ExtensionsNotAnObject,
+    /// An extension's value is not a string.
+    #[error("extension `{0}` must be a string")]
+    ExtensionNotAString(String),
+    /// An extension name that is not lower-case letters, digits and `_`, or that shadows an
+    /// envelope attribute or a dead letter field.
+    #[error("extension `{0}`: names are lower-case letters, digits and `_`, not an envelope attribute and not dlq_*")]
+    ExtensionName(String),
+    /// A key the input does not have.
+    #[error("unknown key `{0}` (expected type, data, id, source, idempotency_key, extensions)")]
+    UnknownKey(String),
+}
+
+/// Whether `name` may be an extension attribute: non-empty lower-case ASCII letters, digits and
+/// `_`, not an envelope attribute, not `dlq_*`.
+///
+/// # Errors
+/// [`InvalidEvent::ExtensionName`].
+pub fn check_extension_name(name: &str) -> Result<(), InvalidEvent> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !ATTRIBUTES.contains(&name)
+        && !name.starts_with(DEAD_LETTER_PREFIX);
+    if valid {
+        Ok(())
+    } else {
+        Err(InvalidEvent::ExtensionName(name.to_string()))
+    }
+}
+
+/// An event as it is given from outside: one `publish` input line or one event of a gateway
+/// `POST`, `{"type", "data", "id"?, "source"?, "idempotency_key"?, "extensions"?}`. Unknown keys,
+/// empty strings and invalid extension names are refused when it is parsed (from text with
+/// [`str::parse`], from a JSON value with `try_from`, or by serde).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
+#[non_exhaustive]
+pub struct EventInput {
+    /// `type`; [`EventInput::into_event`] falls back to its default.
+    pub event_type: Option<String>,
+    /// `data` (may be `null`).
+    pub data: serde_json::Value,
+    /// `id`; a fresh UUID when absent.
+    pub id: Option<String>,
+    /// `source`; [`EventInput::into_event`] falls back to its default.
+    pub source: Option<String>,
+    /// `idempotency_key`.
+    pub idempotency_key: Option<String>,
+    /// `extensions`, names checked by [`check_extension_name`].
+    pub extensions: BTreeMap<String, String>,
+}
+
+impl TryFrom<serde_json::Value> for EventInput {
+    type Error = InvalidEvent;
+
+    fn try_from(value: serde_json::Value) -> Result<Self, InvalidEvent> {
+        use serde_json::Value;
+        let Value::Object(mut obj) = value else {
+            return Err(InvalidEvent::NotAnObject);
+        };
+        let mut string = |key: &'static str| match obj.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
+            Some(_) => Err(InvalidEvent::NotAString(key)),
+        };
+        let event_type = string(F_TYPE)?;
+        let id = string(F_ID)?;
+        let source = string(F_SOURCE)?;
+        let idempotency_key = string("idempotency_key")?;
+        let data = obj.remove(F_DATA).ok_or(InvalidEvent::MissingData)?;
+        let given = match obj.remove("extensions") {
+            None | Some(Value::Null) => serde_json::Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err(InvalidEvent::ExtensionsNotAnObject),
+        };
+        if let Some(unknown) = obj.keys().next() {
+            return Err(InvalidEvent::UnknownKey(unknown.clone()));
+        }
+        let mut extensions = BTreeMap::new();
+        for (name, value) in given {
+            check_extension_name(&name)?;
+            let Value::String(value) = value else {
+                return Err(InvalidEvent::ExtensionNotAString(name));
+            };
+            extensions.insert(name, value);
+        }
+        Ok(EventInput {
+            event_type,
+            data,
+            id,
+            source,
+            idempotency_key,
+            extensions,
+        })
+    }
+}
+
+impl std::str::FromStr for EventInput {
+    type Err = InvalidEvent;
+
+    /// Parses one JSON object.
+    fn from_str(text: &str) -> Result<Self, InvalidEvent> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| InvalidEvent::Json(e.to_string()))?;
+        EventInput::try_from(value)
+    }
+}
+
+impl EventInput {
+    /// The event (a fresh id unless one was given, the time now) and its publish options.
+    /// `default_type` and `default_source` fill a missing `type` and `source`.
+    ///
+    /// # Errors
+    /// [`InvalidEvent::MissingType`] when there is no `type` and no non-empty default.
+    pub fn into_event(
+        self,
+        default_type: Option<&str>,
+        default_source: &str,
+    ) -> Result<(Event, PublishOptions), InvalidEvent> {
+        let event_type = self
+            .event_type
+            .or_else(|| default_type.filter(|t| !t.is_empty()).map(str::to_string))
+            .ok_or(InvalidEvent::MissingType)?;
+        let source = self.source.unwrap_or_else(|| default_source.to_string());
+        let mut event = Event::new(source, event_type, self.data);
+        if let Some(id) = self.id {
+            event.id = id;
+        }
+        // Names were checked when the input was parsed.
+        event.extensions = self.extensions;
+        let opts = self
+            .idempotency_key
+            .map_or_else(PublishOptions::default, PublishOptions::idempotent);
+        Ok((event, opts))
+    }
+}
+
 /// One event: what producers publish and handlers receive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -83,10 +251,16 @@ impl Event {
     }
 
     /// Adds an extension attribute (its name is lower-cased).
-    #[must_use]
-    pub fn with_extension(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.extensions.insert(name.into().to_ascii_lowercase(), value.into());
-        self
+    ///
+    /// # Errors
+    /// [`InvalidEvent::ExtensionName`] when the name, lower-cased, is not lower-case letters,
+    /// digits and `_`, or would shadow an envelope attribute (`id`, `data`, ...) or a dead letter
+    /// field (`dlq_*`): such a field would be read back as something else.
+    pub fn with_extension(mut self, name: impl Into<String>, value: impl Into<String>) -> Result<Self, InvalidEvent> {
+        let name = name.into().to_ascii_lowercase();
+        check_extension_name(&name)?;
+        self.extensions.insert(name, value.into());
+        Ok(self)
     }
 
     /// Sets the id (for example, to keep one id across retries).
@@ -263,7 +437,8 @@ mod tests {
     #[test]
     fn round_trip_keeps_every_attribute() {
         let e = Event::new("eodhd", "news.raw.v1", serde_json::json!({"ticker": "AAPL.US", "n": 1}))
-            .with_extension("Ticker", "AAPL.US");
+            .with_extension("Ticker", "AAPL.US")
+            .unwrap();
         let fields: Vec<(String, Vec<u8>)> = e.to_fields().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
         let back = Event::from_fields("1-0", &fields, 1 << 20).unwrap();
         assert_eq!(back.id, e.id);
@@ -276,6 +451,92 @@ mod tests {
         e.for_each_field(|k, v| streamed.push((k.to_string(), v.to_string())));
         assert_eq!(streamed, e.to_fields());
         assert_eq!(e.field_count(), streamed.len());
+    }
+
+    #[test]
+    fn an_extension_cannot_shadow_an_attribute_or_a_dead_letter_field() {
+        let e = || Event::new("s", "t", serde_json::json!({}));
+        for name in [
+            "id",
+            "data",
+            "Type",
+            "time",
+            "dlq_reason",
+            "DLQ_error",
+            "",
+            "bad-name",
+            "tick er",
+        ] {
+            let err = e().with_extension(name, "x").unwrap_err();
+            assert!(matches!(err, InvalidEvent::ExtensionName(_)), "{name}: {err}");
+        }
+        let ok = e().with_extension("Trace_Parent2", "x").unwrap();
+        assert_eq!(ok.extensions.get("trace_parent2").map(String::as_str), Some("x"));
+    }
+
+    #[test]
+    fn an_event_input_is_read_with_its_defaults() {
+        let input: EventInput =
+            r#"{"type":"t.v1","data":{"a":1},"id":"abc","source":"me","idempotency_key":"k1","extensions":{"ticker":"AAPL.US"}}"#
+                .parse()
+                .unwrap();
+        let (e, o) = input.into_event(Some("other"), "cli").unwrap();
+        assert_eq!(
+            (e.event_type.as_str(), e.id.as_str(), e.source.as_str()),
+            ("t.v1", "abc", "me")
+        );
+        assert_eq!(e.data, serde_json::json!({"a": 1}));
+        assert_eq!(e.extensions["ticker"], "AAPL.US");
+        assert_eq!(o.idempotency_key.as_deref(), Some("k1"));
+        let (e, o) = r#"{"data":null}"#.parse::<EventInput>().unwrap().into_event(Some("dflt.v1"), "cli").unwrap();
+        assert_eq!((e.event_type.as_str(), e.source.as_str()), ("dflt.v1", "cli"));
+        assert_eq!(e.data, serde_json::Value::Null);
+        assert!(o.idempotency_key.is_none());
+        let no_type = r#"{"data":1}"#.parse::<EventInput>().unwrap();
+        assert_eq!(
+            no_type.clone().into_event(None, "cli").unwrap_err(),
+            InvalidEvent::MissingType
+        );
+        assert_eq!(
+            no_type.into_event(Some(""), "cli").unwrap_err(),
+            InvalidEvent::MissingType
+        );
+    }
+
+    #[test]
+    fn a_bad_event_input_says_what_is_wrong() {
+        for (text, want) in [
+            ("{nope", "not valid JSON"),
+            ("[1]", "JSON object"),
+            (r#"{"type":"t"}"#, "`data` is missing"),
+            (r#"{"type":"t","data":1,"extra":2}"#, "unknown key `extra`"),
+            (r#"{"type":5,"data":1}"#, "`type` must be a non-empty string"),
+            (r#"{"type":"","data":1}"#, "`type` must be a non-empty string"),
+            (r#"{"type":"t","data":1,"id":""}"#, "`id` must be a non-empty string"),
+            (
+                r#"{"type":"t","data":1,"extensions":[]}"#,
+                "`extensions` must be an object",
+            ),
+            (r#"{"type":"t","data":1,"extensions":{"data":"x"}}"#, "extension `data`"),
+            (
+                r#"{"type":"t","data":1,"extensions":{"Ticker":"x"}}"#,
+                "extension `Ticker`",
+            ),
+            (
+                r#"{"type":"t","data":1,"extensions":{"dlq_reason":"x"}}"#,
+                "extension `dlq_reason`",
+            ),
+            (
+                r#"{"type":"t","data":1,"extensions":{"n":1}}"#,
+                "extension `n` must be a string",
+            ),
+        ] {
+            let err = text.parse::<EventInput>().unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        // serde reaches the same rules (the gateway's body is read that way).
+        let err = serde_json::from_str::<EventInput>(r#"{"type":"t","data":1,"extra":2}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown key `extra`"), "{err}");
     }
 
     #[test]

@@ -118,7 +118,9 @@ fn deliveries() -> Vec<Delivery> {
             let ticker = data["ticker"].as_str().unwrap_or_default().to_string();
             let event = Event::new("eodhd", NEWS_RAW_TYPE, data)
                 .with_extension("ticker", ticker)
-                .with_extension("traceparent", format!("00-{i:032x}-{i:016x}-01"));
+                .unwrap()
+                .with_extension("traceparent", format!("00-{i:032x}-{i:016x}-01"))
+                .unwrap();
             Delivery {
                 stream: "mt5:events:news_raw".into(),
                 group: "news-filter-group".into(),

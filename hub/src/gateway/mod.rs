@@ -32,7 +32,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use mt5_bus::{Event, EventProducer, PublishOptions, RedisConfig};
+use mt5_bus::{Event, EventInput, EventProducer, PublishOptions, RedisConfig};
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 use serde_json::json;
@@ -41,7 +41,6 @@ use tokio::sync::{Mutex, OnceCell, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::config::GatewayConfig;
-use crate::commands::publish::parse_event;
 use crate::commands::streams::{check_id, last_generated_id, xread};
 
 /// The events' `source` when a `POST` does not name one.
@@ -446,9 +445,10 @@ async fn write(
     }
     let mut batch = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let (event, mut opts) = parse_event(item, None, DEFAULT_SOURCE).map_err(|m| {
+        let parsed = EventInput::try_from(item).and_then(|input| input.into_event(None, DEFAULT_SOURCE));
+        let (event, mut opts) = parsed.map_err(|m| {
             ApiError::bad_request(if single {
-                m
+                m.to_string()
             } else {
                 format!("event {i}: {m}; nothing was published")
             })

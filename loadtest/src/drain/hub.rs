@@ -35,7 +35,9 @@ pub(crate) fn raw_event(ticker: &str, article: &Json, fetch_time: &str) -> Event
         "source_query": format!("s={ticker}"),
         "article": article,
     });
-    Event::new(SOURCE, RAW_TYPE, data).with_extension("ticker", ticker)
+    Event::new(SOURCE, RAW_TYPE, data)
+        .with_extension("ticker", ticker)
+        .expect("`ticker` is a valid extension name")
 }
 
 fn xadd(stream: &str, event: &Event) -> redis::Cmd {

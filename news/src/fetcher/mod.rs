@@ -370,7 +370,8 @@ return cur";
         });
         let event = Event::new(self.cfg.source.clone(), NEWS_RAW_TYPE, data)
             .with_id(id.to_string())
-            .with_extension("ticker", ticker);
+            .with_extension("ticker", ticker)
+            .expect("`ticker` is a valid extension name");
         (event, PublishOptions::idempotent(key))
     }
 }

@@ -51,7 +51,9 @@ fn emitted(outcome: Outcome) -> (String, Event) {
 async fn a_passing_event_is_emitted_with_the_filter_fields() {
     let (f, metrics, _) = filter(base_config().with_keywords(["guidance", "merger"]));
     let data = raw_data("ACME.US", &hours_ago(2), GOOD_TITLE, GOOD_CONTENT, Some(-0.2));
-    let raw = raw_event(data.clone()).with_extension("traceparent", "00-abc-def-01");
+    let raw = raw_event(data.clone())
+        .with_extension("traceparent", "00-abc-def-01")
+        .unwrap();
     let d = delivery("mt5:events:news_raw", "1717400000000-0", raw.clone());
 
     let (stream, out) = emitted(f.handle(&d).await);
@@ -231,7 +233,9 @@ async fn the_ticker_extension_stands_in_for_a_missing_data_ticker() {
     let (f, _, _) = filter(base_config().with_tickers(["ACME"]));
     let mut data = raw_data("ACME.US", &hours_ago(1), GOOD_TITLE, "", None);
     data.as_object_mut().unwrap().remove("ticker");
-    let e = Event::new("eodhd", NEWS_RAW_TYPE, data).with_extension("ticker", "ACME.US");
+    let e = Event::new("eodhd", NEWS_RAW_TYPE, data)
+        .with_extension("ticker", "ACME.US")
+        .unwrap();
     let (_, out) = emitted(f.handle(&delivery("in", "1-0", e)).await);
     assert_eq!(out.data["ticker"], "ACME.US");
     assert_eq!(out.data["matched"]["ticker"], "ACME.US");

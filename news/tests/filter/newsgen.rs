@@ -42,7 +42,9 @@ fn deliveries() -> Vec<Delivery> {
             let event = Event::new("eodhd", NEWS_RAW_TYPE, data)
                 .with_id(format!("raw-{i}"))
                 .with_extension("ticker", ticker)
-                .with_extension("traceparent", format!("00-{i:032x}-{i:016x}-01"));
+                .unwrap()
+                .with_extension("traceparent", format!("00-{i:032x}-{i:016x}-01"))
+                .unwrap();
             delivery("mt5:events:news_raw", &format!("1777908600000-{i}"), event)
         })
         .collect()

@@ -33,7 +33,9 @@ pub(crate) fn raw_data(ticker: &str, date: &str, title: &str, content: &str, pol
 /// A `news.raw.v1` event with the `ticker` extension, as the fetcher publishes it.
 pub(crate) fn raw_event(data: Value) -> Event {
     let ticker = data["ticker"].as_str().unwrap_or_default().to_string();
-    Event::new("eodhd", NEWS_RAW_TYPE, data).with_extension("ticker", ticker)
+    Event::new("eodhd", NEWS_RAW_TYPE, data)
+        .with_extension("ticker", ticker)
+        .unwrap()
 }
 
 /// A delivery of `event` from `stream`, read once.

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use mt5_bus::{Event, PublishOptions};
+use mt5_bus::{Event, EventInput, PublishOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
@@ -21,8 +21,6 @@ use crate::redis_conn::classify;
 const DEFAULT_BATCH: usize = 100;
 /// Lines waiting in a batch are sent after this long without new input.
 const IDLE_FLUSH: Duration = Duration::from_millis(100);
-/// The envelope attributes an extension may not shadow.
-const RESERVED: &[&str] = &["specversion", "id", "source", "type", "time", "datacontenttype", "data"];
 
 /// Reads stdin to the end (or until cancelled) and publishes every line.
 ///
@@ -104,7 +102,8 @@ pub(crate) async fn run(cfg: &HubConfig, cancel: &CancellationToken, args: &Publ
     Ok(())
 }
 
-/// Parses one input line into an event and its options.
+/// Parses one input line into an event and its options (the envelope's own input type, the
+/// one the gateway reads too).
 ///
 /// # Errors
 /// A message saying what is wrong with the line.
@@ -113,70 +112,9 @@ pub(crate) fn parse_line(
     default_type: Option<&str>,
     default_source: &str,
 ) -> Result<(Event, PublishOptions), String> {
-    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
-    parse_event(value, default_type, default_source)
-}
-
-/// Turns one event object (`{"type","data","id"?,"source"?,"idempotency_key"?,"extensions"?}`,
-/// a `publish` input line or a gateway `POST`) into an event and its options.
-///
-/// # Errors
-/// A message saying what is wrong with the object.
-pub(crate) fn parse_event(
-    value: serde_json::Value,
-    default_type: Option<&str>,
-    default_source: &str,
-) -> Result<(Event, PublishOptions), String> {
-    let serde_json::Value::Object(mut obj) = value else {
-        return Err("expected a JSON object like {\"type\":\"t\",\"data\":{}}".into());
-    };
-    let string = |obj: &mut serde_json::Map<String, serde_json::Value>, key: &str| -> Result<Option<String>, String> {
-        match obj.remove(key) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(Some(s)),
-            Some(_) => Err(format!("`{key}` must be a non-empty string")),
-        }
-    };
-    let event_type = string(&mut obj, "type")?
-        .or_else(|| default_type.filter(|t| !t.is_empty()).map(str::to_string))
-        .ok_or("`type` is missing (and no --type default was given)")?;
-    let id = string(&mut obj, "id")?;
-    let source = string(&mut obj, "source")?.unwrap_or_else(|| default_source.to_string());
-    let key = string(&mut obj, "idempotency_key")?;
-    let data = obj.remove("data").ok_or("`data` is missing")?;
-    let extensions = match obj.remove("extensions") {
-        None | Some(serde_json::Value::Null) => serde_json::Map::new(),
-        Some(serde_json::Value::Object(m)) => m,
-        Some(_) => return Err("`extensions` must be an object of strings".into()),
-    };
-    if let Some(unknown) = obj.keys().next() {
-        return Err(format!(
-            "unknown key `{unknown}` (expected type, data, id, source, idempotency_key, extensions)"
-        ));
-    }
-    let mut event = Event::new(source, event_type, data);
-    if let Some(id) = id {
-        event = event.with_id(id);
-    }
-    for (name, value) in extensions {
-        let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            && !RESERVED.contains(&name.as_str())
-            && !name.starts_with("dlq_");
-        if !valid {
-            return Err(format!(
-                "extension `{name}`: names are lower-case letters, digits and `_`, not an envelope attribute and not dlq_*"
-            ));
-        }
-        let serde_json::Value::String(value) = value else {
-            return Err(format!("extension `{name}` must be a string"));
-        };
-        event = event.with_extension(name, value);
-    }
-    let opts = key.map_or_else(PublishOptions::default, PublishOptions::idempotent);
-    Ok((event, opts))
+    line.parse::<EventInput>()
+        .and_then(|input| input.into_event(default_type, default_source))
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

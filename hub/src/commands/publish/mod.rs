@@ -5,8 +5,6 @@ mod lines;
 mod load;
 mod template;
 
-pub(crate) use lines::parse_event;
-
 use mt5_bus::{BusMetrics, Event, EventProducer, PublishOptions, Published};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;

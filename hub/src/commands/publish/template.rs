@@ -49,7 +49,9 @@ pub(crate) fn news_data(seq: u64, poison: Option<&str>) -> Value {
 
 /// Event `seq` of the news template.
 pub(crate) fn news_event(source: &str, seq: u64, poison: Option<&str>) -> Event {
-    Event::new(source, NEWS_RAW_TYPE, news_data(seq, poison)).with_extension("ticker", TICKER)
+    Event::new(source, NEWS_RAW_TYPE, news_data(seq, poison))
+        .with_extension("ticker", TICKER)
+        .expect("`ticker` is a valid extension name")
 }
 
 #[cfg(test)]
