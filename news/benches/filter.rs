@@ -27,7 +27,7 @@
 use std::hint::black_box;
 
 use chrono::{DateTime, Utc};
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mt5_bus::{Delivery, Event};
 use mt5_news::filter::metrics::{INVALID, PASSED, REJECTED};
@@ -35,8 +35,11 @@ use mt5_news::filter::{
     FilterConfig, FilterMetrics, ManualClock, NewsFilter, RawNews, RejectReason, SentimentMode, SentimentSource,
     NEWS_RAW_TYPE,
 };
-use nix::time::{clock_gettime, ClockId};
 use serde_json::Value;
+
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::ThreadCpuTime;
 
 /// The events, one `news.raw.v1` data payload per line.
 const EVENTS: &str = include_str!("../../fixtures/data/newsgen/raw-500.jsonl");
@@ -60,48 +63,6 @@ const KEYWORDS: [&str; 10] = [
     "acquisition",
     "outlook",
 ];
-
-/// The calling thread's CPU time, in nanoseconds, shown like wall time.
-struct ThreadCpuTime {
-    /// Only for its formatter: the values are nanoseconds, as wall time's are.
-    wall: WallTime,
-}
-
-impl ThreadCpuTime {
-    fn now_ns() -> u64 {
-        let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("CLOCK_THREAD_CPUTIME_ID is readable on Linux");
-        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec()).unwrap_or(0)
-    }
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-
-    fn start(&self) -> u64 {
-        Self::now_ns()
-    }
-
-    fn end(&self, start: u64) -> u64 {
-        Self::now_ns().saturating_sub(start)
-    }
-
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-
-    fn zero(&self) -> u64 {
-        0
-    }
-
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        self.wall.formatter()
-    }
-}
 
 fn now() -> DateTime<Utc> {
     NOW.parse().expect("NOW is an RFC 3339 time")

@@ -12,6 +12,7 @@
 //! - `fetcher`: [`Fetcher`], the scheduled incremental fetcher (`[news.fetcher]`).
 //! - `filter`: the filter consumer's decision rules and sentiment.
 //! - `sample`: the bundled sample news (`fixtures/data/eodhd/`) with dates shifted to now.
+//! - [`vader`]: VADER sentiment with vaderSentiment 3.3.2's exact scores (the filter's scorer).
 
 mod article;
 mod circuit_breaker;
@@ -23,6 +24,7 @@ pub mod filter;
 pub mod quota;
 mod rate_limit;
 pub mod sample;
+pub mod vader;
 
 pub use article::{parse_article_date, Article, ArticleError, ArticleSentiment};
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitState};

@@ -116,9 +116,10 @@ pub struct FilterConfig {
     /// Entries in the VADER score cache (keyed by title; the same article arrives once per
     /// ticker). Default 10000.
     pub sentiment_cache_size: u64,
-    /// Characters of the content scored with the title by VADER, cut back to a word boundary; 0
-    /// scores the title alone. Default 280 (the lede: longer bodies drift off-topic and push the
-    /// compound score towards ±1 by sheer length).
+    /// Characters of the content VADER scores after the title (`title + " " + content`), cut
+    /// back to a word boundary; 0 scores the title alone; at least the content's length scores
+    /// exactly the Python reference's text. Default 280 (the lede: longer bodies drift
+    /// off-topic and push the compound score towards ±1 by sheer length).
     pub sentiment_content_chars: usize,
 }
 

@@ -2,7 +2,8 @@
 //! polarity.
 
 use moka::sync::Cache;
-use vader_sentiment::SentimentIntensityAnalyzer;
+
+use crate::vader;
 
 /// Which model produced a score (`sentiment.model` in the filtered event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,12 +35,12 @@ impl std::fmt::Display for SentimentModel {
     }
 }
 
-/// VADER scoring with a bounded cache keyed by title.
+/// VADER scoring ([`crate::vader`], vaderSentiment 3.3.2's exact scores) with a bounded cache
+/// keyed by title.
 ///
 /// The same article arrives once per ticker it mentions, so the cache saves re-scoring the
 /// duplicates. Cheap to share behind an `Arc`; the cache is internally synchronised.
 pub struct SentimentScorer {
-    analyzer: SentimentIntensityAnalyzer<'static>,
     cache: Cache<String, f64>,
     content_chars: usize,
 }
@@ -58,7 +59,6 @@ impl SentimentScorer {
     /// `content_chars` characters of the content.
     pub fn new(cache_size: u64, content_chars: usize) -> Self {
         SentimentScorer {
-            analyzer: SentimentIntensityAnalyzer::new(),
             cache: Cache::new(cache_size),
             content_chars,
         }
@@ -74,32 +74,18 @@ impl SentimentScorer {
         score
     }
 
-    /// VADER's compound score of `text`, uncached.
+    /// VADER's compound score of `text`, uncached: [`vader::compound`], the value Python's
+    /// `polarity_scores(text)["compound"]` gives (rounded to four decimals, as Python rounds).
     pub fn score_text(&self, text: &str) -> f64 {
-        let score = self
-            .analyzer
-            .polarity_scores(text)
-            .get("compound")
-            .copied()
-            .unwrap_or(0.0);
-        if score.is_finite() {
-            score
-        } else {
-            0.0
-        }
+        vader::compound(text)
     }
 
-    /// The text VADER scores: the title, then the lede (the first `content_chars` characters
-    /// of the content, cut back to a word boundary) as a separate sentence.
+    /// The text VADER scores: `title + " " + content`, the content cut to its first
+    /// `content_chars` characters (back to a word boundary when that cuts a word). With
+    /// `content_chars` at least the content's length this is exactly the text the Python
+    /// reference scores (`f"{title} {content}"`); nothing is trimmed, which changes no score.
     pub fn text(&self, title: &str, content: &str) -> String {
-        let title = title.trim();
-        let lede = lede(content.trim(), self.content_chars);
-        match (title.is_empty(), lede.is_empty()) {
-            (_, true) => title.to_string(),
-            (true, false) => lede.to_string(),
-            (false, false) if title.ends_with(['.', '!', '?']) => format!("{title} {lede}"),
-            (false, false) => format!("{title}. {lede}"),
-        }
+        format!("{title} {}", lede(content, self.content_chars))
     }
 
     /// Titles currently cached (approximate: the cache applies writes lazily).
@@ -130,13 +116,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn text_is_the_title_and_the_lede() {
+    fn text_is_the_title_a_space_and_the_lede() {
         let s = SentimentScorer::new(10, 12);
-        assert_eq!(s.text("Title", "one two three four"), "Title. one two");
+        assert_eq!(s.text("Title", "one two three four"), "Title one two");
         assert_eq!(s.text("Big win!", "one two three four"), "Big win! one two");
-        assert_eq!(s.text("Title", ""), "Title");
-        assert_eq!(s.text("", "short"), "short");
-        assert_eq!(SentimentScorer::new(10, 0).text("Title", "anything"), "Title");
+        assert_eq!(s.text("Title", ""), "Title ");
+        assert_eq!(s.text("", "short"), " short");
+        assert_eq!(SentimentScorer::new(10, 0).text("Title", "anything"), "Title ");
+        // Long enough: exactly the reference's f"{title} {content}", whitespace included.
+        let whole = SentimentScorer::new(10, usize::MAX);
+        assert_eq!(whole.text(" Title ", "one two\n"), " Title  one two\n");
     }
 
     #[test]
@@ -155,6 +144,11 @@ mod tests {
         assert!(s.score_text("Terrible losses, fraud charges and a collapse") < -0.5);
         assert_eq!(s.score_text(""), 0.0);
         assert_eq!(s.score_text("   "), 0.0);
+        assert_eq!(
+            s.score_text("VADER is smart, handsome, and funny."),
+            0.8316,
+            "Python's score"
+        );
     }
 
     #[test]

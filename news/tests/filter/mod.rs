@@ -6,3 +6,4 @@ mod consumer_group;
 mod handler;
 mod newsgen;
 mod support;
+mod vader_golden;
