@@ -115,6 +115,14 @@ impl Error {
         }
     }
 
+    /// Whether this error means "Redis is unavailable": a transient reply (the list in
+    /// [`TRANSIENT_CODES`]), a lost or refused connection, a timeout, or bounded retries of those
+    /// exhausted. The one classifier behind exit code 3, the services' retries, the gateway's
+    /// 503 and the load publisher's waits.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::RetriesExhausted { .. }) || self.is_transient() || self.is_connection_dropped()
+    }
+
     /// Whether the connection this error came from should be dropped and re-established.
     pub fn is_connection_dropped(&self) -> bool {
         match self {
@@ -209,5 +217,25 @@ mod tests {
         let e = Error::Redis(redis::RedisError::from(io));
         assert!(e.is_transient());
         assert!(e.is_connection_dropped());
+    }
+
+    /// One classifier says "Redis is unavailable": transient replies, lost connections and
+    /// exhausted retries are; a script error, a config error or a missing group are not.
+    #[test]
+    fn unavailable_means_transient_dropped_or_retries_exhausted() {
+        assert!(server_error("OOM").is_unavailable());
+        assert!(server_error("LOADING").is_unavailable());
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(Error::Redis(redis::RedisError::from(refused)).is_unavailable());
+        let exhausted = Error::RetriesExhausted {
+            attempts: 3,
+            elapsed: std::time::Duration::from_millis(5),
+            last: Box::new(server_error("OOM")),
+        };
+        assert!(exhausted.is_unavailable());
+        assert!(!server_error("ERR").is_unavailable());
+        assert!(!server_error("NOGROUP").is_unavailable());
+        assert!(!server_error("WRONGTYPE").is_unavailable());
+        assert!(!Error::Cancelled.is_unavailable());
     }
 }

@@ -77,8 +77,7 @@ pub(crate) fn bus_exit_code(e: &mt5_bus::Error) -> u8 {
         // A configured group missing on a stream with entries: the operator must choose where
         // it starts (`groups create`), so it is a configuration error, not a runtime failure.
         mt5_bus::Error::Config { .. } | mt5_bus::Error::GroupMissing { .. } => EXIT_USAGE,
-        mt5_bus::Error::RetriesExhausted { .. } => EXIT_UNREACHABLE,
-        e if e.is_transient() || e.is_connection_dropped() => EXIT_UNREACHABLE,
+        e if e.is_unavailable() => EXIT_UNREACHABLE,
         _ => EXIT_FAILURE,
     }
 }

@@ -124,7 +124,7 @@ pub(crate) async fn producer(
 
 /// Whether a service should keep trying after this error.
 fn retryable(e: &mt5_bus::Error) -> bool {
-    matches!(e, mt5_bus::Error::RetriesExhausted { .. }) || e.is_transient() || e.is_connection_dropped()
+    e.is_unavailable()
 }
 
 /// The fetcher of `[news.fetcher]`.

@@ -164,12 +164,8 @@ impl ApiError {
 
     /// A bus error: 503 when Redis is unreachable or refuses for now (retry later), else 500.
     fn from_bus(e: &mt5_bus::Error) -> Self {
-        let transient = e.is_transient()
-            || e.is_connection_dropped()
-            || matches!(
-                e,
-                mt5_bus::Error::RetriesExhausted { .. } | mt5_bus::Error::Backpressure { .. }
-            );
+        // The backlog limit is not Redis being down, but it clears the same way: retry later.
+        let transient = e.is_unavailable() || matches!(e, mt5_bus::Error::Backpressure { .. });
         if transient {
             Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

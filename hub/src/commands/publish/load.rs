@@ -25,7 +25,7 @@ use super::bucket::TokenBucket;
 use super::template;
 use crate::cli::{LoadTemplate, PublishArgs};
 use crate::config::HubConfig;
-use crate::error::{bus_exit_code, HubError, EXIT_UNREACHABLE};
+use crate::error::HubError;
 use crate::output::println;
 use crate::redis_conn::classify;
 
@@ -273,7 +273,7 @@ async fn connect_until_up(cfg: &HubConfig, cancel: &CancellationToken) -> Result
         match EventProducer::connect(&cfg.redis, &cfg.bus, BusMetrics::default(), cancel.clone()).await {
             Ok(p) => return Ok(Some(p)),
             Err(mt5_bus::Error::Cancelled) => return Ok(None),
-            Err(e) if bus_exit_code(&e) == EXIT_UNREACHABLE => {
+            Err(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, redis = %cfg.redis.redacted_url(), "Redis is unreachable; retrying until it answers.");
                 if sleep_or_cancel(CONNECT_PAUSE, cancel).await.is_err() {
                     return Ok(None);
