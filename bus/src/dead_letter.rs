@@ -278,13 +278,32 @@ pub async fn show<C: ConnectionLike + Send>(conn: &mut C, dlq: &str, entry_id: &
 
 /// What a replay did with one dead letter.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Replayed {
-    /// Its id in the dead letter stream.
-    pub deadletter_id: String,
-    /// The stream it went back to.
-    pub stream: String,
-    /// Its new entry id there; `None` when it had already been replayed (idempotent).
-    pub new_entry_id: Option<String>,
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Replayed {
+    /// Back in `stream` as `new_entry_id`, byte-exact, and gone from the dead letter stream.
+    Replayed {
+        /// Its id in the dead letter stream.
+        deadletter_id: String,
+        /// The stream it went back to.
+        stream: String,
+        /// Its new entry id there.
+        new_entry_id: String,
+    },
+    /// Not in the dead letter stream: already replayed or purged (replaying twice does nothing
+    /// the second time).
+    NotFound {
+        /// The id asked for.
+        deadletter_id: String,
+    },
+}
+
+impl Replayed {
+    /// The dead letter's id.
+    pub fn deadletter_id(&self) -> &str {
+        match self {
+            Replayed::Replayed { deadletter_id, .. } | Replayed::NotFound { deadletter_id } => deadletter_id,
+        }
+    }
 }
 
 /// Replays dead letters by id: each goes back to its `dlq_stream` with its original fields,
@@ -300,10 +319,8 @@ pub async fn replay<C: ConnectionLike + Send>(conn: &mut C, dlq: &str, ids: &[St
         let d = match show(conn, dlq, id).await {
             Ok(d) => d,
             Err(Error::DeadLetterNotFound(_)) => {
-                out.push(Replayed {
+                out.push(Replayed::NotFound {
                     deadletter_id: id.clone(),
-                    stream: String::new(),
-                    new_entry_id: None,
                 });
                 continue;
             }
@@ -313,10 +330,16 @@ pub async fn replay<C: ConnectionLike + Send>(conn: &mut C, dlq: &str, ids: &[St
         let cmd = s.cmd(&[dlq, target.as_str()], id.as_str());
         let new_id: Option<String> = s.run(conn, &cmd).await?;
         tracing::info!(deadletter_id = %id, stream = %target, new_entry_id = ?new_id, "Replayed a dead letter.");
-        out.push(Replayed {
-            deadletter_id: id.clone(),
-            stream: target,
-            new_entry_id: new_id,
+        // The script finds it gone when a concurrent replay or purge came first.
+        out.push(match new_id {
+            Some(new_entry_id) => Replayed::Replayed {
+                deadletter_id: id.clone(),
+                stream: target,
+                new_entry_id,
+            },
+            None => Replayed::NotFound {
+                deadletter_id: id.clone(),
+            },
         });
     }
     Ok(out)

@@ -1,6 +1,6 @@
 //! `deadletter list | show | replay | purge`, on the configured dead letter stream.
 
-use mt5_bus::dead_letter::{self, DeadLetter, ListOptions};
+use mt5_bus::dead_letter::{self, DeadLetter, ListOptions, Replayed};
 use mt5_bus::DeadLetterReason;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -185,21 +185,50 @@ fn one_line(s: &str, max: usize) -> String {
     }
 }
 
-/// What replay did with one id.
+/// What replay did with one id: the bus's outcome, or the error that stopped it.
 #[derive(Debug, Serialize)]
-struct ReplayLine {
-    deadletter_id: String,
-    /// `replayed`, `not_found` (already replayed or purged) or `failed`.
-    status: &'static str,
-    stream: Option<String>,
-    new_entry_id: Option<String>,
-    error: Option<String>,
+#[serde(untagged)]
+enum ReplayLine {
+    /// `{"status":"replayed",...}` or `{"status":"not_found",...}`.
+    Done(Replayed),
+    /// `{"status":"failed",...}`.
+    Failed {
+        deadletter_id: String,
+        status: Failed,
+        error: String,
+    },
+}
+
+/// The `failed` status of a [`ReplayLine::Failed`].
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Failed {
+    Failed,
+}
+
+impl ReplayLine {
+    fn text(&self) -> String {
+        match self {
+            ReplayLine::Done(Replayed::Replayed {
+                deadletter_id,
+                stream,
+                new_entry_id,
+            }) => format!("{deadletter_id} -> {stream} {new_entry_id}"),
+            ReplayLine::Done(Replayed::NotFound { deadletter_id }) => {
+                format!("{deadletter_id}: not found (already replayed or purged)")
+            }
+            ReplayLine::Failed {
+                deadletter_id, error, ..
+            } => format!("{deadletter_id}: failed: {error}"),
+        }
+    }
 }
 
 /// Replays `ids` one at a time (each replay is atomic and safe to retry: a retry after a lost
 /// reply finds the dead letter gone and reports `not_found`).
 async fn replay(redis: &OneShot, dlq: &str, ids: &[String], json: bool) -> Result<(), HubError> {
     let mut lines = Vec::with_capacity(ids.len());
+    let (mut replayed, mut not_found, mut failed) = (0usize, 0usize, 0usize);
     for id in ids {
         let r = redis
             .run("replaying a dead letter", |mut conn| {
@@ -208,53 +237,29 @@ async fn replay(redis: &OneShot, dlq: &str, ids: &[String], json: bool) -> Resul
             })
             .await;
         let line = match r {
-            Ok(mut v) => match v.pop() {
-                Some(r) if r.new_entry_id.is_some() => ReplayLine {
-                    deadletter_id: id.clone(),
-                    status: "replayed",
-                    stream: Some(r.stream),
-                    new_entry_id: r.new_entry_id,
-                    error: None,
-                },
-                _ => ReplayLine {
-                    deadletter_id: id.clone(),
-                    status: "not_found",
-                    stream: None,
-                    new_entry_id: None,
-                    error: None,
-                },
-            },
-            Err(e @ HubError::Unreachable { .. }) => return Err(e),
-            Err(e) => ReplayLine {
+            Ok(mut v) => ReplayLine::Done(v.pop().unwrap_or(Replayed::NotFound {
                 deadletter_id: id.clone(),
-                status: "failed",
-                stream: None,
-                new_entry_id: None,
-                error: Some(e.to_string()),
+            })),
+            Err(e @ HubError::Unreachable { .. }) => return Err(e),
+            Err(e) => ReplayLine::Failed {
+                deadletter_id: id.clone(),
+                status: Failed::Failed,
+                error: e.to_string(),
             },
         };
+        match &line {
+            ReplayLine::Done(Replayed::Replayed { .. }) => replayed += 1,
+            ReplayLine::Failed { .. } => failed += 1,
+            ReplayLine::Done(_) => not_found += 1,
+        }
         if !json {
-            let text = match line.status {
-                "replayed" => format!(
-                    "{} -> {} {}",
-                    line.deadletter_id,
-                    or_dash(line.stream.as_ref()),
-                    or_dash(line.new_entry_id.as_ref())
-                ),
-                "not_found" => format!("{}: not found (already replayed or purged)", line.deadletter_id),
-                _ => format!("{}: failed: {}", line.deadletter_id, or_dash(line.error.as_ref())),
-            };
-            println(&text)?;
+            println(&line.text())?;
         }
         lines.push(line);
     }
     if json {
         print_json(&lines)?;
-    }
-    let replayed = lines.iter().filter(|l| l.status == "replayed").count();
-    let failed = lines.iter().filter(|l| l.status == "failed").count();
-    let not_found = lines.len() - replayed - failed;
-    if !json {
+    } else {
         println(&format!("replayed {replayed} of {} dead letter(s)", lines.len()))?;
     }
     let mut problems = Vec::new();
@@ -350,5 +355,37 @@ mod tests {
             Err(HubError::Usage(_))
         ));
         assert!(list_options(Some("max_deliveries".into()), Some("s".into()), Some(3)).is_ok());
+    }
+
+    /// `deadletter replay --json` writes one object per id with its `status`.
+    #[test]
+    fn replay_lines_carry_their_status() {
+        let lines = [
+            ReplayLine::Done(Replayed::Replayed {
+                deadletter_id: "1-0".into(),
+                stream: "s".into(),
+                new_entry_id: "9-0".into(),
+            }),
+            ReplayLine::Done(Replayed::NotFound {
+                deadletter_id: "2-0".into(),
+            }),
+            ReplayLine::Failed {
+                deadletter_id: "3-0".into(),
+                status: Failed::Failed,
+                error: "boom".into(),
+            },
+        ];
+        let v = serde_json::to_value(&lines).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([
+                {"status": "replayed", "deadletter_id": "1-0", "stream": "s", "new_entry_id": "9-0"},
+                {"status": "not_found", "deadletter_id": "2-0"},
+                {"status": "failed", "deadletter_id": "3-0", "error": "boom"},
+            ])
+        );
+        assert_eq!(lines[0].text(), "1-0 -> s 9-0");
+        assert!(lines[1].text().contains("not found"));
+        assert_eq!(lines[2].text(), "3-0: failed: boom");
     }
 }
