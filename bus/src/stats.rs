@@ -74,6 +74,39 @@ fn first_of(v: Option<&Value>) -> Option<String> {
     v.and_then(|e| items(e).first().and_then(text))
 }
 
+/// Every stream key in the database (`SCAN ... TYPE stream`, paged to its end), sorted. SCAN may
+/// report a key twice while keys are added; each name appears once here.
+///
+/// # Errors
+/// The driver's error, or [`crate::Error::UnexpectedReply`] for a reply that is not a SCAN page.
+pub async fn list_streams<C: ConnectionLike + Send>(conn: &mut C) -> Result<Vec<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut cursor = "0".to_string();
+    loop {
+        let v: Value = redis::cmd("SCAN")
+            .arg(&cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .arg("TYPE")
+            .arg("stream")
+            .query_async(conn)
+            .await?;
+        let (next, keys) = match items(&v) {
+            [next, keys] => (text(next), items(keys)),
+            _ => (None, &[][..]),
+        };
+        let next = next.ok_or_else(|| crate::Error::UnexpectedReply {
+            command: "SCAN",
+            detail: format!("{v:?}"),
+        })?;
+        names.extend(keys.iter().filter_map(text));
+        if next == "0" {
+            return Ok(names.into_iter().collect());
+        }
+        cursor = next;
+    }
+}
+
 /// Collects the stats of one stream. A missing stream is reported with `exists: false`.
 ///
 /// # Errors

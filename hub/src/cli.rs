@@ -100,7 +100,7 @@ pub(crate) enum StreamsCommand {
         #[arg(long)]
         json: bool,
         /// A stream to show (repeatable). Default: the configured groups' streams, the filtered
-        /// news stream and the dead letter stream.
+        /// news stream and the dead letter stream, then every other stream in the database.
         #[arg(long = "stream", value_name = "STREAM")]
         streams: Vec<String>,
     },

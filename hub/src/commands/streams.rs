@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mt5_bus::stats::{stream_stats, StreamStats};
+use mt5_bus::stats::{list_streams, stream_stats, StreamStats};
 use redis::Value;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -27,12 +27,17 @@ pub(crate) async fn stats(
     json: bool,
     streams: Vec<String>,
 ) -> Result<(), HubError> {
+    let redis = OneShot::connect(cfg, cancel).await?;
     let streams = if streams.is_empty() {
-        cfg.known_streams()
+        let found = redis
+            .run("listing the streams", |mut conn| async move {
+                list_streams(&mut conn).await
+            })
+            .await?;
+        configured_first(cfg.known_streams(), found)
     } else {
         streams
     };
-    let redis = OneShot::connect(cfg, cancel).await?;
     let mut all = Vec::with_capacity(streams.len());
     for s in &streams {
         let st = redis
@@ -49,6 +54,18 @@ pub(crate) async fn stats(
         print(&render_stats(&all))?;
     }
     Ok(())
+}
+
+/// The configured streams (shown even when they do not exist yet), then every other stream found
+/// in the database, in name order.
+fn configured_first(configured: Vec<String>, found: Vec<String>) -> Vec<String> {
+    let mut out = configured;
+    for s in found {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
 }
 
 /// The readable form of stream stats: one table of the streams, then per stream with groups a
@@ -321,6 +338,16 @@ mod tests {
         assert!(check_id("abc").is_err());
         assert!(check_id("1-").is_err());
         assert!(check_id("-1").is_err());
+    }
+
+    /// Without `--stream`: the configured streams first, then the others found, each once.
+    #[test]
+    fn configured_streams_come_first_then_the_others() {
+        let got = configured_first(
+            vec!["raw".into(), "dlq".into()],
+            vec!["a".into(), "dlq".into(), "z".into()],
+        );
+        assert_eq!(got, ["raw", "dlq", "a", "z"]);
     }
 
     /// The table shows missing streams, `-` for unknown lag, consumers and their heartbeat.

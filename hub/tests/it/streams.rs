@@ -6,6 +6,38 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::{Hub, GROUP};
 
+/// Without `--stream`, streams nobody configured are listed too, after the configured ones;
+/// keys of other types are not.
+#[tokio::test]
+async fn stats_lists_every_stream_of_the_database_configured_first() {
+    let hub = Hub::start().await;
+    let other = format!("{}:unconfigured", hub.input);
+    hub.run(&["publish", "--stream", &other, "--type", "t.v1", "--data", "1"])
+        .await
+        .ok();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{other}:not-a-stream"))
+        .arg("x")
+        .query_async(&mut hub.conn().await)
+        .await
+        .unwrap();
+    let json = hub.run(&["streams", "stats", "--json"]).await.json();
+    let names: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stream"].as_str().unwrap())
+        .collect();
+    let at = |name: &str| names.iter().position(|n| *n == name);
+    let (input, dlq, found) = (at(&hub.input), at(&hub.dlq), at(&other));
+    assert!(found.is_some(), "{other} missing from {names:?}");
+    assert!(input < found && dlq < found, "configured streams first: {names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with(":not-a-stream")),
+        "only streams: {names:?}"
+    );
+}
+
 /// The table lists the configured streams by default, with the group and its consumers.
 #[tokio::test]
 async fn stats_table_shows_streams_groups_and_consumers() {
