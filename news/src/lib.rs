@@ -11,7 +11,7 @@
 //! - `circuit_breaker`: [`CircuitBreaker`] and [`CircuitState`].
 //! - `fetcher`: [`Fetcher`], the scheduled incremental fetcher (`[news.fetcher]`).
 //! - `filter`: the filter consumer's decision rules and sentiment.
-//! - `sample`: the bundled sample news (`fixtures/data/eodhd/`) with dates shifted to now.
+//! - `sample`: the bundled sample news (`news/data/sample/`) with dates shifted to now.
 
 mod article;
 mod circuit_breaker;
