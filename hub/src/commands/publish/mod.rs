@@ -3,6 +3,8 @@
 mod bucket;
 mod lines;
 mod load;
+#[cfg(feature = "chaos")]
+mod poison;
 mod template;
 
 pub(crate) use lines::parse_event;
