@@ -30,6 +30,10 @@ use tokio::process::{Child, Command};
 /// Env var naming the `mt5-hub` binary; without it the binary next to the test's `deps/` dir.
 pub const ENV_HUB_BIN: &str = "MT5_HUB_BIN";
 
+/// The cargo feature of `mt5-hub` that compiles its fault injection hooks (`FAILPOINTS`) and the
+/// `publish --poison-*` flags; a binary built with it says `(features: chaos)` in `--version`.
+pub const HUB_CHAOS_FEATURE: &str = "chaos";
+
 /// What went wrong in the harness or the checker.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -39,6 +43,17 @@ pub enum HarnessError {
     HubBinaryMissing {
         /// Where it was looked for.
         path: PathBuf,
+    },
+    /// A scenario needs the fault injection hooks, and the `mt5-hub` binary has none.
+    #[error(
+        "the mt5-hub binary at {path} was built without the `chaos` feature, which {needs} needs: \
+         run `cargo build -p mt5-hub --features chaos` (or set MT5_HUB_BIN to such a build)"
+    )]
+    HubWithoutChaos {
+        /// The binary.
+        path: PathBuf,
+        /// What needed the hooks (`FAILPOINTS`, `--poison-every`).
+        needs: String,
     },
     /// A file or process operation failed.
     #[error("{what}: {source}")]
@@ -149,6 +164,49 @@ pub fn hub_bin() -> Result<PathBuf> {
     } else {
         Err(HarnessError::HubBinaryMissing { path })
     }
+}
+
+/// The cargo features `bin --version` reports: `mt5-hub 0.1.0 (features: chaos)` gives
+/// `["chaos"]`, a plain build none.
+///
+/// # Errors
+/// [`HarnessError::Io`] when the binary cannot run; [`HarnessError::Parse`] when it fails.
+pub fn hub_features(bin: &Path) -> Result<Vec<String>> {
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| HarnessError::io(format!("running {} --version", bin.display()), e))?;
+    if !out.status.success() {
+        return Err(HarnessError::Parse {
+            what: format!("{} --version", bin.display()),
+            detail: format!("exited with {}", out.status),
+        });
+    }
+    Ok(parse_features(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The features of a `--version` line (see [`hub_features`]).
+fn parse_features(version: &str) -> Vec<String> {
+    version
+        .split_once("(features:")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(list, _)| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What in a spawn needs the `chaos` build: `FAILPOINTS` in its env or a `--poison-*` flag.
+fn needs_hooks(args: &[String], extra_env: &[(&str, &str)]) -> Option<String> {
+    if extra_env.iter().any(|(k, _)| *k == "FAILPOINTS") {
+        return Some("FAILPOINTS".into());
+    }
+    args.iter().find(|a| a.starts_with("--poison-")).cloned()
 }
 
 /// Bus timings of a scenario: short, so crashes are detected and reclaimed within seconds.
@@ -409,9 +467,17 @@ impl Scenario {
     /// one log).
     ///
     /// # Errors
-    /// The binary is missing or cannot be started.
+    /// The binary is missing or cannot be started; [`HarnessError::HubWithoutChaos`] when
+    /// `extra_env` sets `FAILPOINTS` or `args` hold a `--poison-*` flag and the binary was built
+    /// without the `chaos` feature (its hooks would be missing, and the scenario would fail
+    /// for the wrong reason).
     pub async fn spawn(&self, label: &str, args: &[String], extra_env: &[(&str, &str)]) -> Result<HubProcess> {
         let bin = hub_bin()?;
+        if let Some(needs) = needs_hooks(args, extra_env) {
+            if !hub_features(&bin)?.iter().any(|f| f == HUB_CHAOS_FEATURE) {
+                return Err(HarnessError::HubWithoutChaos { path: bin, needs });
+            }
+        }
         let mut cmd = Command::new(&bin);
         cmd.args(args)
             .env_remove("MT5_CONFIG")
@@ -725,6 +791,31 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--version` lines give their features; a plain build none.
+    #[test]
+    fn features_are_read_from_the_version_line() {
+        assert!(parse_features("mt5-hub 0.1.0\n").is_empty());
+        assert_eq!(parse_features("mt5-hub 0.1.0 (features: chaos)\n"), vec!["chaos"]);
+        assert_eq!(parse_features("mt5-hub 0.1.0 (features: a, b)"), vec!["a", "b"]);
+    }
+
+    /// `FAILPOINTS` and the poison flags need the chaos build; other spawns do not.
+    #[test]
+    fn hooks_are_needed_only_for_failpoints_and_poison() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(needs_hooks(&args(&["filter"]), &[("MT5_LOG", "info")]), None);
+        assert_eq!(
+            needs_hooks(&args(&["filter"]), &[("FAILPOINTS", "filter-delay=return(10)")]).as_deref(),
+            Some("FAILPOINTS")
+        );
+        let load = Load::news(1.0, 1, PathBuf::from("/h")).with_poison(10, "BAD");
+        assert_eq!(needs_hooks(&load.args("s"), &[]).as_deref(), Some("--poison-every"));
+        assert_eq!(
+            needs_hooks(&Load::news(1.0, 1, PathBuf::from("/h")).args("s"), &[]),
+            None
+        );
+    }
 
     /// A test binary in `deps/` gives the profile dir above it.
     #[test]

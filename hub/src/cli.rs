@@ -7,13 +7,22 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::config::CONFIG_ENV;
 
+/// What `--version` prints after the name: the package version, followed by the cargo features
+/// that add behaviour when any is enabled (CI checks that a shipped build reports none).
+#[cfg(not(feature = "chaos"))]
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// What `--version` prints after the name: the package version, followed by the cargo features
+/// that add behaviour when any is enabled (CI checks that a shipped build reports none).
+#[cfg(feature = "chaos")]
+pub(crate) const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (features: chaos)");
+
 /// mt5-hub: the event bus of the MetaTrader 5 hub on Redis Streams.
 ///
 /// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 3 Redis unreachable
 /// after bounded retries. Logs go to stderr (filter `MT5_LOG`, default `info`; format
 /// `MT5_LOG_FORMAT=pretty|json`).
 #[derive(Debug, Parser)]
-#[command(name = "mt5-hub", version, propagate_version = true)]
+#[command(name = "mt5-hub", version = VERSION, propagate_version = true)]
 pub(crate) struct Cli {
     /// Config file (TOML). Every key can also be set by `MT5_<SECTION>__<KEY>`.
     #[arg(long, global = true, env = CONFIG_ENV, value_name = "PATH")]
@@ -262,6 +271,17 @@ pub(crate) struct LoadArgs {
     /// epoch) right before the event's batch was sent.
     #[arg(long, value_enum, default_value_t = LoadTemplate::Seq, requires = "rate")]
     pub(crate) template: LoadTemplate,
+    /// The chaos suite's poison events (`--features chaos` builds only).
+    #[command(flatten)]
+    pub(crate) poison: PoisonArgs,
+}
+
+/// The poison events of the chaos suite in the paced load mode. Only a `--features chaos` build
+/// has these flags: a poison only means something to a filter with the `filter-poison` fault
+/// injection hook, which only such a build has.
+#[cfg(feature = "chaos")]
+#[derive(Debug, Args)]
+pub(crate) struct PoisonArgs {
     /// Load mode with `--template news`: every K-th event (seq K-1, 2K-1, ...) is a poison:
     /// its title carries the `--poison-marker`, which the `filter-poison` fault injection hook
     /// of a filter turns into a process abort (docs/reliability.md, "Fault injection hooks").
@@ -271,6 +291,11 @@ pub(crate) struct LoadArgs {
     #[arg(long, value_name = "M", requires = "poison_every")]
     pub(crate) poison_marker: Option<String>,
 }
+
+/// Without the `chaos` feature there are no poison flags.
+#[cfg(not(feature = "chaos"))]
+#[derive(Debug, Args)]
+pub(crate) struct PoisonArgs {}
 
 /// The data of `publish --rate` events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -349,5 +374,53 @@ mod tests {
         ])
         .is_err());
         assert!(Cli::try_parse_from(["mt5-hub", "publish", "--stream", "s", "--rate", "5", "--count", "10"]).is_ok());
+    }
+
+    const POISON_LOAD: [&str; 11] = [
+        "mt5-hub",
+        "publish",
+        "--stream",
+        "s",
+        "--rate",
+        "5",
+        "--count",
+        "10",
+        "--template",
+        "news",
+        "--poison-every",
+    ];
+
+    /// A build without the `chaos` feature has no poison flags and does not say `chaos` in its
+    /// version.
+    #[cfg(not(feature = "chaos"))]
+    #[test]
+    fn a_build_without_chaos_has_no_poison_flags() {
+        let mut poison = POISON_LOAD.to_vec();
+        poison.push("3");
+        let err = Cli::try_parse_from(&poison).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument, "{err}");
+        assert!(!Cli::command().render_version().contains("chaos"));
+        let mut publish = Cli::command();
+        let help = publish
+            .find_subcommand_mut("publish")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("--poison"), "{help}");
+    }
+
+    /// A `chaos` build has the poison flags and says so in its version.
+    #[cfg(feature = "chaos")]
+    #[test]
+    fn a_chaos_build_has_the_poison_flags_and_says_so() {
+        let mut poison = POISON_LOAD.to_vec();
+        poison.extend(["3", "--poison-marker", "BAD"]);
+        let cli = Cli::try_parse_from(&poison).unwrap();
+        let Command::Publish(args) = cli.command else {
+            panic!("not publish: {cli:?}");
+        };
+        assert_eq!(args.load.poison.poison_every, Some(3));
+        assert_eq!(args.load.poison.poison_marker.as_deref(), Some("BAD"));
+        assert!(Cli::command().render_version().ends_with("(features: chaos)\n"));
     }
 }

@@ -1,5 +1,8 @@
 //! Fault injection hooks for the chaos suite: fail points of the `fail` crate in the filter's
-//! handler path. They are inert unless the process starts with `FAILPOINTS` set, e.g.
+//! handler path. Compiled only with the `chaos` cargo feature (`cargo build -p mt5-hub
+//! --features chaos`; `mt5-hub --version` then says `(features: chaos)`), so a shipped binary
+//! has neither the fail points nor the `FAILPOINTS` handling. Even then they are inert unless
+//! the process starts with `FAILPOINTS` set, e.g.
 //! `FAILPOINTS='filter-poison=return(CHAOS-POISON);filter-delay=return(20)'`:
 //!
 //! - `filter-poison=return(MARKER)`: the filter aborts its process (`std::process::abort`, as a

@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod config;
 mod error;
+#[cfg(feature = "chaos")]
 mod faults;
 mod gateway;
 mod http;
@@ -40,6 +41,8 @@ fn main() -> ExitCode {
         eprintln!("error: {msg}");
         return ExitCode::from(EXIT_USAGE);
     }
+    // Only a `--features chaos` build reads FAILPOINTS; a shipped binary has no fail points.
+    #[cfg(feature = "chaos")]
     match faults::init() {
         Ok(names) if !names.is_empty() => {
             tracing::warn!(fail_points = ?names, "Fault injection hooks are active (FAILPOINTS).");

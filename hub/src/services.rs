@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{HubConfig, EODHD_API_KEY_ENV};
 use crate::error::HubError;
-use crate::faults::Hooked;
 use crate::redis_conn::classify;
 
 /// Extra time, beyond `bus.consumer.shutdown_timeout_ms`, that [`Tasks::join`] gives components
@@ -70,6 +69,15 @@ pub(crate) enum Retries {
     /// publishes on behalf of a caller waiting for the answer (the gateway).
     ConnectUnbounded,
 }
+
+/// The filter consumer's handler: the news filter, behind the fault injection hooks of
+/// `crate::faults` in a `--features chaos` build only.
+#[cfg(feature = "chaos")]
+pub(crate) type FilterHandler = crate::faults::Hooked<NewsFilter>;
+/// The filter consumer's handler: the news filter (a build without the `chaos` feature has no
+/// fault injection hooks).
+#[cfg(not(feature = "chaos"))]
+pub(crate) type FilterHandler = NewsFilter;
 
 /// The EODHD client of `[news.eodhd]`.
 ///
@@ -156,18 +164,20 @@ pub(crate) fn filter_consumer(
     cfg: &HubConfig,
     telemetry: &Telemetry,
     name: Option<String>,
-) -> Result<Consumer<Hooked<NewsFilter>>, HubError> {
+) -> Result<Consumer<FilterHandler>, HubError> {
     let f = &cfg.news.filter;
     let handler = NewsFilter::new(f.clone(), telemetry.filter.clone()).map_err(|e| HubError::Usage(e.to_string()))?;
     let mut opts = ConsumerOptions::new(f.input_stream.clone(), f.group.clone());
     if let Some(name) = name {
         opts = opts.with_name(name);
     }
+    #[cfg(feature = "chaos")]
+    let handler = crate::faults::Hooked(handler);
     Ok(Consumer::new(
         &cfg.redis,
         &cfg.bus,
         opts,
-        Hooked(handler),
+        handler,
         telemetry.bus.clone(),
     )?)
 }
@@ -181,7 +191,7 @@ pub(crate) fn filter_consumer(
 /// the final cleanup's error.
 pub(crate) async fn run_consumer(
     cfg: HubConfig,
-    consumer: Consumer<Hooked<NewsFilter>>,
+    consumer: Consumer<FilterHandler>,
     cancel: CancellationToken,
 ) -> Result<(), HubError> {
     let f = &cfg.news.filter;

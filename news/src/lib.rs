@@ -11,7 +11,7 @@
 //! - `circuit_breaker`: [`CircuitBreaker`] and [`CircuitState`].
 //! - `fetcher`: [`Fetcher`], the scheduled incremental fetcher (`[news.fetcher]`).
 //! - `filter`: the filter consumer's decision rules and sentiment.
-//! - `sample`: the bundled sample news (`fixtures/data/eodhd/`) with dates shifted to now.
+//! - `sample`: the bundled sample news (`news/data/sample/`) with dates shifted to now.
 //! - [`vader`]: VADER sentiment with vaderSentiment 3.3.2's exact scores (the filter's scorer).
 
 mod article;

@@ -1,12 +1,12 @@
 //! The bundled sample news: recorded-shape EODHD `/api/news` answers for four tickers, compiled
-//! into the crate from `fixtures/data/eodhd/*.json`, and the date shifting that keeps them
-//! fresh.
+//! into the crate from `news/data/sample/*.json` (files of this crate, so a build of the binary
+//! needs none of the test fixtures), and the date shifting that keeps them fresh.
 //!
 //! The files are recorded around an anchor (the newest article of the whole set is
 //! `2026-05-04T15:30:00+00:00`). Whoever serves them (the test fixtures' mock EODHD, the
 //! `mt5-hub demo` command) shifts every parsable date by `now - newest` with
 //! [`sample_articles_at`], keeping each date's own UTC offset and style, so the newest article
-//! is "now" and freshness rules never rot. `fixtures/data/eodhd/README.md` lists the special
+//! is "now" and freshness rules never rot. `news/data/sample/README.md` lists the special
 //! cases each file holds (a duplicate across pages, a malformed article, odd offsets, a long
 //! body).
 //!
@@ -20,10 +20,10 @@ use serde_json::Value;
 
 /// The bundled sample files: `(ticker, JSON text)`, each text one JSON array, newest first.
 pub const SAMPLE_FILES: &[(&str, &str)] = &[
-    ("AAPL.US", include_str!("../../fixtures/data/eodhd/AAPL.US.json")),
-    ("MSFT.US", include_str!("../../fixtures/data/eodhd/MSFT.US.json")),
-    ("NVDA.US", include_str!("../../fixtures/data/eodhd/NVDA.US.json")),
-    ("TSLA.US", include_str!("../../fixtures/data/eodhd/TSLA.US.json")),
+    ("AAPL.US", include_str!("../data/sample/AAPL.US.json")),
+    ("MSFT.US", include_str!("../data/sample/MSFT.US.json")),
+    ("NVDA.US", include_str!("../data/sample/NVDA.US.json")),
+    ("TSLA.US", include_str!("../data/sample/TSLA.US.json")),
 ];
 
 /// The tickers of the bundled samples, in [`SAMPLE_FILES`] order.

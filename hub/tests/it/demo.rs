@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mt5_fixtures::RedisFixture;
+use mt5_fixtures::{docker_opted_out, redis_image, RedisFixture};
 use serde_json::Value;
 
 use crate::support::{command, Run};
@@ -139,4 +139,61 @@ async fn demo_uses_the_configured_redis() {
     assert_eq!(count(&second, "published"), 0, "{second}");
     assert_eq!(count(&second, "duplicates"), count(&second, "fetched"));
     assert_eq!(count(&second, "passed"), 0);
+}
+
+/// With `MT5_REDIS_SERVER=none` (no `redis-server`) and Docker answering, the demo runs Redis in
+/// a container of `MT5_REDIS_IMAGE`, says so on stderr, reports `"redis": "container"`, and the
+/// container is gone when it exits. On a machine with `MT5_NO_DOCKER=1` it passes without
+/// running.
+#[tokio::test]
+async fn demo_runs_redis_in_docker_without_redis_server() {
+    if docker_opted_out() {
+        eprintln!("MT5_NO_DOCKER=1: the demo's Docker path is not tested here");
+        return;
+    }
+    let env = vec![
+        ("MT5_REDIS_SERVER".to_string(), "none".to_string()),
+        ("MT5_REDIS_IMAGE".to_string(), redis_image()),
+    ];
+    let run = demo(&env, &["--json"]).await;
+    assert!(
+        run.code == 0,
+        "the demo failed on the Docker path (image {}; build one with ci/redis-image.sh and set MT5_REDIS_IMAGE): {}",
+        redis_image(),
+        run.stderr
+    );
+    let v = run.json();
+    assert_eq!(v["redis"], "container");
+    assert!(count(&v, "passed") > 0, "{v}");
+    assert!(
+        run.stderr.contains("MT5_REDIS_SERVER=none") && run.stderr.contains("with Docker"),
+        "{}",
+        run.stderr
+    );
+    let port = local_port(v["redis_url"].as_str().unwrap());
+    assert!(
+        !port_open(port),
+        "the demo's Redis container on {port} is still running"
+    );
+}
+
+/// With neither a `redis-server` (`MT5_REDIS_SERVER=none`) nor a docker CLI (an empty `PATH`),
+/// the demo exits 1 saying what to install, or which Redis to point it at.
+#[tokio::test]
+async fn demo_without_redis_server_or_docker_says_what_to_install() {
+    let empty = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("MT5_REDIS_SERVER".to_string(), "none".to_string()),
+        ("PATH".to_string(), empty.path().display().to_string()),
+    ];
+    let run = demo(&env, &[]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    for needle in [
+        "redis-server",
+        "docker CLI is not installed",
+        "apt-get install redis-server",
+        "MT5_REDIS_URL",
+    ] {
+        assert!(run.stderr.contains(needle), "{needle:?} missing from:\n{}", run.stderr);
+    }
 }

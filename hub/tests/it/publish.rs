@@ -256,3 +256,16 @@ async fn sigterm_stops_the_paced_load_cleanly() {
     assert_eq!(lines, acked);
     assert_eq!(hub.xlen(&hub.input).await, acked);
 }
+
+/// The binary's `--version` names the `chaos` feature exactly when it was built with it, and
+/// only then does `publish --help` show the `--poison-*` flags (a shipped build has neither).
+#[tokio::test]
+async fn poison_flags_and_the_chaos_version_come_only_with_the_feature() {
+    let version = crate::support::run_with(&[], &["--version"], None).await;
+    let help = crate::support::run_with(&[], &["publish", "--help"], None).await;
+    let chaos = cfg!(feature = "chaos");
+    assert_eq!(version.ok().contains("(features: chaos)"), chaos, "{}", version.stdout);
+    assert!(version.stdout.starts_with("mt5-hub "), "{}", version.stdout);
+    assert_eq!(help.ok().contains("--poison-every"), chaos, "{}", help.stdout);
+    assert_eq!(help.stdout.contains("--poison-marker"), chaos);
+}

@@ -1,5 +1,6 @@
-//! The demo's own Redis: a `redis-server` child on a free loopback port in a temporary
-//! directory, used when the user configured no Redis URL.
+//! The demo's own Redis as a process: a `redis-server` child on a free loopback port in a
+//! temporary directory, used when the user configured no Redis URL and a `redis-server` binary is
+//! there (`MT5_REDIS_SERVER`, else on `PATH` or in the usual system directories).
 //!
 //! Persistence is off (`--save '' --appendonly no`): the demo's data is thrown away with the
 //! directory. The child is killed and the directory removed by [`LocalRedis::stop`]; on any
@@ -20,6 +21,10 @@ use crate::error::HubError;
 
 /// Where `redis-server` is looked for after `PATH`.
 const SEARCH_DIRS: &[&str] = &["/usr/bin", "/usr/sbin", "/usr/local/bin"];
+/// The env var naming the `redis-server` (or `valkey-server`) binary; `none` hides it.
+pub(crate) const REDIS_SERVER_ENV: &str = "MT5_REDIS_SERVER";
+/// The `MT5_REDIS_SERVER` value that hides every `redis-server` (the demo then uses Docker).
+const HIDDEN: &str = "none";
 /// How long a fresh server may take to answer `PING`.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts with a fresh port when the chosen one was taken between probing and binding.
@@ -53,15 +58,42 @@ pub(crate) fn redis_url_configured(config_path: Option<&Path>, env: &[(String, S
         .is_some()
 }
 
-/// Finds `redis-server` on `PATH` or in the usual system directories.
-fn find_redis_server(path_var: Option<&str>) -> Option<PathBuf> {
+/// Finds the binary `name` on `PATH` or in the usual system directories.
+fn find_binary(name: &str, path_var: Option<&str>) -> Option<PathBuf> {
     let from_path = path_var
         .into_iter()
         .flat_map(|p| std::env::split_paths(p).collect::<Vec<_>>());
     from_path
         .chain(SEARCH_DIRS.iter().map(PathBuf::from))
-        .map(|dir| dir.join("redis-server"))
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
+}
+
+/// The `redis-server` the demo may start: `MT5_REDIS_SERVER` (`server_var`) when set (`none`:
+/// none; a path; or a name looked up like `redis-server`), else `redis-server` on `PATH` or in
+/// /usr/bin, /usr/sbin, /usr/local/bin. `Ok(None)` when there is none to start.
+///
+/// # Errors
+/// [`HubError::Usage`] when `MT5_REDIS_SERVER` names a binary that does not exist: the user
+/// asked for that one, so the demo does not quietly take another Redis.
+pub(crate) fn redis_server(server_var: Option<&str>, path_var: Option<&str>) -> Result<Option<PathBuf>, HubError> {
+    let named = server_var.map(str::trim).filter(|v| !v.is_empty());
+    match named {
+        None => Ok(find_binary("redis-server", path_var)),
+        Some(v) if v.eq_ignore_ascii_case(HIDDEN) => Ok(None),
+        Some(v) => {
+            let found = if v.contains(std::path::MAIN_SEPARATOR) {
+                Some(PathBuf::from(v)).filter(|p| p.is_file())
+            } else {
+                find_binary(v, path_var)
+            };
+            found.map(Some).ok_or_else(|| {
+                HubError::Usage(format!(
+                    "{REDIS_SERVER_ENV}={v}: no such binary (give a path or a name on PATH, or `none` to use Docker)"
+                ))
+            })
+        }
+    }
 }
 
 /// A running `redis-server` child and its directory.
@@ -75,24 +107,15 @@ pub(crate) struct LocalRedis {
 }
 
 impl LocalRedis {
-    /// Starts a server on a free loopback port and waits until it answers `PING`.
+    /// Starts `binary` on a free loopback port and waits until it answers `PING`.
     ///
     /// # Errors
-    /// [`HubError::Failed`] when `redis-server` is not installed (saying what to do), cannot
-    /// start, or does not answer within 10 s; [`HubError::Io`] for the temporary directory.
-    pub(crate) async fn start(cancel: &CancellationToken) -> Result<LocalRedis, HubError> {
-        let path_var = std::env::var("PATH").ok();
-        let binary = find_redis_server(path_var.as_deref()).ok_or_else(|| {
-            HubError::Failed(
-                "the demo needs Redis: `redis-server` was not found on PATH or in /usr/bin, /usr/sbin, /usr/local/bin. \
-                 Install it (Debian/Ubuntu: `sudo apt-get install redis-server`; macOS: `brew install redis`), \
-                 or point the demo at a running Redis with MT5_REDIS_URL=redis://host:port"
-                    .to_string(),
-            )
-        })?;
+    /// [`HubError::Failed`] when the server cannot start or does not answer within 10 s;
+    /// [`HubError::Io`] for the temporary directory.
+    pub(crate) async fn start(binary: &Path, cancel: &CancellationToken) -> Result<LocalRedis, HubError> {
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
-            match Self::start_once(&binary, cancel).await {
+            match Self::start_once(binary, cancel).await {
                 Ok(redis) => return Ok(redis),
                 Err(StartError::Fatal(e)) => return Err(e),
                 Err(StartError::Retry(msg)) => last_error = msg,
@@ -186,7 +209,8 @@ enum StartError {
     Retry(String),
 }
 
-async fn ping(client: &redis::Client) -> bool {
+/// Whether the server answers `PING` within 500 ms.
+pub(super) async fn ping(client: &redis::Client) -> bool {
     let attempt = async {
         let mut conn = client.get_multiplexed_async_connection().await?;
         redis::cmd("PING").query_async::<String>(&mut conn).await
@@ -237,6 +261,33 @@ mod tests {
         let fake = dir.path().join("redis-server");
         std::fs::write(&fake, "").unwrap();
         let path = dir.path().to_str().unwrap().to_string();
-        assert_eq!(find_redis_server(Some(&path)), Some(fake));
+        assert_eq!(redis_server(None, Some(&path)).unwrap(), Some(fake.clone()));
+        assert_eq!(redis_server(Some(" "), Some(&path)).unwrap(), Some(fake));
+    }
+
+    /// `MT5_REDIS_SERVER`: `none` hides every server; a path or a name picks that binary; one
+    /// that does not exist is a usage error, not a quiet fallback.
+    #[test]
+    fn mt5_redis_server_names_or_hides_the_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["redis-server", "valkey-server"] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let path = dir.path().to_str().unwrap().to_string();
+        assert_eq!(redis_server(Some("none"), Some(&path)).unwrap(), None);
+        assert_eq!(redis_server(Some("NONE"), Some(&path)).unwrap(), None);
+        assert_eq!(
+            redis_server(Some("valkey-server"), Some(&path)).unwrap(),
+            Some(dir.path().join("valkey-server"))
+        );
+        let full = dir.path().join("valkey-server");
+        assert_eq!(redis_server(full.to_str(), None).unwrap(), Some(full.clone()));
+        let err = redis_server(Some("/nowhere/redis-server"), Some(&path)).unwrap_err();
+        assert!(
+            err.to_string().contains("MT5_REDIS_SERVER=/nowhere/redis-server"),
+            "{err}"
+        );
+        assert!(matches!(err, HubError::Usage(_)));
+        assert!(redis_server(Some("no-such-server-binary"), Some(&path)).is_err());
     }
 }

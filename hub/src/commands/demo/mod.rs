@@ -2,8 +2,10 @@
 //!
 //! - Redis: the configured one when a URL was given (`MT5_REDIS_URL`, `MT5_REDIS__URL` or
 //!   `redis.url` in the config file; the demo then writes to its configured streams and says
-//!   so), else a `redis-server` of its own on a free loopback port in a temporary directory,
-//!   removed on exit.
+//!   so), else a `redis-server` of its own on a free loopback port in a temporary directory
+//!   (`MT5_REDIS_SERVER` names the binary; `none` hides it), else, where Docker answers, a
+//!   container of `MT5_REDIS_IMAGE` (default `redis:7.0`, pulled when not present) on a free
+//!   loopback port; either is removed on exit.
 //! - News: with `EODHD_API_KEY` set, the EODHD API; else the bundled samples (dates shifted
 //!   to now) from a local stand-in of `GET /api/news`. Either way through the real
 //!   [`mt5_news::EodhdClient`] and [`mt5_news::Fetcher`].
@@ -13,13 +15,18 @@
 //!   the report to stdout (`--json` for a machine-readable one).
 //!
 //! # Layout
-//! - `local_redis`: the temporary `redis-server` and "was a Redis URL configured?".
+//! - `own_redis`: which Redis of its own the demo starts (a process, else a container).
+//! - `local_redis`: the temporary `redis-server`, `MT5_REDIS_SERVER`, and "was a Redis URL
+//!   configured?".
+//! - `container`: the temporary Redis container (the `docker` CLI).
 //! - `sample_server`: the sample `/api/news` server (axum).
 //! - `pipeline`: fetch, filter, drain, read back.
 //! - `report`: the table, the summary, the JSON.
 //! - `progress`: the spinner or plain progress lines on stderr.
 
+mod container;
 mod local_redis;
+mod own_redis;
 mod pipeline;
 mod progress;
 mod report;
@@ -37,7 +44,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{HubConfig, EODHD_API_KEY_ENV as API_KEY_ENV};
 use crate::error::HubError;
 use crate::output;
-use local_redis::{redis_url_configured, LocalRedis};
+use local_redis::redis_url_configured;
+use own_redis::OwnRedis;
 use progress::Progress;
 use report::Setting;
 use sample_server::{SampleServer, SAMPLE_API_KEY};
@@ -60,8 +68,8 @@ pub(crate) struct DemoArgs {
 /// Redis.
 ///
 /// # Errors
-/// [`HubError::Failed`] when `redis-server` is missing or the pipeline fails, configuration
-/// errors (exit 2), Redis unreachable (exit 3).
+/// [`HubError::Failed`] when neither `redis-server` nor Docker can give it a Redis, or the
+/// pipeline fails; configuration errors (exit 2), Redis unreachable (exit 3).
 pub(crate) async fn run(
     config_path: Option<&Path>,
     cfg: &HubConfig,
@@ -81,15 +89,10 @@ pub(crate) async fn run(
         ));
         None
     } else {
-        progress.start("starting a temporary redis-server");
-        let local = LocalRedis::start(cancel).await?;
-        redis_cfg.url = local.url();
+        let own = OwnRedis::start(cancel, &mut progress).await?;
+        redis_cfg.url = own.url();
         redis_cfg.password = None;
-        progress.done(format!(
-            "started a temporary redis-server on 127.0.0.1:{}",
-            local.port()
-        ));
-        Some(local)
+        Some(own)
     };
 
     let use_api = !cfg.news.eodhd.api_key.expose().trim().is_empty();
@@ -114,7 +117,7 @@ pub(crate) async fn run(
     let demo_cfg = demo_config(cfg, redis_cfg, server.as_ref());
     let result = run_with(
         &demo_cfg,
-        local.is_some(),
+        local.as_ref().map(OwnRedis::kind),
         server.is_some(),
         cancel,
         &args,
@@ -175,7 +178,7 @@ fn demo_config(cfg: &HubConfig, redis: mt5_bus::RedisConfig, server: Option<&Sam
 /// Runs the pipeline on the demo's configuration and renders the report.
 async fn run_with(
     cfg: &HubConfig,
-    local_redis: bool,
+    own_redis: Option<&'static str>,
     samples: bool,
     cancel: &CancellationToken,
     args: &DemoArgs,
@@ -197,7 +200,7 @@ async fn run_with(
     rules.push(sentiment_rule.clone());
     let setting = Setting {
         source: if samples { "sample" } else { "eodhd" },
-        redis: if local_redis { "local" } else { "configured" },
+        redis: own_redis.unwrap_or("configured"),
         redis_url: cfg.redis.redacted_url(),
         tickers: cfg.news.fetcher.watchlist.clone(),
         raw_stream: cfg.news.fetcher.stream.clone(),

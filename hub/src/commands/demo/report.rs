@@ -19,7 +19,8 @@ const MIN_TITLE_WIDTH: usize = 20;
 pub(crate) struct Setting {
     /// `sample` or `eodhd`.
     pub(crate) source: &'static str,
-    /// `local` (the demo's own redis-server) or `configured`.
+    /// `local` (the demo's own redis-server), `container` (its own Redis container) or
+    /// `configured`.
     pub(crate) redis: &'static str,
     /// The (redacted) Redis URL.
     pub(crate) redis_url: String,
@@ -143,6 +144,7 @@ pub(crate) fn text(setting: &Setting, out: &Outcome) -> String {
     let mut s = String::new();
     let redis = match setting.redis {
         "local" => format!("a temporary redis-server at {} (removed on exit)", setting.redis_url),
+        "container" => format!("a temporary Redis container at {} (removed on exit)", setting.redis_url),
         _ => format!("the configured Redis at {}", setting.redis_url),
     };
     let source = match setting.source {

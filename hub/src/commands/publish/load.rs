@@ -130,19 +130,13 @@ pub(crate) async fn run(
         .map_or_else(|| auto_batch(rate), |b| b as usize)
         .min(count.max(1) as usize);
     let template = args.load.template;
-    if args.load.poison_every.is_some() && template != LoadTemplate::News {
-        return Err(HubError::Usage("--poison-every needs --template news".into()));
-    }
+    #[cfg(feature = "chaos")]
+    let poison = super::poison::Poison::from_args(&args.load.poison, template)?;
     let default_type = match template {
         LoadTemplate::Seq => DEFAULT_TYPE,
         LoadTemplate::News => template::NEWS_RAW_TYPE,
     };
     let event_type = args.event_type.clone().unwrap_or_else(|| default_type.to_string());
-    let poison_marker = args
-        .load
-        .poison_marker
-        .clone()
-        .unwrap_or_else(|| template::DEFAULT_POISON_MARKER.to_string());
     let mut history = match &args.load.history {
         Some(path) => Some(open_history(path)?),
         None => None,
@@ -183,12 +177,15 @@ pub(crate) async fn run(
                         Event::new(source.as_str(), event_type.as_str(), data)
                     }
                     LoadTemplate::News => {
-                        let poison = template::is_poison(i, args.load.poison_every).then_some(poison_marker.as_str());
-                        let mut e = template::news_event(source.as_str(), i, poison);
+                        let mut e = template::news_event(source.as_str(), i);
                         e.event_type.clone_from(&event_type);
                         e
                     }
                 };
+                #[cfg(feature = "chaos")]
+                if let Some(p) = &poison {
+                    p.apply(&mut e, i);
+                }
                 let mut opts = PublishOptions::default();
                 if let Some(p) = prefix {
                     e = e.with_id(stable_event_id(p, i));
@@ -361,7 +358,7 @@ mod tests {
                 Event::new("s", "load.v1", serde_json::json!({"seq": 0, "payload": ""})),
                 PublishOptions::default(),
             ),
-            (template::news_event("s", 1, None), PublishOptions::default()),
+            (template::news_event("s", 1), PublishOptions::default()),
         ];
         stamp_published_us(&mut events, 1_700_000_000_123_456);
         for (e, _) in &events {

@@ -3,6 +3,8 @@
 mod bucket;
 mod lines;
 mod load;
+#[cfg(feature = "chaos")]
+mod poison;
 mod template;
 
 use mt5_bus::{BusMetrics, Event, EventProducer, PublishOptions, Published};
