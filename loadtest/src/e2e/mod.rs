@@ -2,8 +2,8 @@
 //! into the raw stream, `filters` × `mt5-hub filter` into the filtered stream, all real
 //! processes on one Redis, then the chaos history checker's verdict: lost, duplicated, and the
 //! e2e latency (filtered entry id time − raw entry id time, 1 ms resolution) of every event.
-//! Beside it, a tail reader of the filtered stream ([`tail`]) times every event from the
-//! publisher's µs stamp (`data.published_us`) to the output's arrival at the reader.
+//! Beside it, a tail reader of the filtered stream (`tail`, reporting a [`TailReport`]) times
+//! every event from the publisher's µs stamp (`data.published_us`) to the output's arrival at the reader.
 //! [`run_steps`] raises the rate step by step until the pipeline no longer keeps up.
 //!
 //! Every event is a `news.raw.v1` article that passes the default filter, so every one has an
