@@ -255,22 +255,38 @@ fn string_list(value: Option<&Value>, field: &'static str) -> Result<Vec<String>
 /// # Errors
 /// Why the value is not a date, for the caller to report under its own field name (`date`,
 /// `article.date`): `missing`, `expected a string, got …`, or `not a date-time: "…"`.
+#[inline]
 pub(crate) fn read_date(value: Option<&Value>) -> Result<DateTime<Utc>, String> {
     match value {
-        Some(Value::String(s)) => parse_article_date(s).ok_or_else(|| format!("not a date-time: {:?}", shorten(s, 64))),
+        Some(Value::String(s)) => parse_article_date(s).ok_or_else(|| not_a_date(s)),
         Some(other) => Err(format!("expected a string, got {}", kind(other))),
         None => Err("missing".to_string()),
     }
 }
 
+#[cold]
+fn not_a_date(s: &str) -> String {
+    format!("not a date-time: {:?}", shorten(s, 64))
+}
+
 /// Parses an article date: RFC 3339 (`Z`, `+00:00`, any offset), offsets without a colon or
 /// minutes (`+0000`, `+05`), a space instead of `T`, no offset (read as UTC), or a bare date
 /// (midnight UTC). Returns UTC.
+///
+/// RFC 3339, what EODHD documents and what the fetcher writes, is tried first and inline: it
+/// is on the filter's hot path (one date per event); the other forms are the cold path.
+#[inline]
 pub fn parse_article_date(text: &str) -> Option<DateTime<Utc>> {
     let s = text.trim();
-    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
-        return Some(d.with_timezone(&Utc));
+    match DateTime::parse_from_rfc3339(s) {
+        Ok(d) => Some(d.with_timezone(&Utc)),
+        Err(_) => parse_other_date(s),
     }
+}
+
+/// The forms of [`parse_article_date`] other than RFC 3339.
+#[cold]
+fn parse_other_date(s: &str) -> Option<DateTime<Utc>> {
     for fmt in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
         if let Ok(d) = DateTime::parse_from_str(s, fmt) {
             return Some(d.with_timezone(&Utc));
