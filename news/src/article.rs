@@ -6,9 +6,10 @@
 //!
 //! - tolerated: unknown extra fields (ignored); missing or `null` `content` (empty), `symbols`
 //!   and `tags` (empty); missing, `null` or `{}` `sentiment` (none); a sentiment with only
-//!   `polarity`; numbers sent as strings; dates with `Z`, `+00:00`, `+0000`, `+05:30` or no
-//!   offset at all (read as UTC), with a space instead of `T`, or a bare `YYYY-MM-DD` (midnight
-//!   UTC).
+//!   `polarity`; numbers sent as strings; dates with `Z`, `+00:00`, `+0000`, `+05:30`, `+05` or
+//!   no offset at all (read as UTC), with a space instead of `T`, without seconds, or a bare
+//!   `YYYY-MM-DD` (midnight UTC): [`parse_article_date`], which is also the filter's rule for
+//!   `article.date` (one reader of the date for the whole crate).
 //! - rejected, with an [`ArticleError`] naming the field: a missing or unparsable `date`, a
 //!   missing or non-string `title`, a missing or empty `link` (the de-duplication key), a
 //!   `content` that is not a string, `symbols`/`tags` that are not arrays of strings, a
@@ -131,17 +132,7 @@ fn serialize_date<S: Serializer>(date: &DateTime<Utc>, s: S) -> Result<S::Ok, S:
 }
 
 fn read_fields(obj: &Map<String, Value>, link: Option<&str>) -> Result<Article, ArticleError> {
-    let date = match obj.get("date") {
-        Some(Value::String(s)) => parse_article_date(s)
-            .ok_or_else(|| ArticleError::new("date", format!("not a date-time: {:?}", shorten(s, 64))))?,
-        Some(other) => {
-            return Err(ArticleError::new(
-                "date",
-                format!("expected a string, got {}", kind(other)),
-            ))
-        }
-        None => return Err(ArticleError::new("date", "missing")),
-    };
+    let date = read_date(obj.get("date")).map_err(|reason| ArticleError::new("date", reason))?;
     let title = match obj.get("title") {
         Some(Value::String(s)) => s.clone(),
         Some(other) => {
@@ -256,14 +247,46 @@ fn string_list(value: Option<&Value>, field: &'static str) -> Result<Vec<String>
     }
 }
 
+/// Reads an article's `date` field (`value` is the field, `None` when absent) with
+/// [`parse_article_date`]: the one reader of the date of a `news.raw.v1` article, shared by
+/// [`Article`] (the fetcher) and the filter's lenient `RawNews`, so an article the fetcher
+/// published is never refused by the filter for its date, nor the other way round.
+///
+/// # Errors
+/// Why the value is not a date, for the caller to report under its own field name (`date`,
+/// `article.date`): `missing`, `expected a string, got …`, or `not a date-time: "…"`.
+#[inline]
+pub(crate) fn read_date(value: Option<&Value>) -> Result<DateTime<Utc>, String> {
+    match value {
+        Some(Value::String(s)) => parse_article_date(s).ok_or_else(|| not_a_date(s)),
+        Some(other) => Err(format!("expected a string, got {}", kind(other))),
+        None => Err("missing".to_string()),
+    }
+}
+
+#[cold]
+fn not_a_date(s: &str) -> String {
+    format!("not a date-time: {:?}", shorten(s, 64))
+}
+
 /// Parses an article date: RFC 3339 (`Z`, `+00:00`, any offset), offsets without a colon or
 /// minutes (`+0000`, `+05`), a space instead of `T`, no offset (read as UTC), or a bare date
 /// (midnight UTC). Returns UTC.
+///
+/// RFC 3339, what EODHD documents and what the fetcher writes, is tried first and inline: it
+/// is on the filter's hot path (one date per event); the other forms are the cold path.
+#[inline]
 pub fn parse_article_date(text: &str) -> Option<DateTime<Utc>> {
     let s = text.trim();
-    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
-        return Some(d.with_timezone(&Utc));
+    match DateTime::parse_from_rfc3339(s) {
+        Ok(d) => Some(d.with_timezone(&Utc)),
+        Err(_) => parse_other_date(s),
     }
+}
+
+/// The forms of [`parse_article_date`] other than RFC 3339.
+#[cold]
+fn parse_other_date(s: &str) -> Option<DateTime<Utc>> {
     for fmt in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
         if let Ok(d) = DateTime::parse_from_str(s, fmt) {
             return Some(d.with_timezone(&Utc));
@@ -280,7 +303,8 @@ pub fn parse_article_date(text: &str) -> Option<DateTime<Utc>> {
         .map(|d| d.and_utc())
 }
 
-fn kind(v: &Value) -> &'static str {
+/// What a JSON value is, for error messages: `null`, `a string`, `an object`, ...
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -36,7 +36,8 @@ pub struct FetcherConfig {
     /// The events' CloudEvents `source`. Default `eodhd`.
     pub source: String,
     /// Prefix of the per-ticker cursor keys (`<prefix>:<ticker>`, the newest article time
-    /// published, in Unix ms). Default `mt5:news:cursor`.
+    /// published, in Unix ms) and records of published articles (`<prefix>:<ticker>:seen`).
+    /// Default `mt5:news:cursor`.
     pub cursor_prefix: String,
 }
 

@@ -3,12 +3,24 @@
 //! `mt5:events:news_raw` with an idempotency key per (article link, ticker), and only then
 //! advances the ticker's cursor in Redis.
 //!
-//! EODHD's `from`/`to` take dates only, so a round refetches whole days: the articles it
-//! already published hit their idempotency keys (TTL `bus.idempotency_ttl_ms`, default 72 h,
-//! longer than any refetch window) and are written once, whatever the overlap, retries or
-//! restarts. The cursor (newest article time published, Unix ms, `<cursor_prefix>:<ticker>`)
-//! only moves forward, and only after a walk in which no page was skipped and every publish
-//! succeeded, so a failed round is simply redone by the next one.
+//! EODHD's `from`/`to` take dates only, so a round refetches whole days, at least the cursor's
+//! day, however long ago that was (a quiet ticker's cursor stays put). Two things keep a
+//! refetched article from being written twice:
+//! - the ticker's record of published articles ([`Fetcher::seen_key`], a sorted set of links
+//!   scored by article time, with no TTL): an article found in it is not offered to the bus
+//!   again. Links dated before the window's first day are dropped, since no later window
+//!   reaches back there; so the record holds about a day of links per ticker. It is written
+//!   after the publish, so nothing recorded can be unpublished.
+//! - the idempotency key per (article link, ticker) (TTL `bus.idempotency_ttl_ms`, default
+//!   72 h), for what the record has not caught yet: a retry, or a crash between the publish and
+//!   the record.
+//!
+//! The idempotency keys alone were not enough: a ticker quiet for longer than their TTL
+//! refetched its cursor's day after they expired and republished it. The window itself is not
+//! narrowed, so an article EODHD delivers late for a day still in the window is published.
+//! The cursor (newest article time published, Unix ms, `<cursor_prefix>:<ticker>`) only moves
+//! forward, and only after a walk in which no page was skipped and every publish succeeded,
+//! so a failed round is simply redone by the next one.
 //!
 //! While the daily quota is exhausted ([`EodhdClient::paused_until`]) rounds make no request.
 //!
@@ -17,10 +29,10 @@
 
 mod config;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, TimeDelta, Utc};
 use futures_util::stream::{self, StreamExt};
 use mt5_bus::{Event, EventProducer, PublishOptions};
 use redis::aio::ConnectionManager;
@@ -73,7 +85,8 @@ pub struct TickerReport {
     pub fetched: usize,
     /// Events written to the stream.
     pub published: usize,
-    /// Articles whose idempotency key existed: published by an earlier round.
+    /// Articles published by an earlier round: found in the ticker's record of published
+    /// articles ([`Fetcher::seen_key`]) or by their idempotency key.
     pub duplicates: usize,
     /// Items that failed validation (logged, not published).
     pub rejected: usize,
@@ -157,6 +170,53 @@ impl Fetcher {
     /// The Redis key of `ticker`'s cursor.
     pub fn cursor_key(&self, ticker: &str) -> String {
         format!("{}:{ticker}", self.cfg.cursor_prefix)
+    }
+
+    /// The Redis key of `ticker`'s record of published articles
+    /// (`<cursor_prefix>:<ticker>:seen`): a sorted set of article links scored by article time
+    /// (Unix ms), holding the links published whose date is on or after the window's first
+    /// day. It has no TTL: it is what keeps a refetch from republishing once the idempotency
+    /// keys have expired.
+    pub fn seen_key(&self, ticker: &str) -> String {
+        format!("{}:{ticker}:seen", self.cfg.cursor_prefix)
+    }
+
+    /// The links of `ticker`'s record of published articles dated on or after `from` (UTC
+    /// midnight), after dropping the older ones: no window from now on starts before `from`
+    /// (the cursor never moves back, and the window starts at the cursor's day, or today), so
+    /// those can never be refetched.
+    async fn seen_since(&self, ticker: &str, from: NaiveDate) -> Result<HashSet<String>, FetcherError> {
+        let floor_ms = from.and_time(NaiveTime::MIN).and_utc().timestamp_millis();
+        let key = self.seen_key(ticker);
+        let mut conn = self.conn.clone();
+        let (links,): (Vec<String>,) = redis::pipe()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(format!("({floor_ms}"))
+            .ignore()
+            .cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        Ok(links.into_iter().collect())
+    }
+
+    /// Adds `articles` (published now or by an earlier round) to `ticker`'s record.
+    async fn record_seen(&self, ticker: &str, articles: &[&Article]) -> Result<(), FetcherError> {
+        if articles.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(self.seen_key(ticker));
+        for a in articles {
+            cmd.arg(a.date.timestamp_millis()).arg(&a.link);
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = cmd.query_async(&mut conn).await?;
+        Ok(())
     }
 
     /// `ticker`'s cursor: the newest article time published, if any.
@@ -308,6 +368,7 @@ return cur";
             Some(c) => c.date_naive().min(today),
             None => today - TimeDelta::days(i64::from(self.cfg.lookback_days)),
         };
+        let seen = self.seen_since(ticker, from).await?;
         let query = NewsQuery::symbol(ticker).with_window(Some(from), Some(today));
         report.query = format!("s={ticker}&from={from}&to={today}");
         let batch = self.client.news_all(&query, self.client.config().page_cap).await?;
@@ -318,24 +379,40 @@ return cur";
         }
         let mut articles = batch.articles;
         articles.sort_by_key(|a| a.date);
+        let newest = articles.last().map(|a| a.date);
+        // Articles in the record were published by an earlier round: they are not offered to
+        // the bus again, whether or not their idempotency keys are still alive.
+        let unseen: Vec<&Article> = articles.iter().filter(|a| !seen.contains(&a.link)).collect();
+        report.duplicates = articles.len() - unseen.len();
         let fetch_time = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         let mut all_published = true;
-        for chunk in articles.chunks(PUBLISH_CHUNK) {
+        for chunk in unseen.chunks(PUBLISH_CHUNK) {
             let events: Vec<(Event, PublishOptions)> = chunk
                 .iter()
                 .map(|a| self.event(ticker, a, &fetch_time, &report.query))
                 .collect();
             let refs: Vec<(&Event, &PublishOptions)> = events.iter().map(|(e, o)| (e, o)).collect();
-            for result in self.producer.publish_each(&self.cfg.stream, &refs).await? {
+            let results = self.producer.publish_each(&self.cfg.stream, &refs).await?;
+            let mut written = Vec::with_capacity(chunk.len());
+            for (article, result) in chunk.iter().zip(results) {
                 match result {
-                    Ok(p) if p.duplicate => report.duplicates += 1,
-                    Ok(_) => report.published += 1,
+                    Ok(p) => {
+                        if p.duplicate {
+                            report.duplicates += 1;
+                        } else {
+                            report.published += 1;
+                        }
+                        written.push(*article);
+                    }
                     Err(e) => {
                         all_published = false;
                         tracing::warn!(ticker, error = %e, "An article was not published; the next round retries.");
                     }
                 }
             }
+            // After the publish, never before: an article recorded but not written would be
+            // lost. A crash in between leaves the idempotency keys to catch the next round.
+            self.record_seen(ticker, &written).await?;
         }
         if !batch.skipped.is_empty() {
             tracing::warn!(
@@ -349,8 +426,8 @@ return cur";
         }
         report.complete = batch.skipped.is_empty() && all_published;
         if report.complete {
-            if let Some(newest) = articles.last() {
-                report.cursor = self.advance_cursor(ticker, newest.date).await?;
+            if let Some(newest) = newest {
+                report.cursor = self.advance_cursor(ticker, newest).await?;
             }
         } else if !all_published {
             report.error = Some("some articles were not published (backlog limit); retried next round".into());

@@ -2,14 +2,20 @@
 //!
 //! This is deliberately a small view of the payload rather than the client's full article
 //! model: the filter only needs the ticker, the date, the text and the optional polarity, and
-//! forwards everything else untouched.
+//! forwards everything else untouched. Lenient as the view is, the article's date has one
+//! rule for the whole crate: it is read by the same code as the fetcher's [`Article`]
+//! ([`parse_article_date`]), so what the fetcher publishes the filter can read.
+//!
+//! [`Article`]: crate::Article
+//! [`parse_article_date`]: crate::parse_article_date
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::error::FilterError;
+use crate::article::{kind, read_date};
 
 /// The parts of a raw news event the rules look at.
 ///
@@ -21,7 +27,8 @@ pub struct RawNews<'a> {
     /// The ticker this entry was fetched for, e.g. `AAPL.US` (`data.ticker`, else the event's
     /// `ticker` extension), trimmed.
     pub ticker: Cow<'a, str>,
-    /// When the article was published (`data.article.date`).
+    /// When the article was published (`data.article.date`, in any form
+    /// [`parse_article_date`](crate::parse_article_date) accepts), in UTC.
     pub date: DateTime<Utc>,
     /// The headline (`data.article.title`; missing counts as empty).
     pub title: Cow<'a, str>,
@@ -108,21 +115,7 @@ impl<'a> RawNews<'a> {
             }
             None => return Err(FilterError::data("article", "missing")),
         };
-        let date = match article.get("date") {
-            Some(Value::String(s)) => parse_date(s).ok_or_else(|| {
-                FilterError::data(
-                    "article.date",
-                    format!("not an RFC 3339 date-time: {:?}", truncate(s, 64)),
-                )
-            })?,
-            Some(other) => {
-                return Err(FilterError::data(
-                    "article.date",
-                    format!("expected a string, got {}", kind(other)),
-                ))
-            }
-            None => return Err(FilterError::data("article.date", "missing")),
-        };
+        let date = read_date(article.get("date")).map_err(|reason| FilterError::data("article.date", reason))?;
         let text = |field: &'static str, path: &'static str| -> Result<&'a str, FilterError> {
             match article.get(field) {
                 None | Some(Value::Null) => Ok(""),
@@ -148,44 +141,6 @@ impl<'a> RawNews<'a> {
             polarity,
         })
     }
-}
-
-/// RFC 3339 (`...+00:00` or `...Z`), also with a space for `T`, an offset without a colon, or no
-/// offset at all (taken as UTC, as EODHD documents its timestamps).
-fn parse_date(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
-        return Some(d.with_timezone(&Utc));
-    }
-    if let Ok(d) = s.parse::<DateTime<FixedOffset>>() {
-        return Some(d.with_timezone(&Utc));
-    }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
-        if let Ok(d) = DateTime::parse_from_str(s, fmt) {
-            return Some(d.with_timezone(&Utc));
-        }
-    }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
-        if let Ok(d) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Some(d.and_utc());
-        }
-    }
-    None
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn truncate(s: &str, max_chars: usize) -> &str {
-    s.char_indices().nth(max_chars).map_or(s, |(i, _)| &s[..i])
 }
 
 #[cfg(test)]
@@ -250,17 +205,56 @@ mod tests {
     #[test]
     fn accepts_common_date_spellings() {
         let want = Utc.with_ymd_and_hms(2025, 6, 3, 10, 5, 0).unwrap();
+        let date = |s: &str| {
+            let data = json!({"ticker": "X", "article": {"date": s}});
+            RawNews::from_data(&data, None).ok().map(|n| n.date)
+        };
         for s in [
             "2025-06-03T10:05:00+00:00",
             "2025-06-03T10:05:00Z",
             "2025-06-03T12:05:00+02:00",
             "2025-06-03T10:05:00+0000",
+            "2025-06-03T15:05:00+05",
             "2025-06-03 10:05:00",
             "2025-06-03T10:05:00.000",
         ] {
-            assert_eq!(parse_date(s), Some(want), "{s}");
+            assert_eq!(date(s), Some(want), "{s}");
         }
-        assert_eq!(parse_date("yesterday"), None);
+        assert_eq!(date("yesterday"), None);
+    }
+
+    /// The filter reads an article date exactly when the fetcher does, and to the same
+    /// instant: a payload the fetcher published is never dead-lettered for its date, and a date
+    /// the fetcher refuses is not taken by the filter either.
+    #[test]
+    fn the_filter_reads_the_dates_the_fetcher_reads() {
+        let article = |date: &str| json!({"date": date, "title": "T", "content": "C", "link": "https://x/1", "symbols": [], "tags": []});
+        for date in [
+            "2026-05-04T10:00:00+05",
+            "2026-05-04T10:00:00+05:30",
+            "2026-05-04T10:00:00+0530",
+            "2026-05-04T10:00:00-04:00",
+            "2026-05-04T10:00:00Z",
+            "2026-05-04t10:00:00z",
+            "2026-05-04T10:00:00.123+00:00",
+            "2026-05-04 10:00:00+00:00",
+            "2026-05-04 10:00:00 +00:00",
+            "2026-05-04T10:00:00",
+            "2026-05-04 10:00:00",
+            "2026-05-04T10:00",
+            "2026-05-04",
+            " 2026-05-04T10:00:00Z ",
+            "2026-05-04T10:00:00 Z",
+            "2026-05-04T10:00:00 UTC",
+            "04/05/2026 10:00",
+            "yesterday",
+            "",
+        ] {
+            let fetcher = crate::Article::from_value(&article(date)).map(|a| a.date).ok();
+            let data = json!({"ticker": "X", "article": article(date)});
+            let filter = RawNews::from_data(&data, None).map(|n| n.date).ok();
+            assert_eq!(filter, fetcher, "{date:?}: filter vs fetcher");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use mt5_news::{NewsMetrics, Schedule};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::support::{expected_links, fetcher, fetcher_with, published_pairs, read_all, Keys, TICKERS};
+use super::support::{expected_links, fetcher, fetcher_on_bus, fetcher_with, published_pairs, read_all, Keys, TICKERS};
 
 /// Two rounds over the same (overlapping) window publish each (article, ticker) exactly once:
 /// the second round re-reads whole days and every article hits its idempotency key. A new
@@ -159,6 +159,136 @@ async fn a_restart_resumes_from_the_redis_cursor() {
         assert_eq!(from, aapl_cursor.date_naive().to_string(), "from the cursor's day");
         assert_ne!(from, lookback_from, "not the first-start lookback");
     }
+}
+
+/// The idempotency TTL of the quiet-ticker tests: short, so it expires within the test.
+const SHORT_TTL_MS: u64 = 200;
+
+/// A fetcher of MSFT.US whose bus keeps idempotency keys for [`SHORT_TTL_MS`] only.
+async fn short_ttl_fetcher(fx: &RedisFixture, mock: &MockEodhd, keys: &Keys) -> mt5_news::Fetcher {
+    let mut bus = keys.bus();
+    bus.idempotency_ttl_ms = SHORT_TTL_MS;
+    let cfg = keys.fetcher().with_watchlist(["MSFT.US"]);
+    fetcher_on_bus(fx, mock, &bus, cfg, NewsMetrics::unregistered()).await
+}
+
+/// Waits until none of `links`' idempotency keys (for MSFT.US on `stream`) exists any more.
+async fn wait_for_idempotency_keys_to_expire(fx: &RedisFixture, stream: &str, links: &HashSet<String>) {
+    let mut conn = fx.connection().await;
+    let keys: Vec<String> = links
+        .iter()
+        .map(|l| mt5_bus::keys::idempotency_key(stream, &format!("MSFT.US|{l}")))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let alive: usize = redis::cmd("EXISTS").arg(&keys).query_async(&mut conn).await.unwrap();
+        if alive == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{alive} idempotency keys outlived their TTL");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A ticker quiet for longer than the idempotency TTL republishes nothing. Its window still
+/// starts at the cursor's day, so the refetch serves the articles already published, and their
+/// idempotency keys have expired; the fetcher's own record of what it published in the window
+/// (which has no TTL) keeps them out. (Production: TTL 72 h, a ticker quiet for 3 days.)
+#[tokio::test]
+async fn a_ticker_quiet_longer_than_the_idempotency_ttl_republishes_nothing() {
+    let fx = RedisFixture::start().await.unwrap();
+    let mock = MockEodhd::start().await;
+    let keys = Keys::new(&fx);
+    let f = short_ttl_fetcher(&fx, &mock, &keys).await;
+    let links = expected_links(&mock, "MSFT.US");
+
+    let first = f.round().await.unwrap();
+    assert!(first.tickers[0].complete, "{first:?}");
+    assert_eq!(first.published(), links.len(), "{first:?}");
+    let mut conn = fx.connection().await;
+    let after_first = mt5_fixtures::streams::xlen(&mut conn, &keys.raw).await;
+    assert_eq!(after_first, links.len() as u64);
+
+    // The ticker stays quiet (the mock serves the same articles) past the TTL.
+    wait_for_idempotency_keys_to_expire(&fx, &keys.raw, &links).await;
+    let second = f.round().await.unwrap();
+    assert!(second.tickers[0].complete, "{second:?}");
+    assert!(
+        second.fetched() > 0,
+        "the window still holds the cursor's day: {second:?}"
+    );
+    assert_eq!(second.published(), 0, "nothing republished: {second:?}");
+    assert_eq!(second.duplicates(), second.fetched(), "{second:?}");
+    assert_eq!(
+        mt5_fixtures::streams::xlen(&mut conn, &keys.raw).await,
+        after_first,
+        "no new entry on the raw stream"
+    );
+    let pairs = published_pairs(&mut conn, &keys.raw).await;
+    let unique: HashSet<_> = pairs.iter().cloned().collect();
+    assert_eq!(pairs.len(), unique.len(), "no (article, ticker) twice");
+
+    // The record keeps only what a window can still reach: links dated on or after the
+    // cursor's day (the first round's lookback went back further).
+    let cursor = f.cursor("MSFT.US").await.unwrap().expect("a cursor");
+    let day_start_ms = cursor
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis();
+    let record: Vec<(String, i64)> = redis::cmd("ZRANGE")
+        .arg(f.seen_key("MSFT.US"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(record.len(), second.fetched(), "{record:?}");
+    assert!(record.iter().all(|(_, ms)| *ms >= day_start_ms), "{record:?}");
+    assert!(record.len() < links.len(), "older links were dropped: {record:?}");
+}
+
+/// The record that stops republishing does not stop a late article: one that EODHD delivers
+/// after the TTL expired, dated on the cursor's day but before the cursor (so not "newer"), is
+/// still published, once.
+#[tokio::test]
+async fn a_late_article_of_the_cursors_day_is_published_after_the_ttl() {
+    let fx = RedisFixture::start().await.unwrap();
+    let mock = MockEodhd::start().await;
+    let keys = Keys::new(&fx);
+    let f = short_ttl_fetcher(&fx, &mock, &keys).await;
+    let links = expected_links(&mock, "MSFT.US");
+    let first = f.round().await.unwrap();
+    assert!(first.tickers[0].complete, "{first:?}");
+    let cursor = f.cursor("MSFT.US").await.unwrap().expect("a cursor");
+    wait_for_idempotency_keys_to_expire(&fx, &keys.raw, &links).await;
+
+    let day_start = cursor.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    mock.push_articles(
+        "MSFT.US",
+        vec![json!({
+            "date": day_start.to_rfc3339_opts(SecondsFormat::Secs, true), "title": "Microsoft files late",
+            "content": "A late filing.", "link": "https://example.com/msft-late", "symbols": ["MSFT.US"], "tags": [],
+        })],
+    );
+    let second = f.round().await.unwrap();
+    assert!(second.tickers[0].complete, "{second:?}");
+    assert_eq!(second.published(), 1, "only the late article: {second:?}");
+    let third = f.round().await.unwrap();
+    assert_eq!(third.published(), 0, "{third:?}");
+    let mut conn = fx.connection().await;
+    let got: HashSet<String> = published_pairs(&mut conn, &keys.raw)
+        .await
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    assert!(got.contains("https://example.com/msft-late"));
+    assert_eq!(
+        mt5_fixtures::streams::xlen(&mut conn, &keys.raw).await,
+        links.len() as u64 + 1
+    );
 }
 
 /// A skipped page (invalid JSON) keeps the cursor where it was, so the next round refetches;

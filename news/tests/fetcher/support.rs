@@ -84,9 +84,21 @@ pub(crate) async fn fetcher_with(
     cfg: FetcherConfig,
     metrics: NewsMetrics,
 ) -> Fetcher {
+    fetcher_on_bus(fx, mock, &keys.bus(), cfg, metrics).await
+}
+
+/// A fetcher with the given bus config (e.g. a short idempotency TTL), fetcher config and
+/// metrics.
+pub(crate) async fn fetcher_on_bus(
+    fx: &RedisFixture,
+    mock: &MockEodhd,
+    bus: &BusConfig,
+    cfg: FetcherConfig,
+    metrics: NewsMetrics,
+) -> Fetcher {
     let cancel = CancellationToken::new();
     let client = mt5_news::EodhdClient::new(&config_for(mock), metrics, cancel.clone()).unwrap();
-    let producer = EventProducer::connect(&redis_config(fx), &keys.bus(), BusMetrics::unregistered(), cancel)
+    let producer = EventProducer::connect(&redis_config(fx), bus, BusMetrics::unregistered(), cancel)
         .await
         .unwrap();
     Fetcher::new(cfg, client, producer).unwrap()
