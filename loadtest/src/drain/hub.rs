@@ -23,8 +23,28 @@ const RAW_TYPE: &str = "news.raw.v1";
 /// Events per pipeline of the preload.
 const PRELOAD_BATCH: usize = 500;
 /// Characters of the content VADER scores with the title: all of it, as the reference does
-/// (mt5-hub's default is the first 280).
-const VADER_CONTENT_CHARS: usize = 1_000_000;
+/// (mt5-hub's default is the first 280). The harness checks it against each backlog's longest
+/// content.
+pub(crate) const VADER_CONTENT_CHARS: usize = 1_000_000;
+
+/// What the filters' sentiment scorer is configured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ScorerSettings {
+    /// `sentiment_content_chars`.
+    pub(crate) content_chars: usize,
+    /// `sentiment_cache_size`: titles per process.
+    pub(crate) cache_size: u64,
+}
+
+impl ScorerSettings {
+    /// The whole content, and the reference's cache size.
+    pub(crate) fn of(rules: &ReferenceInfo) -> Self {
+        ScorerSettings {
+            content_chars: VADER_CONTENT_CHARS,
+            cache_size: rules.cache_size,
+        }
+    }
+}
 
 /// The `news.raw.v1` event of one generated pair, as the fetcher builds it
 /// (`news/src/fetcher`): `{ticker, fetch_time, source_query, article}` and a `ticker` extension.
@@ -94,9 +114,15 @@ fn toml_str(s: &str) -> String {
 
 /// The filters' config: Redis, fresh streams, HTTP on a free port, and the reference's rules
 /// (whitelist, keywords, `positive` mode above its threshold, its freshness, its VADER cache
-/// size; VADER on the whole content as the reference scores it). Bus settings are the shipped
-/// defaults.
-pub(crate) fn config_toml(redis_url: &str, streams: &Streams, rules: &ReferenceInfo, sentiment: Sentiment) -> String {
+/// size and VADER on the whole content as the reference scores it, both from `scorer`). Bus
+/// settings are the shipped defaults.
+pub(crate) fn config_toml(
+    redis_url: &str,
+    streams: &Streams,
+    rules: &ReferenceInfo,
+    scorer: ScorerSettings,
+    sentiment: Sentiment,
+) -> String {
     let list = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
     format!(
         r#"# Written by `mt5-loadtest drain`: mt5-hub filters with the Python reference's rules.
@@ -136,8 +162,8 @@ sentiment_content_chars = {content_chars}
         threshold = rules.threshold,
         source = toml_str(sentiment.as_str()),
         max_age = rules.max_age_hours,
-        cache = rules.cache_size,
-        content_chars = VADER_CONTENT_CHARS,
+        cache = scorer.cache_size,
+        content_chars = scorer.content_chars,
     )
 }
 
@@ -199,13 +225,18 @@ pub(crate) async fn http_addr(p: &mut Proc, timeout: Duration) -> Result<SocketA
     }
 }
 
-/// What a filter says it decided (`mt5_news_filter_total` of its `/metrics`).
+/// What a filter says it decided (`mt5_news_filter_total` of its `/metrics`) and how often it
+/// ran its scorer (`mt5_news_sentiment_scored_total`, `mt5_news_sentiment_cache_hits_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Decisions {
     /// Events passed.
     pub(crate) passed: u64,
     /// Events decided (passed, rejected, invalid).
     pub(crate) decided: u64,
+    /// Texts the scorer scored (title-cache misses).
+    pub(crate) scored: u64,
+    /// Scores answered from the title cache.
+    pub(crate) cache_hits: u64,
 }
 
 /// Scrapes the filter at `addr`.
@@ -228,10 +259,34 @@ pub(crate) async fn decisions(addr: SocketAddr) -> Result<Decisions> {
         .text()
         .await
         .map_err(err)?;
-    let m = Metrics(text);
-    Ok(Decisions {
-        passed: m.sum("mt5_news_filter_total", &[("decision", "passed")]) as u64,
-        decided: m.sum("mt5_news_filter_total", &[]) as u64,
+    parse_decisions(&text).ok_or_else(|| {
+        LoadError::Run(format!(
+            "{url} has no mt5_news_filter_total, mt5_news_sentiment_scored_total or mt5_news_sentiment_cache_hits_total"
+        ))
+    })
+}
+
+/// The decisions and scorer counts of a `/metrics` text; `None` when a family is missing (a
+/// filter too old to count its scorer would otherwise look as if it never scored).
+fn parse_decisions(text: &str) -> Option<Decisions> {
+    const FAMILIES: [&str; 3] = [
+        "mt5_news_filter_total",
+        "mt5_news_sentiment_scored_total",
+        "mt5_news_sentiment_cache_hits_total",
+    ];
+    let has = |family: &str| {
+        text.lines()
+            .any(|l| l.strip_prefix(family).is_some_and(|rest| rest.starts_with(['{', ' '])))
+    };
+    if !FAMILIES.iter().all(|f| has(f)) {
+        return None;
+    }
+    let m = Metrics(text.to_string());
+    Some(Decisions {
+        passed: m.sum(FAMILIES[0], &[("decision", "passed")]) as u64,
+        decided: m.sum(FAMILIES[0], &[]) as u64,
+        scored: m.sum(FAMILIES[1], &[]) as u64,
+        cache_hits: m.sum(FAMILIES[2], &[]) as u64,
     })
 }
 
@@ -256,7 +311,8 @@ mod tests {
     #[test]
     fn the_config_carries_the_reference_rules() {
         let s = Streams::under("drain:r1");
-        let t = config_toml("redis://127.0.0.1:6390", &s, &info(), Sentiment::Eodhd);
+        let scorer = ScorerSettings::of(&info());
+        let t = config_toml("redis://127.0.0.1:6390", &s, &info(), scorer, Sentiment::Eodhd);
         assert!(t.contains(r#"tickers = ["AAPL.US","JNJ.US"]"#), "{t}");
         assert!(t.contains(r#"keywords = ["earnings","buyback"]"#), "{t}");
         assert!(t.contains("min_sentiment = 0.5\n"), "{t}");
@@ -264,7 +320,31 @@ mod tests {
         assert!(t.contains("sentiment_source = \"eodhd\""), "{t}");
         assert!(t.contains("input_stream = \"drain:r1:news_raw\""), "{t}");
         assert!(t.contains("deadletter_stream = \"drain:r1:deadletter\""), "{t}");
-        assert!(config_toml("u", &s, &info(), Sentiment::Vader).contains("sentiment_source = \"vader\""));
+        assert!(t.contains("sentiment_cache_size = 50000\n"), "{t}");
+        assert!(t.contains("sentiment_content_chars = 1000000\n"), "{t}");
+        assert!(config_toml("u", &s, &info(), scorer, Sentiment::Vader).contains("sentiment_source = \"vader\""));
+    }
+
+    /// The scrape sums the decisions and the scorer's counters; a filter without the scorer's
+    /// counters is an error, not zero calls.
+    #[test]
+    fn decisions_and_scorer_counts_are_scraped() {
+        let text = "# TYPE mt5_news_filter_total counter\n\
+            mt5_news_filter_total{decision=\"passed\",reason=\"passed\"} 3\n\
+            mt5_news_filter_total{decision=\"rejected\",reason=\"stale\"} 7\n\
+            mt5_news_sentiment_cache_hits_total 2\n\
+            mt5_news_sentiment_scored_total{model=\"vader\"} 4\n";
+        assert_eq!(
+            parse_decisions(text),
+            Some(Decisions {
+                passed: 3,
+                decided: 10,
+                scored: 4,
+                cache_hits: 2
+            })
+        );
+        let old = "mt5_news_filter_total{decision=\"passed\",reason=\"passed\"} 3\n";
+        assert_eq!(parse_decisions(old), None);
     }
 
     /// The raw event has the contract's envelope and data shape.

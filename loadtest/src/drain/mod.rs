@@ -20,10 +20,18 @@
 //! consumers say they passed, no duplicate, an empty dead letter stream) and a run that fails is
 //! an error. The passed sets of the two sides are compared event by event.
 //!
+//! With `--sentiment vader` each round also asserts issue 11's rules (`checks`): mt5-hub's
+//! scorer calls per event are at least the reference's `vader_calls` per event minus 1 %; both
+//! sides score the whole `title + " " + content` with the reference's title cache size (at most
+//! 50 000); and, in both variants, the passed sets differ only where the keyword semantics do
+//! (a listing of any other difference is printed before the run fails) and no article turns stale
+//! during a round.
+//!
 //! Layout: `server` (the private `redis-server`), `probe` (what is asked of Redis, the drain
 //! poller), `child` (consumer processes), `python` (the reference's side), `hub` (the Rust
-//! side), `compare` (passed sets).
+//! side), `compare` (passed sets), `checks` (issue 11's rules).
 
+mod checks;
 mod child;
 mod compare;
 mod hub;
@@ -31,7 +39,7 @@ mod probe;
 mod python;
 mod server;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
@@ -41,11 +49,13 @@ use mt5_chaos::harness::{target_dir, Streams};
 use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value as Json};
 
+pub use checks::{ScorerCalls, TextRule};
 pub use compare::Differences;
+pub use python::Generated;
 pub use server::{ENV_REDIS_SERVER, SERVER_SETTINGS};
 
 use child::Proc;
-use compare::EventId;
+use compare::Passed;
 use probe::{GroupState, Poller};
 use python::{Reference, ReferenceInfo};
 
@@ -180,9 +190,23 @@ pub struct Run {
     pub passed: u64,
     /// The highest peak RSS (VmHWM) of the side's consumer processes, KiB.
     pub peak_rss_kib: u64,
+    /// Texts the side's sentiment scorer scored (the reference's `vader_calls`, mt5-hub's
+    /// `mt5_news_sentiment_scored_total`); 0 with EODHD's polarity.
+    pub scorer_calls: u64,
+    /// Scores answered from the title cache.
+    pub cache_hits: u64,
 }
 
 impl Run {
+    /// The scorer's work in this run.
+    pub fn scorer(&self) -> ScorerCalls {
+        ScorerCalls {
+            calls: self.scorer_calls,
+            cache_hits: self.cache_hits,
+            events: self.events,
+        }
+    }
+
     /// Events per second.
     pub fn rate(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -286,6 +310,17 @@ impl SideSummary {
     }
 }
 
+/// One round's facts behind issue 11's rules (see `checks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RoundRules {
+    /// The scorer's settings against the round's longest content and the reference's cache.
+    pub text: TextRule,
+    /// What the generator left out of the backlog (title-cache ambiguity, `vader` only).
+    pub generated: Generated,
+    /// Articles that turned stale between the round's start and its end (must be 0).
+    pub crossing_freshness: usize,
+}
+
 /// The comparison.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -305,6 +340,8 @@ pub struct Report {
     pub runs: Vec<Run>,
     /// Per round: how the passed sets differ.
     pub differences: Vec<Differences>,
+    /// Per round: what the rules of a drain with sentiment were checked against.
+    pub rules: Vec<RoundRules>,
     /// Redis main-thread CPU of one harness poll, µs (measured at start).
     pub poll_cost_us: f64,
     /// The Python side.
@@ -325,6 +362,7 @@ impl Report {
             python_versions: format!("Python {} ({})", info.python, versions.join(", ")),
             runs: Vec::new(),
             differences: Vec::new(),
+            rules: Vec::new(),
             poll_cost_us,
             python: SideSummary::default(),
             rust: SideSummary::default(),
@@ -418,15 +456,19 @@ impl Report {
         }
         out.push_str(&format!("ratio rust/python (median ev/s): {:.2}\n", self.ratio()));
         for (i, d) in self.differences.iter().enumerate() {
+            let round = i as u32 + 1;
+            if self.sentiment == Sentiment::Vader {
+                out.push_str(&self.rules_text(round));
+            }
             out.push_str(&format!(
-                "round {}: pass decisions differ on {} of {} events (python only {}, rust only {}); {} of them where the keyword rules disagree (substring vs whole word: {} events in all)\n",
-                i + 1,
+                "round {round}: pass decisions differ on {} of {} events (python only {}, rust only {}); {} of them explained by the keyword semantics (substring vs whole word: {} events in all), {} unexplained\n",
                 d.total(),
                 self.events,
                 d.python_only,
                 d.rust_only,
                 d.explained_by_keywords,
-                d.keyword_rule_differs
+                d.keyword_rule_differs,
+                d.unexplained()
             ));
         }
         out.push_str(&format!(
@@ -435,6 +477,45 @@ impl Report {
             self.poll_us_per_event(Side::Python),
             self.poll_us_per_event(Side::Rust)
         ));
+        out
+    }
+
+    /// The runs of `round` on each side.
+    fn round_runs(&self, round: u32) -> (Option<&Run>, Option<&Run>) {
+        let of = |s: Side| self.runs.iter().find(|r| r.round == round && r.side == s);
+        (of(Side::Python), of(Side::Rust))
+    }
+
+    /// The rule lines of `round` (a drain with sentiment).
+    fn rules_text(&self, round: u32) -> String {
+        let mut out = String::new();
+        if let (Some(py), Some(rs)) = self.round_runs(round) {
+            let (p, r) = (py.scorer(), rs.scorer());
+            out.push_str(&format!(
+                "round {round}: scorer calls per event python {:.4} ({} vader_calls, {} cache hits), rust {:.4} ({} scored, {} cache hits); rust must be ≥ {:.4}\n",
+                p.per_event(),
+                p.calls,
+                p.cache_hits,
+                r.per_event(),
+                r.calls,
+                r.cache_hits,
+                checks::least_calls_per_event(p.per_event())
+            ));
+        }
+        if let Some(rules) = self.rules.get(round as usize - 1) {
+            let t = rules.text;
+            out.push_str(&format!(
+                "round {round}: text: sentiment_content_chars {} ≥ longest content {} chars; title cache {} per process (reference {}, ≤ {}); {} events ({} titles) left out: texts of one title on both sides of the threshold; {} articles turned stale during the round\n",
+                t.content_chars,
+                t.longest_content_chars,
+                t.cache_size,
+                t.reference_cache_size,
+                checks::MAX_CACHE_SIZE,
+                rules.generated.left_out_events,
+                rules.generated.left_out_titles,
+                rules.crossing_freshness
+            ));
+        }
         out
     }
 
@@ -469,7 +550,31 @@ impl Report {
                 "rust_only": d.rust_only,
                 "explained_by_keywords": d.explained_by_keywords,
                 "keyword_rule_differs": d.keyword_rule_differs,
+                "unexplained": d.unexplained(),
             })).collect::<Vec<_>>(),
+            "rules": self.rules.iter().enumerate().map(|(i, rules)| {
+                let (py, rs) = self.round_runs(i as u32 + 1);
+                let calls = |r: Option<&Run>| r.map(|r| {
+                    let s = r.scorer();
+                    json!({"calls": s.calls, "cache_hits": s.cache_hits, "per_event": s.per_event()})
+                });
+                let t = rules.text;
+                json!({
+                    "round": i + 1,
+                    "scorer_calls": {
+                        "python": calls(py),
+                        "rust": calls(rs),
+                        "least_rust_per_event": py.map(|p| checks::least_calls_per_event(p.scorer().per_event())),
+                    },
+                    "sentiment_content_chars": t.content_chars,
+                    "longest_content_chars": t.longest_content_chars,
+                    "sentiment_cache_size": t.cache_size,
+                    "reference_cache_size": t.reference_cache_size,
+                    "left_out_events": rules.generated.left_out_events,
+                    "left_out_titles": rules.generated.left_out_titles,
+                    "crossing_freshness": rules.crossing_freshness,
+                })
+            }).collect::<Vec<_>>(),
             "runs": self.runs.iter().map(|r| json!({
                 "side": r.side.as_str(),
                 "round": r.round,
@@ -483,6 +588,8 @@ impl Report {
                 "poll_interval_ms": r.poll_interval_ms(),
                 "passed": r.passed,
                 "peak_rss_kib": r.peak_rss_kib,
+                "scorer_calls": r.scorer_calls,
+                "cache_hits": r.cache_hits,
             })).collect::<Vec<_>>(),
         })
     }
@@ -555,7 +662,7 @@ struct Harness<'a> {
 /// One side's run and what it passed.
 struct Outcome {
     run: Run,
-    passed: HashSet<EventId>,
+    passed: Passed,
 }
 
 fn check(ok: bool, what: impl FnOnce() -> String) -> Result<()> {
@@ -598,22 +705,70 @@ impl<'a> Harness<'a> {
     async fn rounds(&mut self) -> Result<Report> {
         for round in 1..=self.opts.rounds {
             let dump = self.work.join(format!("round{round}-pairs.jsonl"));
-            self.reference
-                .generate(self.opts.events, self.opts.seed + u64::from(round), &dump)
+            let generated = self
+                .reference
+                .generate(
+                    self.opts.events,
+                    self.opts.seed + u64::from(round),
+                    self.opts.sentiment,
+                    &dump,
+                )
                 .await?;
             let pairs = read_pairs(&dump)?;
             check(pairs.len() as u64 == self.opts.events, || {
                 format!("the generator made {} pairs, not {}", pairs.len(), self.opts.events)
             })?;
+            let vader = self.opts.sentiment == Sentiment::Vader;
+            let scorer = hub::ScorerSettings::of(self.info);
+            let text = TextRule {
+                content_chars: scorer.content_chars,
+                longest_content_chars: longest_content_chars(&pairs),
+                cache_size: scorer.cache_size,
+                reference_cache_size: self.info.cache_size,
+            };
+            if vader {
+                checks::same_text(text).map_err(|e| LoadError::Check(format!("round {round}: {e}")))?;
+            }
+            let start = chrono::Utc::now();
             let py = self.python_run(round, &dump).await?;
             eprintln!("{}", progress(&py.run));
-            let rs = self.rust_run(round, &pairs).await?;
+            let rs = self.rust_run(round, &pairs, scorer).await?;
             eprintln!("{}", progress(&rs.run));
-            let d = compare::differences(&pairs, &py.passed, &rs.passed, &self.info.keywords);
+            let dates = article_dates(&pairs)?;
+            let max_age = chrono::TimeDelta::hours(i64::try_from(self.info.max_age_hours).unwrap_or(i64::MAX / 3600));
+            let crossing = checks::crossing_freshness(&dates, start, chrono::Utc::now(), max_age);
+            let (d, unexplained) = compare::differences(&pairs, &py.passed, &rs.passed, &self.info.keywords);
+            let (py_calls, rs_calls) = (py.run.scorer(), rs.run.scorer());
             self.report.differences.push(d);
+            self.report.rules.push(RoundRules {
+                text,
+                generated,
+                crossing_freshness: crossing,
+            });
             self.report.runs.push(py.run);
             self.report.runs.push(rs.run);
+            if vader {
+                eprint!("{}", self.report.rules_text(round));
+            }
+            if !unexplained.is_empty() {
+                let listing = self.listing(&pairs, &unexplained);
+                let file = self.work.join(format!("round{round}-unexplained.txt"));
+                std::fs::write(&file, &listing)
+                    .map_err(|e| LoadError::Run(format!("writing {}: {e}", file.display())))?;
+                eprint!(
+                    "round {round}: differences the keyword semantics do not explain (also in {}):\n{listing}",
+                    file.display()
+                );
+            }
             let _ = std::fs::remove_file(&dump);
+            let fail = |e: String| LoadError::Check(format!("round {round}: {e}"));
+            check(crossing == 0, || {
+                format!("round {round}: {crossing} articles turned stale during the round: the sides judged their freshness at different times")
+            })?;
+            if vader {
+                checks::calls_per_event(py_calls, rs_calls).map_err(fail)?;
+            }
+            checks::only_keyword_differences(&d).map_err(fail)?;
         }
         self.report.summarise();
         Ok(self.report.clone())
@@ -693,6 +848,8 @@ impl<'a> Harness<'a> {
             sum.errors += s.errors;
             sum.dead_lettered += s.dead_lettered;
             sum.trimmed_while_pending += s.trimmed_while_pending;
+            sum.vader_calls += s.vader_calls;
+            sum.cache_hits += s.cache_hits;
         }
         let streams = Streams {
             raw: python::RAW_STREAM.into(),
@@ -718,12 +875,70 @@ impl<'a> Harness<'a> {
                 polls: drained.polls,
                 passed: passed.len() as u64,
                 peak_rss_kib,
+                scorer_calls: sum.vader_calls,
+                cache_hits: sum.cache_hits,
             },
             passed,
         })
     }
 
-    async fn rust_run(&mut self, round: u32, pairs: &[(String, Json)]) -> Result<Outcome> {
+    /// The listing of `unexplained` differences: each event with both sides' decisions, the
+    /// VADER score of its own text and the rules' verdict without a cache, and the other texts
+    /// of its title with their scores.
+    fn listing(&self, pairs: &[(String, Json)], unexplained: &[compare::Unexplained]) -> String {
+        let by_link: HashMap<&str, &Json> = pairs
+            .iter()
+            .filter_map(|(_, a)| Some((a.get("link")?.as_str()?, a)))
+            .collect();
+        let own_score = |a: &Json| {
+            let f = |k: &str| a.get(k).and_then(Json::as_str).unwrap_or_default();
+            mt5_news::vader::compound(&format!("{} {}", f("title"), f("content")))
+        };
+        let now = chrono::Utc::now();
+        let mut out = String::new();
+        for u in unexplained {
+            let mut u = u.clone();
+            let own = by_link.get(u.id.1.as_str()).map(|a| {
+                let score = own_score(a);
+                (score, self.uncached_verdict(&u.id.0, a, score, now))
+            });
+            for link in &mut u.same_title {
+                if let Some(a) = by_link.get(link.as_str()) {
+                    *link = format!("{link} (scores {})", own_score(a));
+                }
+            }
+            out.push_str("  ");
+            out.push_str(&u.line(own.as_ref().map(|(s, v)| (*s, v.as_str()))));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// What the reference's rules decide on `article` for `ticker` at `now` scored `score`
+    /// (keywords aside: the listing gives both keyword rules).
+    fn uncached_verdict(&self, ticker: &str, article: &Json, score: f64, now: chrono::DateTime<chrono::Utc>) -> String {
+        if !self.info.tickers.iter().any(|t| t == ticker) {
+            return "ticker".into();
+        }
+        let date = article
+            .get("date")
+            .and_then(Json::as_str)
+            .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok());
+        match date {
+            None => return "no date".into(),
+            Some(d) if now.signed_duration_since(d).num_seconds() > self.info.max_age_hours as i64 * 3600 => {
+                return "stale".into()
+            }
+            Some(_) => {}
+        }
+        if score > self.info.threshold {
+            format!("pass ({score} > {})", self.info.threshold)
+        } else {
+            format!("sentiment ({score} ≤ {})", self.info.threshold)
+        }
+    }
+
+    async fn rust_run(&mut self, round: u32, pairs: &[(String, Json)], scorer: hub::ScorerSettings) -> Result<Outcome> {
         let n = self.opts.events;
         let timeout = self.drain_timeout();
         let conn = &mut self.conn;
@@ -748,7 +963,7 @@ impl<'a> Harness<'a> {
         let config = self.work.join(format!("round{round}-rust.toml"));
         std::fs::write(
             &config,
-            hub::config_toml(&self.url, &streams, self.info, self.opts.sentiment),
+            hub::config_toml(&self.url, &streams, self.info, scorer, self.opts.sentiment),
         )
         .map_err(|e| LoadError::Setup(format!("writing {}: {e}", config.display())))?;
         let hub = hub::Hub::new(self.opts.hub_bin.clone());
@@ -791,6 +1006,8 @@ impl<'a> Harness<'a> {
             let d = hub::decisions(*a).await?;
             said.passed += d.passed;
             said.decided += d.decided;
+            said.scored += d.scored;
+            said.cache_hits += d.cache_hits;
         }
         for p in &mut procs {
             p.sigterm()?;
@@ -816,6 +1033,8 @@ impl<'a> Harness<'a> {
                 polls: drained.polls,
                 passed: passed.len() as u64,
                 peak_rss_kib,
+                scorer_calls: said.scored,
+                cache_hits: said.cache_hits,
             },
             passed,
         })
@@ -876,7 +1095,7 @@ async fn verify(
     round: u32,
     streams: &Streams,
     said_passed: u64,
-) -> Result<HashSet<EventId>> {
+) -> Result<Passed> {
     let what = format!("{} round {round}", side.as_str());
     let state = probe::group_state(conn, &streams.raw, &streams.group).await?;
     check(state.is_some_and(|s: GroupState| s.drained()), || {
@@ -900,7 +1119,7 @@ async fn verify(
         )
     })?;
     let ids = compare::passed_ids(conn, &streams.filtered).await?;
-    let passed: HashSet<EventId> = ids.iter().cloned().collect();
+    let passed: Passed = ids.iter().cloned().collect();
     check(passed.len() == ids.len(), || {
         format!("{what}: {} filtered entries are duplicates", ids.len() - passed.len())
     })?;
@@ -918,6 +1137,29 @@ fn read_pairs(path: &Path) -> Result<Vec<(String, Json)>> {
         out.push(pair);
     }
     Ok(out)
+}
+
+/// The longest `content` of `pairs`, in characters.
+fn longest_content_chars(pairs: &[(String, Json)]) -> usize {
+    pairs
+        .iter()
+        .filter_map(|(_, a)| a.get("content")?.as_str())
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The articles' dates.
+fn article_dates(pairs: &[(String, Json)]) -> Result<Vec<chrono::DateTime<chrono::Utc>>> {
+    pairs
+        .iter()
+        .map(|(_, a)| {
+            let d = a.get("date").and_then(Json::as_str).unwrap_or_default();
+            chrono::DateTime::parse_from_rfc3339(d)
+                .map(|d| d.to_utc())
+                .map_err(|e| LoadError::Run(format!("article date {d:?}: {e}")))
+        })
+        .collect()
 }
 
 fn progress(r: &Run) -> String {
@@ -963,6 +1205,8 @@ mod tests {
             polls: 0,
             passed: 2_500,
             peak_rss_kib: 2048,
+            scorer_calls: 4_000,
+            cache_hits: 1_000,
         };
         let runs = [run(1.0, 0.05), run(0.5, 0.05), run(2.0, 0.05)];
         let s = SideSummary::of(&runs.iter().collect::<Vec<_>>());

@@ -41,11 +41,43 @@ if cmd == "info":
         "max_age_s": r.max_age_s, "cache_size": r.cache_size,
     }))
 elif cmd == "generate":
+    # The pairs of NewsGenerator(seed).ticker_payloads(n). With "vader", articles whose title
+    # another article with a different text also carries, the two texts' VADER scores lying on
+    # both sides of the threshold, are left out (and more generated in their place): the
+    # title cache answers such an event with whichever of the texts its process scored first,
+    # so its decision depends on the order of delivery, not on the rules.
     from newsgen import NewsGenerator
-    n, seed, out = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    n, seed, out, variant = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+    gen = NewsGenerator(seed=seed)
+    articles, pairs, ambiguous = [], 0, set()
+    target = n + (n // 100 if variant == "vader" else 0)
+    while True:
+        while pairs < target:
+            a = gen.article()
+            articles.append(a)
+            pairs += len(a["symbols"])
+        if variant == "vader":
+            from filter_consumer import FilterRules
+            from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+            analyzer, threshold = SentimentIntensityAnalyzer(), FilterRules().threshold
+            texts = {}
+            for a in articles:
+                texts.setdefault(a["title"], set()).add(a["content"])
+            ambiguous = set()
+            for title, contents in texts.items():
+                if len(contents) > 1:
+                    sides = {analyzer.polarity_scores(f"{title} {c}")["compound"] > threshold for c in contents}
+                    if len(sides) > 1:
+                        ambiguous.add(title)
+        kept = [(t, a) for a in articles if a["title"] not in ambiguous for t in a["symbols"]]
+        if len(kept) >= n:
+            break
+        target += n - len(kept)
     with open(out, "w") as f:
-        for ticker, article in NewsGenerator(seed=seed).ticker_payloads(n):
+        for ticker, article in kept[:n]:
             f.write(json.dumps([ticker, article]) + "\n")
+    left_out = [(t, a) for a in articles if a["title"] in ambiguous for t in a["symbols"]]
+    print(json.dumps({"left_out_events": len(left_out), "left_out_titles": len(ambiguous)}))
 elif cmd == "preload":
     from config import connect
     from producer import NewsProducer
@@ -149,15 +181,18 @@ impl Reference {
         parse_info(&out).ok_or_else(|| LoadError::Setup(format!("unexpected output of the reference's info: {out:?}")))
     }
 
-    /// Writes `n` (ticker, article) pairs of `NewsGenerator(seed)` to `out`, one JSON array a line.
+    /// Writes `n` (ticker, article) pairs of `NewsGenerator(seed)` to `out`, one JSON array a
+    /// line. With [`Sentiment::Vader`], the articles whose title is shared with another text that
+    /// VADER puts on the other side of the threshold are left out (see [`Generated`]).
     ///
     /// # Errors
     /// [`LoadError::Setup`] when Python fails.
-    pub(crate) async fn generate(&self, n: u64, seed: u64, out: &Path) -> Result<()> {
+    pub(crate) async fn generate(&self, n: u64, seed: u64, sentiment: Sentiment, out: &Path) -> Result<Generated> {
         let out = out.display().to_string();
-        self.tool(&["generate", &n.to_string(), &seed.to_string(), &out])
+        let said = self
+            .tool(&["generate", &n.to_string(), &seed.to_string(), &out, sentiment.as_str()])
             .await?;
-        Ok(())
+        parse_generated(&said).ok_or_else(|| LoadError::Setup(format!("unexpected output of the generator: {said:?}")))
     }
 
     /// Publishes the pairs of `dump` to the reference's raw stream, untrimmed and pipelined 100
@@ -225,6 +260,30 @@ fn parse_info(out: &str) -> Option<ReferenceInfo> {
     })
 }
 
+/// What the generator left out of a backlog.
+///
+/// The title cache (both sides: per process, keyed by title) answers an event with the score of
+/// whichever text of its title that process scored first. Where two texts of one title score on
+/// both sides of the threshold, the event's decision depends on which consumer saw which entry
+/// first: two runs of the reference itself can disagree on it. Those articles' events are left
+/// out of the `vader` backlog (and as many more generated), so that every difference between the
+/// sides is one of the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Generated {
+    /// Events (ticker, article pairs) left out.
+    pub left_out_events: u64,
+    /// Titles they carried.
+    pub left_out_titles: u64,
+}
+
+fn parse_generated(out: &str) -> Option<Generated> {
+    let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
+    Some(Generated {
+        left_out_events: v.get("left_out_events")?.as_u64()?,
+        left_out_titles: v.get("left_out_titles")?.as_u64()?,
+    })
+}
+
 /// A consumer's summary (`--stats-file`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct ConsumerStats {
@@ -238,6 +297,10 @@ pub(crate) struct ConsumerStats {
     pub(crate) dead_lettered: u64,
     /// Entries found trimmed while pending.
     pub(crate) trimmed_while_pending: u64,
+    /// Texts VADER scored (title-cache misses).
+    pub(crate) vader_calls: u64,
+    /// Scores answered from the title cache.
+    pub(crate) cache_hits: u64,
 }
 
 /// Reads a consumer's stats file.
@@ -249,14 +312,25 @@ pub(crate) fn read_stats(path: &Path) -> Result<ConsumerStats> {
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| LoadError::Run(format!("parsing {}: {e}", path.display())))?;
     let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
-    match (n("processed"), n("passed"), n("errors"), n("dead_lettered")) {
-        (Some(processed), Some(passed), Some(errors), Some(dead_lettered)) => Ok(ConsumerStats {
-            processed,
-            passed,
-            errors,
-            dead_lettered,
-            trimmed_while_pending: n("trimmed_while_pending").unwrap_or(0),
-        }),
+    match (
+        n("processed"),
+        n("passed"),
+        n("errors"),
+        n("dead_lettered"),
+        n("vader_calls"),
+        n("cache_hits"),
+    ) {
+        (Some(processed), Some(passed), Some(errors), Some(dead_lettered), Some(vader_calls), Some(cache_hits)) => {
+            Ok(ConsumerStats {
+                processed,
+                passed,
+                errors,
+                dead_lettered,
+                trimmed_while_pending: n("trimmed_while_pending").unwrap_or(0),
+                vader_calls,
+                cache_hits,
+            })
+        }
         _ => Err(LoadError::Run(format!(
             "{} is not a consumer summary: {text}",
             path.display()
@@ -278,5 +352,30 @@ mod tests {
         assert_eq!(i.threshold, 0.5);
         assert_eq!(i.versions, vec![("redis".to_string(), "8.1.0".to_string())]);
         assert_eq!(parse_info("nope"), None);
+    }
+
+    /// The reference's stats file gives the scorer's calls and cache hits too.
+    #[test]
+    fn stats_carry_vader_calls_and_cache_hits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        std::fs::write(
+            &path,
+            r#"{"name": "consumer-1", "processed": 10, "passed": 3, "rejected": {"ticker": 7}, "errors": 0, "dead_lettered": 0, "trimmed_while_pending": 0, "vader_calls": 4, "cache_hits": 2, "vader_seconds": 0.002}"#,
+        )
+        .unwrap();
+        let s = read_stats(&path).unwrap();
+        assert_eq!((s.processed, s.passed, s.vader_calls, s.cache_hits), (10, 3, 4, 2));
+        std::fs::write(
+            &path,
+            r#"{"processed": 10, "passed": 3, "errors": 0, "dead_lettered": 0}"#,
+        )
+        .unwrap();
+        assert!(
+            read_stats(&path).is_err(),
+            "a summary without vader_calls is not the reference's"
+        );
+        let g = parse_generated(r#"{"left_out_events": 7, "left_out_titles": 3}"#).unwrap();
+        assert_eq!((g.left_out_events, g.left_out_titles), (7, 3));
     }
 }

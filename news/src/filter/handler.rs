@@ -44,8 +44,9 @@ impl NewsFilter {
     /// # Errors
     /// [`FilterError::Config`] when `cfg` is invalid.
     pub fn new(cfg: FilterConfig, metrics: FilterMetrics) -> Result<Self, FilterError> {
+        let (scored, cache_hits) = metrics.vader_counters();
         Ok(NewsFilter {
-            rules: FilterRules::new(cfg)?,
+            rules: FilterRules::new(cfg)?.with_scorer_counters(scored, cache_hits),
             clock: Arc::new(SystemClock),
             metrics,
         })

@@ -1,8 +1,10 @@
-//! `mt5_news_filter_total{decision,reason}`.
+//! `mt5_news_filter_total{decision,reason}`, `mt5_news_sentiment_scored_total{model}` and
+//! `mt5_news_sentiment_cache_hits_total`.
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use super::rules::RejectReason;
+use super::sentiment::SentimentModel;
 
 /// `decision` label of a passing event.
 pub const PASSED: &str = "passed";
@@ -24,6 +26,11 @@ pub struct FilterMetrics {
     /// By [`RejectReason::index`].
     rejected: [IntCounter; RejectReason::ALL.len()],
     invalid: IntCounter,
+    /// `mt5_news_sentiment_scored_total{model}`: texts the filter's sentiment scorer scored (cache
+    /// misses that ran it). `model` is the scorer, `vader` (the only one computed here).
+    pub sentiment_scored_total: IntCounterVec,
+    /// `mt5_news_sentiment_cache_hits_total`: scores answered from the scorer's title cache.
+    pub sentiment_cache_hits_total: IntCounter,
 }
 
 impl Default for FilterMetrics {
@@ -40,6 +47,8 @@ impl FilterMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let m = Self::unregistered();
         registry.register(Box::new(m.filter_total.clone()))?;
+        registry.register(Box::new(m.sentiment_scored_total.clone()))?;
+        registry.register(Box::new(m.sentiment_cache_hits_total.clone()))?;
         Ok(m)
     }
 
@@ -57,12 +66,38 @@ impl FilterMetrics {
         let passed = filter_total.with_label_values(&[PASSED, PASSED]);
         let rejected = RejectReason::ALL.map(|r| filter_total.with_label_values(&[REJECTED, r.as_str()]));
         let invalid = filter_total.with_label_values(&[INVALID, INVALID]);
+        let sentiment_scored_total = IntCounterVec::new(
+            Opts::new(
+                "mt5_news_sentiment_scored_total",
+                "Texts the news filter's sentiment scorer scored (title-cache misses that ran the model), by model.",
+            ),
+            &["model"],
+        )
+        .expect("static metric definition is valid");
+        // The series exists from the start (0), like the decisions'.
+        sentiment_scored_total.with_label_values(&[SentimentModel::Vader.as_str()]);
+        let sentiment_cache_hits_total = IntCounter::new(
+            "mt5_news_sentiment_cache_hits_total",
+            "Sentiment scores the news filter answered from its title cache instead of scoring.",
+        )
+        .expect("static metric definition is valid");
         FilterMetrics {
             filter_total,
             passed,
             rejected,
             invalid,
+            sentiment_scored_total,
+            sentiment_cache_hits_total,
         }
+    }
+
+    /// The counters the VADER scorer counts into: (texts scored, cache hits).
+    pub(crate) fn vader_counters(&self) -> (IntCounter, IntCounter) {
+        (
+            self.sentiment_scored_total
+                .with_label_values(&[SentimentModel::Vader.as_str()]),
+            self.sentiment_cache_hits_total.clone(),
+        )
     }
 
     /// Counts a passing event.
@@ -106,9 +141,17 @@ mod tests {
         let m = FilterMetrics::register(&registry).unwrap();
         assert!(FilterMetrics::register(&registry).is_err());
         let families = registry.gather();
-        assert_eq!(families.len(), 1);
-        assert_eq!(families[0].name(), "mt5_news_filter_total");
+        let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "mt5_news_filter_total",
+                "mt5_news_sentiment_cache_hits_total",
+                "mt5_news_sentiment_scored_total"
+            ]
+        );
         assert_eq!(families[0].get_metric().len(), 6);
+        assert_eq!(families[2].get_metric().len(), 1, "the vader series starts at 0");
         m.rejected(RejectReason::Stale);
         m.passed();
         m.passed();
@@ -132,5 +175,23 @@ mod tests {
             text.contains(r#"mt5_news_filter_total{decision="rejected",reason="keywords"} 1"#),
             "the cached series are the registered ones: {text}"
         );
+    }
+
+    /// The scorer's counters are the registered series: what it counts is what `/metrics` shows.
+    #[test]
+    fn vader_counters_are_the_registered_series() {
+        let registry = Registry::new();
+        let m = FilterMetrics::register(&registry).unwrap();
+        let (scored, hits) = m.vader_counters();
+        scored.inc_by(3);
+        hits.inc();
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        assert!(
+            text.contains(r#"mt5_news_sentiment_scored_total{model="vader"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains("mt5_news_sentiment_cache_hits_total 1"), "{text}");
     }
 }

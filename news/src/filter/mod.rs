@@ -15,7 +15,8 @@
 //! - `sentiment`: [`SentimentScorer`], VADER with a bounded cache keyed by title.
 //! - `clock`: [`Clock`], [`SystemClock`], [`ManualClock`].
 //! - `handler`: [`NewsFilter`], the consumer group's [`mt5_bus::Handler`].
-//! - `metrics`: [`FilterMetrics`] (`mt5_news_filter_total`).
+//! - `metrics`: [`FilterMetrics`] (`mt5_news_filter_total`, `mt5_news_sentiment_scored_total`,
+//!   `mt5_news_sentiment_cache_hits_total`).
 //! - `error`: [`FilterError`].
 
 mod clock;

@@ -1,6 +1,7 @@
 //! The filter's decision: whitelist, freshness, keywords, sentiment, cheapest first.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use prometheus::IntCounter;
 
 use super::config::{FilterConfig, SentimentMode, SentimentSource};
 use super::error::FilterError;
@@ -136,6 +137,14 @@ impl FilterRules {
             max_age,
             scorer,
         })
+    }
+
+    /// Counts the VADER scorer's work into `scored` and `cache_hits`
+    /// ([`SentimentScorer::with_counters`]).
+    #[must_use]
+    pub fn with_scorer_counters(mut self, scored: IntCounter, cache_hits: IntCounter) -> Self {
+        self.scorer = self.scorer.with_counters(scored, cache_hits);
+        self
     }
 
     /// The configuration.

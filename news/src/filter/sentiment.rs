@@ -2,6 +2,7 @@
 //! polarity.
 
 use moka::sync::Cache;
+use prometheus::IntCounter;
 
 use crate::vader;
 
@@ -40,9 +41,15 @@ impl std::fmt::Display for SentimentModel {
 ///
 /// The same article arrives once per ticker it mentions, so the cache saves re-scoring the
 /// duplicates. Cheap to share behind an `Arc`; the cache is internally synchronised.
+///
+/// It counts what [`SentimentScorer::vader`] did: texts scored (cache misses that ran VADER) and
+/// cache hits, into counters that are unregistered unless [`SentimentScorer::with_counters`]
+/// gave it the filter's (`mt5_news_sentiment_scored_total`, `mt5_news_sentiment_cache_hits_total`).
 pub struct SentimentScorer {
     cache: Cache<String, f64>,
     content_chars: usize,
+    scored: IntCounter,
+    cache_hits: IntCounter,
 }
 
 impl std::fmt::Debug for SentimentScorer {
@@ -50,6 +57,8 @@ impl std::fmt::Debug for SentimentScorer {
         f.debug_struct("SentimentScorer")
             .field("cached", &self.cache.entry_count())
             .field("content_chars", &self.content_chars)
+            .field("scored", &self.scored.get())
+            .field("cache_hits", &self.cache_hits.get())
             .finish_non_exhaustive()
     }
 }
@@ -58,20 +67,44 @@ impl SentimentScorer {
     /// A scorer caching up to `cache_size` titles and scoring the title with the first
     /// `content_chars` characters of the content.
     pub fn new(cache_size: u64, content_chars: usize) -> Self {
+        let counter = |name: &str| IntCounter::new(name, "unregistered").expect("static metric definition is valid");
         SentimentScorer {
             cache: Cache::new(cache_size),
             content_chars,
+            scored: counter("scored"),
+            cache_hits: counter("cache_hits"),
         }
+    }
+
+    /// Counts into `scored` (texts VADER scored) and `cache_hits` (scores answered from the
+    /// cache) instead of the scorer's own unregistered counters.
+    #[must_use]
+    pub fn with_counters(mut self, scored: IntCounter, cache_hits: IntCounter) -> Self {
+        self.scored = scored;
+        self.cache_hits = cache_hits;
+        self
     }
 
     /// VADER's compound score (-1.0..=1.0) of [`SentimentScorer::text`], cached by `title`.
     pub fn vader(&self, title: &str, content: &str) -> f64 {
         if let Some(score) = self.cache.get(title) {
+            self.cache_hits.inc();
             return score;
         }
         let score = self.score_text(&self.text(title, content));
+        self.scored.inc();
         self.cache.insert(title.to_string(), score);
         score
+    }
+
+    /// Texts VADER scored through [`SentimentScorer::vader`] (cache misses).
+    pub fn scored(&self) -> u64 {
+        self.scored.get()
+    }
+
+    /// Scores [`SentimentScorer::vader`] answered from the cache.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits.get()
     }
 
     /// VADER's compound score of `text`, uncached: [`vader::compound`], the value Python's
@@ -159,6 +192,25 @@ mod tests {
         assert_eq!(s.vader("Same title", "awful horrible disaster"), first);
         assert_eq!(s.cached(), 1);
         assert_ne!(s.vader("Other title", "awful horrible disaster"), first);
+    }
+
+    /// A miss runs VADER and counts as scored; a hit counts as a hit and scores nothing.
+    #[test]
+    fn scorer_calls_and_cache_hits_are_counted() {
+        let scored = IntCounter::new("s", "s").unwrap();
+        let hits = IntCounter::new("h", "h").unwrap();
+        let s = SentimentScorer::new(10, 280).with_counters(scored.clone(), hits.clone());
+        s.vader("A", "good");
+        s.vader("A", "bad");
+        s.vader("B", "good");
+        // Scoring a text directly is not a call through the cache.
+        s.score_text("good");
+        assert_eq!((s.scored(), s.cache_hits()), (2, 1));
+        assert_eq!(
+            (scored.get(), hits.get()),
+            (2, 1),
+            "the given counters are the ones counted"
+        );
     }
 
     #[test]
