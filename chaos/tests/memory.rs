@@ -333,11 +333,7 @@ async fn the_shipped_redis_conf_loses_nothing_under_pressure() {
     let conf = shipped_conf();
     assert!(conf.is_file(), "{} is missing", conf.display());
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = mt5_fixtures::free_port().unwrap();
     let mut server = tokio::process::Command::new(redis_server())
         .arg(&conf)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])

@@ -497,10 +497,7 @@ async fn reset_and_delete() {
 /// `mt5-chaos proxy --listen` serves the same API as a process and exits 0 on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_process_serves_the_api() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = mt5_fixtures::free_port().unwrap();
     let api = format!("127.0.0.1:{port}");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mt5-chaos"))
         .args(["proxy", "--listen", &api])

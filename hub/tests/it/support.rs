@@ -243,8 +243,7 @@ impl Hub {
 
 /// A loopback port nothing listens on.
 pub(crate) fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    mt5_fixtures::free_port().unwrap()
 }
 
 /// The sample config file.

@@ -349,11 +349,7 @@ async fn breaker_opens_on_a_dead_upstream_and_recovers() {
 async fn connection_refused_is_transient() {
     let mock = MockEodhd::start().await;
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = mt5_fixtures::free_port().unwrap();
     let cfg = config_for(&mock)
         .with_base_url(format!("http://127.0.0.1:{port}"))
         .with_retry(EodhdRetryConfig::default().with_delays(5, 5, 0.0).with_max_attempts(2));

@@ -62,11 +62,7 @@ async fn the_key_appears_in_no_error_log_metric_or_debug_output() {
     assert!(logs.lines().len() > 5, "the capture works");
 
     // A refused connection, and a wrong key (which EODHD answers with 401).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = mt5_fixtures::free_port().unwrap();
     let refused = EodhdClient::new(
         &cfg.clone().with_base_url(format!("http://127.0.0.1:{port}")),
         NewsMetrics::unregistered(),

@@ -7,26 +7,16 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-/// A free loopback port (bound, then released: good enough for a test's own processes).
+/// A free loopback port (the fixtures' picker: never one this process handed out before).
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    mt5_fixtures::free_port().expect("a free loopback port")
 }
 
 /// Finds `name` on PATH or in the Debian locations; a clear message when it is missing.
 pub(crate) fn binary(name: &str, package: &str) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` not found: install Debian's {package} (`apt-get install {package}`; ci/test does)")
-        })
+    mt5_fixtures::find_binary(name).unwrap_or_else(|| {
+        panic!("`{name}` not found: install Debian's {package} (`apt-get install {package}`; ci/test does)")
+    })
 }
 
 /// One external server process with its log file.
