@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::producer::PublishOptions;
 
+mod data;
+
+pub use data::Data;
+
 /// The CloudEvents spec version every event carries.
 pub const SPEC_VERSION: &str = "1.0";
 /// The content type of `data`.
@@ -229,8 +233,8 @@ pub struct Event {
     pub time: DateTime<Utc>,
     /// Always `application/json` for events built here.
     pub datacontenttype: String,
-    /// The JSON payload.
-    pub data: serde_json::Value,
+    /// The JSON payload, as text ([`Data`]).
+    pub data: Data,
     /// Extension attributes: lower-case fields such as `ticker` or `traceparent`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extensions: BTreeMap<String, String>,
@@ -238,14 +242,14 @@ pub struct Event {
 
 impl Event {
     /// A new event with a fresh UUID and the current time.
-    pub fn new(source: impl Into<String>, event_type: impl Into<String>, data: serde_json::Value) -> Self {
+    pub fn new(source: impl Into<String>, event_type: impl Into<String>, data: impl Into<Data>) -> Self {
         Event {
             id: uuid::Uuid::new_v4().to_string(),
             source: source.into(),
             event_type: event_type.into(),
             time: Utc::now(),
             datacontenttype: JSON_CONTENT_TYPE.into(),
-            data,
+            data: data.into(),
             extensions: BTreeMap::new(),
         }
     }
@@ -279,7 +283,7 @@ impl Event {
         f(F_TYPE, &self.event_type);
         f(F_TIME, &format_time(&self.time));
         f(F_CONTENT_TYPE, &self.datacontenttype);
-        f(F_DATA, &self.data.to_string());
+        f(F_DATA, self.data.get());
         for (k, v) in &self.extensions {
             f(k, v);
         }
@@ -299,7 +303,7 @@ impl Event {
         out.push((F_TYPE.into(), self.event_type.clone()));
         out.push((F_TIME.into(), format_time(&self.time)));
         out.push((F_CONTENT_TYPE.into(), self.datacontenttype.clone()));
-        out.push((F_DATA.into(), self.data.to_string()));
+        out.push((F_DATA.into(), self.data.get().to_string()));
         for (k, v) in &self.extensions {
             out.push((k.clone(), v.clone()));
         }
@@ -352,8 +356,7 @@ impl Event {
         let data = data
             .filter(|s| !s.is_empty())
             .ok_or(MalformedError::MissingField(F_DATA))?;
-        let data: serde_json::Value =
-            serde_json::from_str(data).map_err(|e| MalformedError::InvalidJson(e.to_string()))?;
+        let data = Data::from_json(data).map_err(|e| MalformedError::InvalidJson(e.to_string()))?;
         let time = match time {
             Some(t) => DateTime::parse_from_rfc3339(t)
                 .map_err(|e| MalformedError::InvalidTime(e.to_string()))?

@@ -68,7 +68,7 @@ pub use config::{BusConfig, ConsumerConfig, ReclaimConfig, RedisConfig, RetryCon
 pub use consumer::{
     BatchReport, Consumer, ConsumerOptions, DeadLetterReason, Delivery, Emission, Handler, Outcome, ReadEntry,
 };
-pub use envelope::{check_extension_name, Event, EventInput, InvalidEvent, MalformedError};
+pub use envelope::{check_extension_name, Data, Event, EventInput, InvalidEvent, MalformedError};
 pub use error::{redis_is_transient, Error, Result, TRANSIENT_CODES};
 pub use id::StreamId;
 pub use metrics::BusMetrics;

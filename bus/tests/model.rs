@@ -719,7 +719,7 @@ struct PlanHandler {
 }
 
 fn plan_of(event: &Event) -> Vec<Act> {
-    event.data["plan"]
+    event.data.to_value()["plan"]
         .as_array()
         .map(|a| a.iter().filter_map(|s| s.as_str().and_then(Act::parse)).collect())
         .unwrap_or_default()

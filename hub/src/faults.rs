@@ -65,9 +65,8 @@ impl<H: Handler> Handler for Hooked<H> {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         if let Some(marker) = fail_arg(FILTER_POISON).filter(|m| !m.is_empty()) {
-            let title = delivery
-                .event
-                .data
+            let data = delivery.event.data.to_value();
+            let title = data
                 .pointer("/article/title")
                 .and_then(|t| t.as_str())
                 .unwrap_or_default();

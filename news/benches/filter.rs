@@ -11,7 +11,7 @@
 //! - `filter/outcome`: [`NewsFilter::outcome`] on one delivery, what the consumer calls per
 //!   entry: parsing the payload, the rules, the metrics and, for a passing event, building the
 //!   `news.filtered.v1` output (and dropping the outcome).
-//! - `filter/decide`: [`RawNews::from_data`] and [`FilterRules::decide`] only.
+//! - `filter/decide`: [`RawNews::from_json`] and [`FilterRules::decide`] only.
 //!
 //! Each iteration handles the next event of the 500, round robin, so a figure is the mean cost
 //! of an event of the mix. Time is the bench thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not
@@ -145,7 +145,7 @@ fn bench_filter(c: &mut Criterion<ThreadCpuTime>) {
         b.iter(|| {
             let d = next.next().expect("cycle never ends");
             let ticker = d.event.extensions.get("ticker").map(String::as_str);
-            let news = RawNews::from_data(&d.event.data, ticker).expect("the fixture is valid news.raw.v1");
+            let news = RawNews::from_json(d.event.data.get(), ticker).expect("the fixture is valid news.raw.v1");
             rules.decide(&news, now)
         });
     });

@@ -257,9 +257,21 @@ fn string_list(value: Option<&Value>, field: &'static str) -> Result<Vec<String>
 /// `article.date`): `missing`, `expected a string, got …`, or `not a date-time: "…"`.
 #[inline]
 pub(crate) fn read_date(value: Option<&Value>) -> Result<DateTime<Utc>, String> {
+    date_of(value.map(|v| match v {
+        Value::String(s) => Ok(s.as_str()),
+        other => Err(kind(other)),
+    }))
+}
+
+/// [`read_date`] of a value already told apart: `None` missing, `Err(kind)` not a string.
+///
+/// # Errors
+/// As [`read_date`].
+#[inline]
+pub(crate) fn date_of(value: Option<Result<&str, &'static str>>) -> Result<DateTime<Utc>, String> {
     match value {
-        Some(Value::String(s)) => parse_article_date(s).ok_or_else(|| not_a_date(s)),
-        Some(other) => Err(format!("expected a string, got {}", kind(other))),
+        Some(Ok(s)) => parse_article_date(s).ok_or_else(|| not_a_date(s)),
+        Some(Err(kind)) => Err(format!("expected a string, got {kind}")),
         None => Err("missing".to_string()),
     }
 }

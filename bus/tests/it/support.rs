@@ -118,7 +118,7 @@ impl Handler for Scripted {
 
     async fn handle(&self, d: &Delivery) -> Outcome {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let plan: Vec<String> = d.event.data["plan"]
+        let plan: Vec<String> = d.event.data.to_value()["plan"]
             .as_array()
             .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
             .unwrap_or_default();
@@ -131,8 +131,7 @@ impl Handler for Scripted {
             .cloned()
             .unwrap_or_else(|| "emit".into());
         let emit = || {
-            let data =
-                serde_json::json!({ "seq": d.event.data["seq"], "raw_id": d.event.id, "raw_entry_id": d.entry_id });
+            let data = serde_json::json!({ "seq": d.event.data.to_value()["seq"], "raw_id": d.event.id, "raw_entry_id": d.entry_id });
             Outcome::emit(&self.output, Event::new("test", "test.out.v1", data))
         };
         match step.as_str() {

@@ -1,16 +1,20 @@
 //! [`NewsFilter`]: the `mt5_bus::Handler` of `news-filter-group`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mt5_bus::envelope::format_time;
-use mt5_bus::{DeadLetterReason, Delivery, Event, Handler, Outcome};
+use mt5_bus::{Data, DeadLetterReason, Delivery, Event, Handler, Outcome};
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::clock::{Clock, SystemClock};
 use super::config::FilterConfig;
 use super::error::FilterError;
+use super::json::Object;
 use super::metrics::FilterMetrics;
-use super::news::RawNews;
+use super::news::{not_an_object, RawNews};
 use super::rules::{Decision, FilterRules};
 
 /// The event type the filter reads.
@@ -78,8 +82,13 @@ impl NewsFilter {
                 error: format!("the news filter does not handle events of type {:?}", event.event_type),
             };
         }
-        let news = match RawNews::from_data(&event.data, event.extensions.get("ticker").map(String::as_str)) {
-            Ok(news) => news,
+        let ticker_extension = event.extensions.get("ticker").map(String::as_str);
+        let read = match Object::parse(event.data.get()) {
+            Some(obj) => RawNews::from_object(&obj, ticker_extension).map(|news| (obj, news)),
+            None => Err(not_an_object(event.data.get())),
+        };
+        let (data, news) = match read {
+            Ok(read) => read,
             Err(err) => {
                 self.metrics.invalid();
                 tracing::warn!(
@@ -113,29 +122,7 @@ impl NewsFilter {
                     model = model.as_str(),
                     "Passed a news event."
                 );
-                // The one deep copy left: the handler only borrows the delivery (see
-                // docs/news-filter.md, "Speed").
-                let mut data = event.data.clone();
-                if let Value::Object(map) = &mut data {
-                    if !map.contains_key("ticker") {
-                        map.insert("ticker".into(), Value::from(&*news.ticker));
-                    }
-                    map.insert("raw_id".into(), Value::from(event.id.as_str()));
-                    map.insert("raw_entry_id".into(), Value::from(delivery.entry_id.as_str()));
-                    map.insert("filter_time".into(), Value::String(format_time(&now)));
-                    // Built by hand: `json!` serializes its values, which copies them.
-                    let sentiment = Map::from_iter([
-                        ("score".to_string(), Value::from(score)),
-                        ("model".to_string(), Value::from(model.as_str())),
-                    ]);
-                    map.insert("sentiment".into(), Value::Object(sentiment));
-                    let keywords = matched.keywords.into_iter().map(Value::String).collect();
-                    let matched = Map::from_iter([
-                        ("ticker".to_string(), Value::String(matched.ticker)),
-                        ("keywords".to_string(), Value::Array(keywords)),
-                    ]);
-                    map.insert("matched".into(), Value::Object(matched));
-                }
+                let data = filtered_data(&data, &news.ticker, event, delivery, now, score, model, matched);
                 let mut out = Event::new(FILTER_SOURCE, NEWS_FILTERED_TYPE, data);
                 // Lower-case names, inserted as they are (`with_extension` copies the name to
                 // lower-case it).
@@ -146,6 +133,58 @@ impl NewsFilter {
                 }
                 Outcome::emit(&self.rules.config().output_stream, out)
             }
+        }
+    }
+}
+
+/// The `news.filtered.v1` data of a passing event: the raw data's members as they were (their
+/// text is copied, not re-parsed) plus `ticker` (when absent), `raw_id`, `raw_entry_id`,
+/// `filter_time`, `sentiment` and `matched`, which replace members of those names. Members in
+/// name order, as a `serde_json::Map` writes them.
+#[allow(clippy::too_many_arguments)]
+fn filtered_data(
+    raw: &Object<'_>,
+    ticker: &str,
+    event: &Event,
+    delivery: &Delivery,
+    now: chrono::DateTime<chrono::Utc>,
+    score: f64,
+    model: super::sentiment::SentimentModel,
+    matched: super::rules::Matched,
+) -> Data {
+    let mut members: BTreeMap<&str, Member<'_>> = raw.members().map(|(n, v)| (n, Member::Raw(v))).collect();
+    if !raw.contains("ticker") {
+        members.insert("ticker", Member::Value(Value::from(ticker)));
+    }
+    members.insert("raw_id", Member::Value(Value::from(event.id.as_str())));
+    members.insert("raw_entry_id", Member::Value(Value::from(delivery.entry_id.as_str())));
+    members.insert("filter_time", Member::Value(Value::String(format_time(&now))));
+    let sentiment = Map::from_iter([
+        ("score".to_string(), Value::from(score)),
+        ("model".to_string(), Value::from(model.as_str())),
+    ]);
+    members.insert("sentiment", Member::Value(Value::Object(sentiment)));
+    let keywords = matched.keywords.into_iter().map(Value::String).collect();
+    let matched = Map::from_iter([
+        ("ticker".to_string(), Value::String(matched.ticker)),
+        ("keywords".to_string(), Value::Array(keywords)),
+    ]);
+    members.insert("matched", Member::Value(Value::Object(matched)));
+    // Member names and values are JSON already, and a map of them serializes.
+    serde_json::value::to_raw_value(&members).map_or_else(|_| Data::default(), Data::from)
+}
+
+/// A member of the filtered data: copied from the raw data, or new.
+enum Member<'a> {
+    Raw(&'a RawValue),
+    Value(Value),
+}
+
+impl Serialize for Member<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Member::Raw(raw) => raw.serialize(serializer),
+            Member::Value(value) => value.serialize(serializer),
         }
     }
 }

@@ -23,6 +23,7 @@ mod clock;
 mod config;
 mod error;
 mod handler;
+mod json;
 mod keywords;
 pub mod metrics;
 mod news;

@@ -14,8 +14,11 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use serde_json::value::RawValue;
+
 use super::error::FilterError;
-use crate::article::{kind, read_date};
+use super::json::{self, Object};
+use crate::article::date_of;
 
 /// The parts of a raw news event the rules look at.
 ///
@@ -74,8 +77,9 @@ impl<'a> RawNews<'a> {
         }
     }
 
-    /// Reads a `news.raw.v1` `data` payload, borrowing its text; `ticker_extension` is the
-    /// event's `ticker` extension, used when `data.ticker` is missing.
+    /// Reads a `news.raw.v1` `data` payload (JSON text, e.g. [`mt5_bus::Data::get`]),
+    /// borrowing its text where it has no escapes; `ticker_extension` is the event's `ticker`
+    /// extension, used when `data.ticker` is missing. Only the fields below are parsed.
     ///
     /// Lenient where the rules do not care (missing title, content or sentiment, a polarity that is
     /// not a number), strict where they do.
@@ -83,64 +87,86 @@ impl<'a> RawNews<'a> {
     /// # Errors
     /// [`FilterError::InvalidData`] naming the field: `data` not an object, no ticker, no
     /// `article` object, or an `article.date` that is missing or not a date-time.
-    pub fn from_data(data: &'a Value, ticker_extension: Option<&'a str>) -> Result<Self, FilterError> {
-        let obj = data
-            .as_object()
-            .ok_or_else(|| FilterError::data("data", format!("expected an object, got {}", kind(data))))?;
+    pub fn from_json(data: &'a str, ticker_extension: Option<&'a str>) -> Result<Self, FilterError> {
+        let obj = Object::parse(data).ok_or_else(|| not_an_object(data))?;
+        Self::from_object(&obj, ticker_extension)
+    }
+
+    /// As [`RawNews::from_json`], of a parsed value (its text is read into an owned `RawNews`).
+    ///
+    /// # Errors
+    /// As [`RawNews::from_json`].
+    pub fn from_data(data: &Value, ticker_extension: Option<&str>) -> Result<Self, FilterError> {
+        RawNews::from_json(&data.to_string(), ticker_extension).map(RawNews::into_owned)
+    }
+
+    /// [`RawNews::from_json`] of the payload's top-level members.
+    pub(crate) fn from_object(obj: &Object<'a>, ticker_extension: Option<&'a str>) -> Result<Self, FilterError> {
         let ticker = match obj.get("ticker") {
-            Some(Value::String(t)) if !t.trim().is_empty() => t.trim(),
-            None | Some(Value::Null) => match ticker_extension.map(str::trim) {
-                Some(t) if !t.is_empty() => t,
+            None => Self::ticker_from_extension(ticker_extension)?,
+            Some(t) if json::is_null(t) => Self::ticker_from_extension(ticker_extension)?,
+            Some(t) => match json::string(t) {
+                Some(Cow::Borrowed(s)) if !s.trim().is_empty() => Cow::Borrowed(s.trim()),
+                Some(Cow::Owned(s)) if !s.trim().is_empty() => Cow::Owned(s.trim().to_string()),
                 _ => {
                     return Err(FilterError::data(
                         "ticker",
-                        "missing (no data.ticker, no ticker extension)",
+                        format!("expected a non-empty string, got {}", json::kind(t)),
                     ))
                 }
             },
-            Some(other) => {
-                return Err(FilterError::data(
-                    "ticker",
-                    format!("expected a non-empty string, got {}", kind(other)),
-                ))
-            }
         };
         let article = match obj.get("article") {
-            Some(Value::Object(a)) => a,
-            Some(other) => {
-                return Err(FilterError::data(
-                    "article",
-                    format!("expected an object, got {}", kind(other)),
-                ))
-            }
+            Some(a) => Object::parse(a.get())
+                .ok_or_else(|| FilterError::data("article", format!("expected an object, got {}", json::kind(a))))?,
             None => return Err(FilterError::data("article", "missing")),
         };
-        let date = read_date(article.get("date")).map_err(|reason| FilterError::data("article.date", reason))?;
-        let text = |field: &'static str, path: &'static str| -> Result<&'a str, FilterError> {
+        let date = article
+            .get("date")
+            .map(|d| json::string(d).ok_or_else(|| json::kind(d)));
+        let date = date_of(date.as_ref().map(|d| d.as_deref().map_err(|kind| *kind)))
+            .map_err(|reason| FilterError::data("article.date", reason))?;
+        let text = |field: &'static str, path: &'static str| -> Result<Cow<'a, str>, FilterError> {
             match article.get(field) {
-                None | Some(Value::Null) => Ok(""),
-                Some(Value::String(s)) => Ok(s),
-                Some(other) => Err(FilterError::data(
-                    path,
-                    format!("expected a string, got {}", kind(other)),
-                )),
+                None => Ok(Cow::Borrowed("")),
+                Some(v) if json::is_null(v) => Ok(Cow::Borrowed("")),
+                Some(v) => json::string(v)
+                    .ok_or_else(|| FilterError::data(path, format!("expected a string, got {}", json::kind(v)))),
             }
         };
         let title = text("title", "article.title")?;
         let content = text("content", "article.content")?;
         let polarity = article
             .get("sentiment")
+            .and_then(|s| Object::parse(s.get()))
             .and_then(|s| s.get("polarity"))
-            .and_then(Value::as_f64)
+            .and_then(json::number)
             .filter(|p| (-1.0..=1.0).contains(p));
         Ok(RawNews {
-            ticker: Cow::Borrowed(ticker),
+            ticker,
             date,
-            title: Cow::Borrowed(title),
-            content: Cow::Borrowed(content),
+            title,
+            content,
             polarity,
         })
     }
+
+    fn ticker_from_extension(ticker_extension: Option<&'a str>) -> Result<Cow<'a, str>, FilterError> {
+        match ticker_extension.map(str::trim) {
+            Some(t) if !t.is_empty() => Ok(Cow::Borrowed(t)),
+            _ => Err(FilterError::data(
+                "ticker",
+                "missing (no data.ticker, no ticker extension)",
+            )),
+        }
+    }
+}
+
+/// The error for a payload that is not a JSON object.
+#[cold]
+pub(crate) fn not_an_object(data: &str) -> FilterError {
+    let kind = serde_json::from_str::<&RawValue>(data).map_or("not JSON", json::kind);
+    FilterError::data("data", format!("expected an object, got {kind}"))
 }
 
 #[cfg(test)]
@@ -165,12 +191,32 @@ mod tests {
                         "symbols": ["AAPL.US"], "tags": [],
                         "sentiment": {"polarity": 0.75, "neg": 0.0, "neu": 0.5, "pos": 0.5}}
         });
-        let n = RawNews::from_data(&data, None).unwrap();
+        let text = data.to_string();
+        let n = RawNews::from_json(&text, None).unwrap();
         assert_eq!(n.ticker, "AAPL.US");
         assert_eq!(n.date, Utc.with_ymd_and_hms(2025, 6, 3, 10, 5, 0).unwrap());
         assert_eq!((&*n.title, &*n.content), ("T", "C"));
         assert!(matches!(n.content, Cow::Borrowed(_)), "the text is not copied");
         assert_eq!(n.polarity, Some(0.75));
+        assert_eq!(
+            RawNews::from_data(&data, None).unwrap(),
+            n,
+            "the value reads as its text"
+        );
+    }
+
+    #[test]
+    fn escaped_text_is_read_unescaped_and_duplicates_as_serde_json_reads_them() {
+        let text = r#"{"ticker": "A.US", "ticker": " B\u002eUS ",
+            "article": {"date": "2025-06-03", "title": "\"Quoted\" \u00e9", "content": "a\nb",
+                        "sentiment": {"polarity": -1}, "sentiment": {"polarity": 2}}}"#;
+        let n = RawNews::from_json(text, None).unwrap();
+        assert_eq!(n.ticker, "B.US");
+        assert_eq!(n.title, "\"Quoted\" é");
+        assert_eq!(n.content, "a\nb");
+        assert_eq!(n.polarity, None, "the last sentiment counts, and 2 is out of range");
+        let value: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(RawNews::from_data(&value, None).unwrap(), n);
     }
 
     #[test]

@@ -68,7 +68,7 @@ async fn a_passing_event_is_emitted_with_the_filter_fields() {
     );
 
     let mut expected = data;
-    let score = out.data["sentiment"]["score"].as_f64().unwrap();
+    let score = out.data.to_value()["sentiment"]["score"].as_f64().unwrap();
     assert!(score > 0.5, "{score}");
     expected["raw_id"] = json!(raw.id);
     expected["raw_entry_id"] = json!("1717400000000-0");
@@ -77,7 +77,7 @@ async fn a_passing_event_is_emitted_with_the_filter_fields() {
     expected["matched"] = json!({"ticker": "ACME.US", "keywords": ["guidance"]});
     assert_eq!(out.data, expected);
     assert_eq!(
-        out.data["article"]["sentiment"]["polarity"],
+        out.data.to_value()["article"]["sentiment"]["polarity"],
         json!(-0.2),
         "the article's own sentiment is kept"
     );
@@ -128,7 +128,7 @@ async fn abs_mode_emits_strongly_negative_news() {
         raw_event(raw_data("ACME.US", &hours_ago(1), BAD_TITLE, "", None)),
     );
     let (_, out) = emitted(f.handle(&d).await);
-    assert!(out.data["sentiment"]["score"].as_f64().unwrap() < -0.5);
+    assert!(out.data.to_value()["sentiment"]["score"].as_f64().unwrap() < -0.5);
     let d = delivery(
         "in",
         "2-0",
@@ -148,7 +148,10 @@ async fn eodhd_source_uses_the_polarity_or_says_it_fell_back() {
         raw_event(raw_data("ACME.US", &hours_ago(1), FLAT_TITLE, "", Some(0.93))),
     );
     let (_, out) = emitted(f.handle(&d).await);
-    assert_eq!(out.data["sentiment"], json!({"score": 0.93, "model": "eodhd"}));
+    assert_eq!(
+        out.data.to_value()["sentiment"],
+        json!({"score": 0.93, "model": "eodhd"})
+    );
 
     let d = delivery(
         "in",
@@ -167,7 +170,7 @@ async fn eodhd_source_uses_the_polarity_or_says_it_fell_back() {
         raw_event(raw_data("ACME.US", &hours_ago(1), GOOD_TITLE, "", None)),
     );
     let (_, out) = emitted(f.handle(&d).await);
-    assert_eq!(out.data["sentiment"]["model"], "vader_fallback");
+    assert_eq!(out.data.to_value()["sentiment"]["model"], "vader_fallback");
 }
 
 /// Freshness and filter_time follow the injected clock.
@@ -177,7 +180,7 @@ async fn the_injected_clock_drives_freshness_and_filter_time() {
     let raw = raw_event(raw_data("ACME.US", &hours_ago(23), GOOD_TITLE, "", None));
     let d = delivery("in", "1-0", raw);
     let (_, out) = emitted(f.handle(&d).await);
-    assert_eq!(out.data["filter_time"], json!(format_time(&now())));
+    assert_eq!(out.data.to_value()["filter_time"], json!(format_time(&now())));
     clock.advance(TimeDelta::hours(2));
     assert_eq!(f.handle(&d).await, Outcome::Ack);
     assert_eq!(metrics.count(REJECTED, "stale"), 1);
@@ -237,8 +240,8 @@ async fn the_ticker_extension_stands_in_for_a_missing_data_ticker() {
         .with_extension("ticker", "ACME.US")
         .unwrap();
     let (_, out) = emitted(f.handle(&delivery("in", "1-0", e)).await);
-    assert_eq!(out.data["ticker"], "ACME.US");
-    assert_eq!(out.data["matched"]["ticker"], "ACME.US");
+    assert_eq!(out.data.to_value()["ticker"], "ACME.US");
+    assert_eq!(out.data.to_value()["matched"]["ticker"], "ACME.US");
 }
 
 /// An invalid config is refused when the filter is built, naming the key.

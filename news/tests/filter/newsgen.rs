@@ -94,8 +94,8 @@ fn decision(config: &str, line: usize, d: &Delivery, outcome: Outcome) -> Value 
                 e.event.extensions, d.event.extensions,
                 "ticker and traceparent are kept"
             );
-            let data = e.event.data;
-            let mut expected = d.event.data.clone();
+            let data = e.event.data.to_value();
+            let mut expected = d.event.data.to_value();
             for field in ["sentiment", "matched"] {
                 expected[field] = data[field].clone();
             }

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mt5_bus::retry::sleep_or_cancel;
-use mt5_bus::{BusMetrics, Event, EventProducer, PublishOptions, Published};
+use mt5_bus::{BusMetrics, Data, Event, EventProducer, PublishOptions, Published};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -257,9 +257,25 @@ pub(crate) async fn run(
 /// is left alone; the templates only build objects).
 fn stamp_published_us(events: &mut [(Event, PublishOptions)], published_us: i64) {
     for (e, _) in events {
-        if let serde_json::Value::Object(map) = &mut e.data {
-            map.insert(PUBLISHED_US.into(), published_us.into());
-        }
+        let text = e.data.get();
+        let Some(rest) = text.strip_prefix('{') else {
+            continue;
+        };
+        e.data = if text.contains(PUBLISHED_US) {
+            // A data object that may have the member already: replace it (the slow way).
+            let mut value = e.data.to_value();
+            if let serde_json::Value::Object(map) = &mut value {
+                map.insert(PUBLISHED_US.into(), published_us.into());
+            }
+            value.into()
+        } else {
+            // The member goes first, without re-serializing the rest.
+            let sep = if rest.trim_start().starts_with('}') { "" } else { "," };
+            match Data::from_json(format!("{{\"{PUBLISHED_US}\":{published_us}{sep}{rest}")) {
+                Ok(data) => data,
+                Err(_) => continue,
+            }
+        };
     }
 }
 
@@ -360,12 +376,35 @@ mod tests {
             ),
             (template::news_event("s", 1), PublishOptions::default()),
         ];
+        events.push((
+            Event::new("s", "load.v1", serde_json::json!({"published_us": 1, "seq": 2})),
+            PublishOptions::default(),
+        ));
+        events.push((
+            Event::new("s", "load.v1", serde_json::json!({})),
+            PublishOptions::default(),
+        ));
+        events.push((
+            Event::new("s", "load.v1", serde_json::json!([1])),
+            PublishOptions::default(),
+        ));
         stamp_published_us(&mut events, 1_700_000_000_123_456);
-        for (e, _) in &events {
-            assert_eq!(e.data[PUBLISHED_US], 1_700_000_000_123_456_i64, "{}", e.data);
+        for (e, _) in &events[..4] {
+            assert_eq!(e.data.to_value()[PUBLISHED_US], 1_700_000_000_123_456_i64, "{}", e.data);
         }
-        assert_eq!(events[0].0.data["seq"], 0);
-        assert!(events[1].0.data["article"].is_object());
+        assert_eq!(events[0].0.data.to_value()["seq"], 0);
+        assert!(events[1].0.data.to_value()["article"].is_object());
+        assert_eq!(
+            events[2].0.data,
+            serde_json::json!({"published_us": 1_700_000_000_123_456_i64, "seq": 2}),
+            "a stamp already there is replaced, not repeated"
+        );
+        assert_eq!(events[3].0.data.get(), r#"{"published_us":1700000000123456}"#);
+        assert_eq!(
+            events[4].0.data.get(),
+            "[1]",
+            "data that is not an object is left alone"
+        );
     }
 
     /// The same prefix and seq give the same UUID; anything else a different one.

@@ -53,13 +53,15 @@ impl Poison {
         if !self.is_poison(seq) {
             return;
         }
-        if let Some(title) = event.data.pointer_mut("/article/title") {
+        let mut data = event.data.to_value();
+        if let Some(title) = data.pointer_mut("/article/title") {
             let plain = title.as_str().unwrap_or_default();
             let marked = match plain.rsplit_once(" #") {
                 Some((head, tail)) => format!("{head} {} #{tail}", self.marker),
                 None => format!("{plain} {}", self.marker),
             };
             *title = marked.into();
+            event.data = data.into();
         }
     }
 }
@@ -115,9 +117,10 @@ mod tests {
             assert_eq!(good.data, before, "seq 1 is not a poison");
             let mut bad = news_event("s", 2);
             p.apply(&mut bad, 2);
-            let title = bad.data["article"]["title"].as_str().unwrap();
+            let data = bad.data.to_value();
+            let title = data["article"]["title"].as_str().unwrap();
             assert!(title.contains(marker) && title.ends_with(" #2"), "{title}");
-            let news = RawNews::from_data(&bad.data, None).unwrap();
+            let news = RawNews::from_json(bad.data.get(), None).unwrap();
             let decision = rules.decide(&news, chrono::Utc::now());
             assert!(matches!(decision, Decision::Pass { .. }), "{decision:?}");
         }
