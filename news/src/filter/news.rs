@@ -14,8 +14,8 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::error::FilterError;
 use crate::article::{kind, read_date};
+use crate::error::Error;
 
 /// The parts of a raw news event the rules look at.
 ///
@@ -81,25 +81,20 @@ impl<'a> RawNews<'a> {
     /// not a number), strict where they do.
     ///
     /// # Errors
-    /// [`FilterError::InvalidData`] naming the field: `data` not an object, no ticker, no
+    /// [`Error::InvalidData`] naming the field: `data` not an object, no ticker, no
     /// `article` object, or an `article.date` that is missing or not a date-time.
-    pub fn from_data(data: &'a Value, ticker_extension: Option<&'a str>) -> Result<Self, FilterError> {
+    pub fn from_data(data: &'a Value, ticker_extension: Option<&'a str>) -> Result<Self, Error> {
         let obj = data
             .as_object()
-            .ok_or_else(|| FilterError::data("data", format!("expected an object, got {}", kind(data))))?;
+            .ok_or_else(|| Error::data("data", format!("expected an object, got {}", kind(data))))?;
         let ticker = match obj.get("ticker") {
             Some(Value::String(t)) if !t.trim().is_empty() => t.trim(),
             None | Some(Value::Null) => match ticker_extension.map(str::trim) {
                 Some(t) if !t.is_empty() => t,
-                _ => {
-                    return Err(FilterError::data(
-                        "ticker",
-                        "missing (no data.ticker, no ticker extension)",
-                    ))
-                }
+                _ => return Err(Error::data("ticker", "missing (no data.ticker, no ticker extension)")),
             },
             Some(other) => {
-                return Err(FilterError::data(
+                return Err(Error::data(
                     "ticker",
                     format!("expected a non-empty string, got {}", kind(other)),
                 ))
@@ -108,22 +103,19 @@ impl<'a> RawNews<'a> {
         let article = match obj.get("article") {
             Some(Value::Object(a)) => a,
             Some(other) => {
-                return Err(FilterError::data(
+                return Err(Error::data(
                     "article",
                     format!("expected an object, got {}", kind(other)),
                 ))
             }
-            None => return Err(FilterError::data("article", "missing")),
+            None => return Err(Error::data("article", "missing")),
         };
-        let date = read_date(article.get("date")).map_err(|reason| FilterError::data("article.date", reason))?;
-        let text = |field: &'static str, path: &'static str| -> Result<&'a str, FilterError> {
+        let date = read_date(article.get("date")).map_err(|reason| Error::data("article.date", reason))?;
+        let text = |field: &'static str, path: &'static str| -> Result<&'a str, Error> {
             match article.get(field) {
                 None | Some(Value::Null) => Ok(""),
                 Some(Value::String(s)) => Ok(s),
-                Some(other) => Err(FilterError::data(
-                    path,
-                    format!("expected a string, got {}", kind(other)),
-                )),
+                Some(other) => Err(Error::data(path, format!("expected a string, got {}", kind(other)))),
             }
         };
         let title = text("title", "article.title")?;
@@ -152,7 +144,7 @@ mod tests {
 
     fn field_of(data: Value) -> &'static str {
         match RawNews::from_data(&data, None) {
-            Err(FilterError::InvalidData { field, .. }) => field,
+            Err(Error::InvalidData { field, .. }) => field,
             other => panic!("expected invalid data, got {other:?}"),
         }
     }
