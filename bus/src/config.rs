@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::keys;
+use crate::validate::{ensure, non_empty, positive, within, InvalidConfig};
 
 /// A secret string: never printed by `Debug` or `Display`, serialized as `"***"`.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
@@ -87,8 +87,8 @@ impl RedisConfig {
     /// Checks the URL: a scheme we support, not a cluster or sentinel URL.
     ///
     /// # Errors
-    /// [`Error::Config`] naming `redis.url`.
-    pub fn validate(&self) -> Result<()> {
+    /// [`InvalidConfig`] naming `redis.url` or a timeout.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         let url = self.url.trim();
         let scheme = url.split("://").next().unwrap_or_default();
         let reason = match scheme {
@@ -106,19 +106,13 @@ impl RedisConfig {
             )),
         };
         if let Some(reason) = reason {
-            return Err(Error::Config {
-                field: "redis.url",
-                reason,
-            });
+            return Err(InvalidConfig::new("redis.url", reason));
         }
-        if url.contains(',') {
-            return Err(Error::Config {
-                field: "redis.url",
-                reason:
-                    "several hosts look like a cluster or sentinel seed list; only standalone Redis is supported yet"
-                        .into(),
-            });
-        }
+        ensure(
+            !url.contains(','),
+            "redis.url",
+            "several hosts look like a cluster or sentinel seed list; only standalone Redis is supported yet",
+        )?;
         positive("redis.connect_timeout_ms", self.connect_timeout_ms)?;
         positive("redis.response_timeout_ms", self.response_timeout_ms)?;
         Ok(())
@@ -175,37 +169,34 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
-    /// Validates the ranges.
+    /// Validates the ranges of `[bus.retry]`.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the field.
-    pub fn validate(&self) -> Result<()> {
-        positive("bus.retry.initial_ms", self.initial_ms)?;
-        if self.max_ms < self.initial_ms {
-            return Err(Error::Config {
-                field: "bus.retry.max_ms",
-                reason: "must be >= initial_ms".into(),
-            });
-        }
-        if !(self.multiplier >= 1.0 && self.multiplier.is_finite()) {
-            return Err(Error::Config {
-                field: "bus.retry.multiplier",
-                reason: "must be >= 1.0".into(),
-            });
-        }
-        if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(Error::Config {
-                field: "bus.retry.jitter",
-                reason: "must be within 0.0..=1.0".into(),
-            });
-        }
-        if self.max_attempts == 0 {
-            return Err(Error::Config {
-                field: "bus.retry.max_attempts",
-                reason: "must be at least 1".into(),
-            });
-        }
-        Ok(())
+    /// [`InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        self.validate_as("bus.retry")
+    }
+
+    /// Validates the ranges, naming the keys under `section` (the EODHD client's
+    /// `news.eodhd.retry` is this backoff with other defaults).
+    ///
+    /// # Errors
+    /// [`InvalidConfig`] naming the field, e.g. `<section>.jitter`.
+    pub fn validate_as(&self, section: &str) -> Result<(), InvalidConfig> {
+        let key = |name: &str| format!("{section}.{name}");
+        positive(key("initial_ms"), self.initial_ms)?;
+        ensure(
+            self.max_ms >= self.initial_ms,
+            key("max_ms"),
+            "must be at least initial_ms",
+        )?;
+        ensure(
+            self.multiplier >= 1.0 && self.multiplier.is_finite(),
+            key("multiplier"),
+            "must be a finite number of at least 1.0",
+        )?;
+        within(key("jitter"), self.jitter, 0.0..=1.0)?;
+        positive(key("max_attempts"), self.max_attempts)
     }
 }
 
@@ -321,23 +312,21 @@ impl ConsumerConfig {
     /// Validates the ranges.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the field.
-    pub fn validate(&self) -> Result<()> {
+    /// [`InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         positive("bus.consumer.block_ms", self.block_ms)?;
-        positive("bus.consumer.count", self.count as u64)?;
+        positive("bus.consumer.count", self.count)?;
         positive("bus.consumer.max_deliveries", self.max_deliveries)?;
         positive("bus.consumer.handler_timeout_ms", self.handler_timeout_ms)?;
-        positive("bus.consumer.concurrency", self.concurrency as u64)?;
+        positive("bus.consumer.concurrency", self.concurrency)?;
         positive("bus.consumer.shutdown_timeout_ms", self.shutdown_timeout_ms)?;
         positive("bus.consumer.heartbeat_ttl_ms", self.heartbeat_ttl_ms)?;
         positive("bus.consumer.heartbeat_interval_ms", self.heartbeat_interval_ms)?;
-        if self.heartbeat_interval_ms * 2 > self.heartbeat_ttl_ms {
-            return Err(Error::Config {
-                field: "bus.consumer.heartbeat_interval_ms",
-                reason: "must be at most half of heartbeat_ttl_ms so a live consumer never looks dead".into(),
-            });
-        }
-        Ok(())
+        ensure(
+            self.heartbeat_interval_ms.saturating_mul(2) <= self.heartbeat_ttl_ms,
+            "bus.consumer.heartbeat_interval_ms",
+            "must be at most half of heartbeat_ttl_ms so a live consumer never looks dead",
+        )
     }
 
     /// The BLOCK duration.
@@ -431,54 +420,32 @@ impl BusConfig {
     /// Validates every section.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first bad field.
-    pub fn validate(&self) -> Result<()> {
+    /// [`InvalidConfig`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         non_empty("bus.deadletter_stream", &self.deadletter_stream)?;
-        positive("bus.max_entry_bytes", self.max_entry_bytes as u64)?;
+        positive("bus.max_entry_bytes", self.max_entry_bytes)?;
         positive("bus.idempotency_ttl_ms", self.idempotency_ttl_ms)?;
         for g in &self.groups {
             non_empty("bus.groups.stream", &g.stream)?;
             non_empty("bus.groups.group", &g.group)?;
-            if g.stream == self.deadletter_stream {
-                return Err(Error::Config {
-                    field: "bus.groups.stream",
-                    reason: "the dead letter stream is not consumed by a group; use `deadletter replay`".into(),
-                });
-            }
+            ensure(
+                g.stream != self.deadletter_stream,
+                "bus.groups.stream",
+                "the dead letter stream is not consumed by a group; use `deadletter replay`",
+            )?;
         }
         positive("bus.trim.max_len", self.trim.max_len)?;
         positive("bus.trim.interval_ms", self.trim.interval_ms)?;
-        if self.trim.backlog_limit != 0 && self.trim.backlog_limit < self.trim.max_len {
-            return Err(Error::Config {
-                field: "bus.trim.backlog_limit",
-                reason: "must be 0 (off) or at least max_len".into(),
-            });
-        }
+        ensure(
+            self.trim.backlog_limit == 0 || self.trim.backlog_limit >= self.trim.max_len,
+            "bus.trim.backlog_limit",
+            "must be 0 (off) or at least max_len",
+        )?;
         self.consumer.validate()?;
         positive("bus.reclaim.interval_ms", self.reclaim.interval_ms)?;
-        positive("bus.reclaim.count", self.reclaim.count as u64)?;
+        positive("bus.reclaim.count", self.reclaim.count)?;
         self.retry.validate()
     }
-}
-
-fn positive(field: &'static str, v: u64) -> Result<()> {
-    if v == 0 {
-        return Err(Error::Config {
-            field,
-            reason: "must be greater than 0".into(),
-        });
-    }
-    Ok(())
-}
-
-fn non_empty(field: &'static str, v: &str) -> Result<()> {
-    if v.trim().is_empty() {
-        return Err(Error::Config {
-            field,
-            reason: "cannot be empty".into(),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
 
 use crate::config::RedisConfig;
 use crate::error::{Error, Result};
+use crate::validate::InvalidConfig;
 
 /// A Redis client for the configured URL, with the password from the config when the URL has none.
 ///
@@ -14,9 +15,11 @@ use crate::error::{Error, Result};
 /// [`Error::Config`] for an invalid URL (the message never contains the password).
 pub fn client(cfg: &RedisConfig) -> Result<Client> {
     cfg.validate()?;
-    let mut info = cfg.url.as_str().into_connection_info().map_err(|e| Error::Config {
-        field: "redis.url",
-        reason: format!("{} is not a valid Redis URL: {}", cfg.redacted_url(), e.kind_str()),
+    let mut info = cfg.url.as_str().into_connection_info().map_err(|e| {
+        InvalidConfig::new(
+            "redis.url",
+            format!("{} is not a valid Redis URL: {}", cfg.redacted_url(), e.kind_str()),
+        )
     })?;
     if let Some(pw) = cfg.password.as_ref().filter(|p| !p.is_empty()) {
         if info.redis_settings().password().is_none() {
@@ -24,9 +27,11 @@ pub fn client(cfg: &RedisConfig) -> Result<Client> {
             info = info.set_redis_settings(settings);
         }
     }
-    Client::open(info).map_err(|e| Error::Config {
-        field: "redis.url",
-        reason: format!("{} cannot be opened: {}", cfg.redacted_url(), e.kind_str()),
+    Client::open(info).map_err(|e| {
+        Error::from(InvalidConfig::new(
+            "redis.url",
+            format!("{} cannot be opened: {}", cfg.redacted_url(), e.kind_str()),
+        ))
     })
 }
 

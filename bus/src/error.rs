@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::validate::InvalidConfig;
+
 /// Result alias for the bus.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -12,17 +14,9 @@ pub enum Error {
     /// The Redis driver failed (connection, protocol or a server error reply).
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
-    /// A configuration value is invalid; `field` names it.
-    #[error("invalid configuration: {field}: {reason}")]
-    Config {
-        /// The offending key, e.g. `bus.consumer.block_ms`.
-        field: &'static str,
-        /// Why it is rejected.
-        reason: String,
-    },
-    /// A stream entry is not a valid event envelope.
-    #[error("malformed entry: {0}")]
-    Malformed(#[from] crate::envelope::MalformedError),
+    /// A configuration value is invalid; the [`InvalidConfig`] names its dotted key.
+    #[error(transparent)]
+    Config(#[from] InvalidConfig),
     /// An event is larger than the maximum entry size; `publish` refuses it.
     #[error("entry of {size} bytes exceeds the maximum entry size of {max} bytes")]
     EntryTooLarge {

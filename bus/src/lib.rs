@@ -9,6 +9,7 @@
 //!
 //! # Layout
 //! - `config`: serde settings (`[redis]`, `[bus]`) with every default in one place.
+//! - `validate`: the workspace's one set of config validators and [`InvalidConfig`], their error.
 //! - `error`: the one error type and its transient/permanent classifier.
 //! - `envelope`: the event envelope and entry validation.
 //! - `id`: [`StreamId`], entry ids parsed once and ordered numerically.
@@ -63,6 +64,7 @@ pub mod retry;
 mod script;
 pub mod stats;
 pub mod trim;
+pub mod validate;
 
 pub use config::{BusConfig, ConsumerConfig, ReclaimConfig, RedisConfig, RetryConfig, Secret, TrimConfig, TrimMode};
 pub use consumer::{
@@ -74,5 +76,6 @@ pub use id::StreamId;
 pub use metrics::BusMetrics;
 pub use producer::{EventProducer, PublishOptions, Published};
 pub use reclaim::{ReclaimReport, Reclaimer};
+pub use validate::InvalidConfig;
 
 mod producer;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
-use mt5_bus::{BusConfig, RedisConfig};
+use mt5_bus::{BusConfig, InvalidConfig, RedisConfig};
 use mt5_news::{EodhdConfig, FetcherConfig, FilterConfig};
 use serde::{Deserialize, Serialize};
 
@@ -147,16 +147,6 @@ pub(crate) struct HubConfig {
     pub(crate) alerts: AlertsConfig,
 }
 
-/// Why a setting of the hub's own sections (`[alerts]`, `[http.gateway]`) is unusable.
-#[derive(Debug, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub(crate) struct InvalidSetting {
-    /// The dotted key.
-    pub(crate) field: &'static str,
-    /// What is wrong.
-    pub(crate) reason: String,
-}
-
 /// Why the configuration could not be loaded. Always exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
@@ -171,21 +161,9 @@ pub(crate) enum ConfigError {
     /// The file or an override has an unknown key, a value of the wrong type or bad syntax.
     #[error("invalid configuration: {0}")]
     Parse(String),
-    /// A value is out of range (from the bus's `validate`).
+    /// A value is out of range: every section's `validate`, naming the dotted key.
     #[error(transparent)]
-    Invalid(#[from] mt5_bus::Error),
-    /// A `[news.eodhd]` value is out of range.
-    #[error(transparent)]
-    InvalidEodhd(#[from] mt5_news::Error),
-    /// A `[news.fetcher]` value is out of range.
-    #[error(transparent)]
-    InvalidFetcher(#[from] mt5_news::FetcherError),
-    /// A `[news.filter]` value is out of range.
-    #[error(transparent)]
-    InvalidFilter(#[from] mt5_news::filter::FilterError),
-    /// An `[alerts]` or `[http.gateway]` value is out of range.
-    #[error(transparent)]
-    InvalidSetting(#[from] InvalidSetting),
+    Invalid(#[from] InvalidConfig),
 }
 
 impl HubConfig {
@@ -242,7 +220,7 @@ impl HubConfig {
     /// Validates every section.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] and its news siblings, naming the first bad field.
+    /// [`ConfigError::Invalid`] naming the first bad field.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.redis.validate()?;
         self.bus.validate()?;

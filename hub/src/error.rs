@@ -76,7 +76,7 @@ pub(crate) fn bus_exit_code(e: &mt5_bus::Error) -> u8 {
     match e {
         // A configured group missing on a stream with entries: the operator must choose where
         // it starts (`groups create`), so it is a configuration error, not a runtime failure.
-        mt5_bus::Error::Config { .. } | mt5_bus::Error::GroupMissing { .. } => EXIT_USAGE,
+        mt5_bus::Error::Config(_) | mt5_bus::Error::GroupMissing { .. } => EXIT_USAGE,
         e if e.is_unavailable() => EXIT_UNREACHABLE,
         _ => EXIT_FAILURE,
     }
@@ -98,10 +98,7 @@ mod tests {
             last: Box::new(mt5_bus::Error::Cancelled),
         };
         assert_eq!(HubError::from(exhausted).exit_code(), EXIT_UNREACHABLE);
-        let config = mt5_bus::Error::Config {
-            field: "bus.x",
-            reason: "bad".into(),
-        };
+        let config = mt5_bus::Error::Config(mt5_bus::InvalidConfig::new("bus.x", "bad"));
         assert_eq!(HubError::from(config).exit_code(), EXIT_USAGE);
         let missing = mt5_bus::Error::GroupMissing {
             stream: "s".into(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mt5_bus::retry::{retry_transient, sleep_or_cancel, Backoff};
 use mt5_bus::{BusMetrics, Consumer, ConsumerOptions, EventProducer};
-use mt5_news::{EodhdClient, Fetcher, FetcherError, FilterMetrics, NewsFilter, NewsMetrics};
+use mt5_news::{EodhdClient, Fetcher, FilterMetrics, NewsFilter, NewsMetrics};
 use prometheus::Registry;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -138,18 +138,17 @@ fn retryable(e: &mt5_bus::Error) -> bool {
 /// The fetcher of `[news.fetcher]`.
 ///
 /// # Errors
-/// [`HubError::Usage`] for an invalid `[news.fetcher]`.
+/// [`HubError::Config`] for an invalid `[news.fetcher]`.
 pub(crate) fn fetcher(cfg: &HubConfig, client: EodhdClient, producer: EventProducer) -> Result<Fetcher, HubError> {
-    Fetcher::new(cfg.news.fetcher.clone(), client, producer).map_err(fetcher_error)
+    Fetcher::new(cfg.news.fetcher.clone(), client, producer).map_err(news_error)
 }
 
-/// A fetcher error at the binary's edge: config errors are exit 2, Redis trouble goes through
-/// [`classify`] (exit 3), the rest exit 1.
-pub(crate) fn fetcher_error(e: FetcherError) -> HubError {
+/// A news error at the binary's edge: config errors are exit 2, bus errors go through
+/// [`crate::error::bus_exit_code`] (Redis unavailable: exit 3), the rest exit 1.
+pub(crate) fn news_error(e: mt5_news::Error) -> HubError {
     match e {
-        FetcherError::Config { .. } => HubError::Usage(e.to_string()),
-        FetcherError::Bus(b) => HubError::Bus(b),
-        FetcherError::Redis(r) => HubError::Bus(mt5_bus::Error::Redis(r)),
+        mt5_news::Error::Config(c) => HubError::Config(c.into()),
+        mt5_news::Error::Bus(b) => HubError::Bus(b),
         other => HubError::Failed(other.to_string()),
     }
 }
@@ -159,14 +158,15 @@ pub(crate) fn fetcher_error(e: FetcherError) -> HubError {
 /// consumers' entries are claimed into it.
 ///
 /// # Errors
-/// [`HubError::Usage`] for an invalid `[news.filter]` or consumer settings.
+/// [`HubError::Config`] for an invalid `[news.filter]`, [`HubError::Bus`] for invalid consumer
+/// settings.
 pub(crate) fn filter_consumer(
     cfg: &HubConfig,
     telemetry: &Telemetry,
     name: Option<String>,
 ) -> Result<Consumer<FilterHandler>, HubError> {
     let f = &cfg.news.filter;
-    let handler = NewsFilter::new(f.clone(), telemetry.filter.clone()).map_err(|e| HubError::Usage(e.to_string()))?;
+    let handler = NewsFilter::new(f.clone(), telemetry.filter.clone()).map_err(news_error)?;
     let mut opts = ConsumerOptions::new(f.input_stream.clone(), f.group.clone());
     if let Some(name) = name {
         opts = opts.with_name(name);

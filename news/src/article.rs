@@ -10,7 +10,7 @@
 //!   no offset at all (read as UTC), with a space instead of `T`, without seconds, or a bare
 //!   `YYYY-MM-DD` (midnight UTC): [`parse_article_date`], which is also the filter's rule for
 //!   `article.date` (one reader of the date for the whole crate).
-//! - rejected, with an [`ArticleError`] naming the field: a missing or unparsable `date`, a
+//! - rejected, with an [`Error::InvalidArticle`] naming the field: a missing or unparsable `date`, a
 //!   missing or non-string `title`, a missing or empty `link` (the de-duplication key), a
 //!   `content` that is not a string, `symbols`/`tags` that are not arrays of strings, a
 //!   `sentiment` that is not an object, and sentiment scores that are not numbers.
@@ -19,9 +19,13 @@
 //! RFC 3339 UTC and `sentiment` `null` when absent; reading the written form gives the same
 //! value back.
 
+use std::fmt;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
+
+use crate::error::Error;
 
 /// One news article.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -59,11 +63,12 @@ pub struct ArticleSentiment {
     pub pos: Option<f64>,
 }
 
-/// An article that failed validation. `field` names the offending field (`date`, `title`,
+/// An item that is not a valid article: what [`Error::InvalidArticle`] carries, and what a
+/// page lists of the items it skipped. `field` names the offending field (`date`, `title`,
 /// `sentiment.polarity`, ...).
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("invalid article{}: field `{field}`: {reason}", link.as_deref().map(|l| format!(" ({l})")).unwrap_or_default())]
-pub struct ArticleError {
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RejectedArticle {
     /// The offending field, e.g. `date` or `sentiment.polarity`; `article` when the item is not
     /// an object at all.
     pub field: &'static str,
@@ -73,9 +78,9 @@ pub struct ArticleError {
     pub link: Option<String>,
 }
 
-impl ArticleError {
+impl RejectedArticle {
     fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        ArticleError {
+        RejectedArticle {
             field,
             reason: reason.into(),
             link: None,
@@ -83,15 +88,31 @@ impl ArticleError {
     }
 }
 
+impl fmt::Display for RejectedArticle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid article")?;
+        if let Some(link) = &self.link {
+            write!(f, " ({link})")?;
+        }
+        write!(f, ": field `{}`: {}", self.field, self.reason)
+    }
+}
+
 impl Article {
     /// Reads one article from its JSON value, tolerating missing and extra fields.
     ///
     /// # Errors
-    /// [`ArticleError`] naming the first field that cannot be read (see the module docs).
-    pub fn from_value(value: &Value) -> Result<Self, ArticleError> {
+    /// [`Error::InvalidArticle`] naming the first field that cannot be read (see the module
+    /// docs).
+    pub fn from_value(value: &Value) -> Result<Self, Error> {
+        Self::read(value).map_err(Error::InvalidArticle)
+    }
+
+    /// [`Article::from_value`] for the client, which keeps what it skipped.
+    pub(crate) fn read(value: &Value) -> Result<Self, RejectedArticle> {
         let obj = value
             .as_object()
-            .ok_or_else(|| ArticleError::new("article", format!("expected an object, got {}", kind(value))))?;
+            .ok_or_else(|| RejectedArticle::new("article", format!("expected an object, got {}", kind(value))))?;
         let link = match obj.get("link") {
             Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
             _ => None,
@@ -105,11 +126,11 @@ impl Article {
     /// Reads one article from JSON text.
     ///
     /// # Errors
-    /// [`ArticleError`] with field `article` when the text is not JSON, else as
+    /// [`Error::InvalidArticle`] with field `article` when the text is not JSON, else as
     /// [`Article::from_value`].
-    pub fn from_json(text: &str) -> Result<Self, ArticleError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| ArticleError::new("article", format!("not JSON: {e}")))?;
+    pub fn from_json(text: &str) -> Result<Self, Error> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Error::InvalidArticle(RejectedArticle::new("article", format!("not JSON: {e}"))))?;
         Self::from_value(&value)
     }
 
@@ -123,7 +144,7 @@ impl Article {
 impl<'de> Deserialize<'de> for Article {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
-        Article::from_value(&value).map_err(serde::de::Error::custom)
+        Article::read(&value).map_err(serde::de::Error::custom)
     }
 }
 
@@ -131,34 +152,34 @@ fn serialize_date<S: Serializer>(date: &DateTime<Utc>, s: S) -> Result<S::Ok, S:
     s.serialize_str(&date.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
-fn read_fields(obj: &Map<String, Value>, link: Option<&str>) -> Result<Article, ArticleError> {
-    let date = read_date(obj.get("date")).map_err(|reason| ArticleError::new("date", reason))?;
+fn read_fields(obj: &Map<String, Value>, link: Option<&str>) -> Result<Article, RejectedArticle> {
+    let date = read_date(obj.get("date")).map_err(|reason| RejectedArticle::new("date", reason))?;
     let title = match obj.get("title") {
         Some(Value::String(s)) => s.clone(),
         Some(other) => {
-            return Err(ArticleError::new(
+            return Err(RejectedArticle::new(
                 "title",
                 format!("expected a string, got {}", kind(other)),
             ))
         }
-        None => return Err(ArticleError::new("title", "missing")),
+        None => return Err(RejectedArticle::new("title", "missing")),
     };
     let link = match (link, obj.get("link")) {
         (Some(l), _) => l.to_string(),
-        (None, Some(Value::String(_))) => return Err(ArticleError::new("link", "empty")),
+        (None, Some(Value::String(_))) => return Err(RejectedArticle::new("link", "empty")),
         (None, Some(other)) => {
-            return Err(ArticleError::new(
+            return Err(RejectedArticle::new(
                 "link",
                 format!("expected a string, got {}", kind(other)),
             ))
         }
-        (None, None) => return Err(ArticleError::new("link", "missing")),
+        (None, None) => return Err(RejectedArticle::new("link", "missing")),
     };
     let content = match obj.get("content") {
         Some(Value::String(s)) => s.clone(),
         None | Some(Value::Null) => String::new(),
         Some(other) => {
-            return Err(ArticleError::new(
+            return Err(RejectedArticle::new(
                 "content",
                 format!("expected a string, got {}", kind(other)),
             ))
@@ -170,7 +191,7 @@ fn read_fields(obj: &Map<String, Value>, link: Option<&str>) -> Result<Article, 
         None | Some(Value::Null) => None,
         Some(Value::Object(s)) => read_sentiment(s)?,
         Some(other) => {
-            return Err(ArticleError::new(
+            return Err(RejectedArticle::new(
                 "sentiment",
                 format!("expected an object, got {}", kind(other)),
             ))
@@ -189,7 +210,7 @@ fn read_fields(obj: &Map<String, Value>, link: Option<&str>) -> Result<Article, 
 
 /// A sentiment object without `polarity` carries nothing the pipeline can use: it reads as no
 /// sentiment (tolerated), but a score that is present must be a number.
-fn read_sentiment(obj: &Map<String, Value>) -> Result<Option<ArticleSentiment>, ArticleError> {
+fn read_sentiment(obj: &Map<String, Value>) -> Result<Option<ArticleSentiment>, RejectedArticle> {
     let polarity = score(obj, "polarity", "sentiment.polarity")?;
     let neg = score(obj, "neg", "sentiment.neg")?;
     let neu = score(obj, "neu", "sentiment.neu")?;
@@ -202,26 +223,29 @@ fn read_sentiment(obj: &Map<String, Value>) -> Result<Option<ArticleSentiment>, 
     }))
 }
 
-fn score(obj: &Map<String, Value>, key: &str, field: &'static str) -> Result<Option<f64>, ArticleError> {
+fn score(obj: &Map<String, Value>, key: &str, field: &'static str) -> Result<Option<f64>, RejectedArticle> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
             .as_f64()
             .filter(|f| f.is_finite())
             .map(Some)
-            .ok_or_else(|| ArticleError::new(field, format!("not a finite number: {n}"))),
+            .ok_or_else(|| RejectedArticle::new(field, format!("not a finite number: {n}"))),
         Some(Value::String(s)) => match s.trim().parse::<f64>() {
             Ok(f) if f.is_finite() => Ok(Some(f)),
-            _ => Err(ArticleError::new(field, format!("not a number: {:?}", shorten(s, 32)))),
+            _ => Err(RejectedArticle::new(
+                field,
+                format!("not a number: {:?}", shorten(s, 32)),
+            )),
         },
-        Some(other) => Err(ArticleError::new(
+        Some(other) => Err(RejectedArticle::new(
             field,
             format!("expected a number, got {}", kind(other)),
         )),
     }
 }
 
-fn string_list(value: Option<&Value>, field: &'static str) -> Result<Vec<String>, ArticleError> {
+fn string_list(value: Option<&Value>, field: &'static str) -> Result<Vec<String>, RejectedArticle> {
     match value {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => {
@@ -231,7 +255,7 @@ fn string_list(value: Option<&Value>, field: &'static str) -> Result<Vec<String>
                     Value::String(s) if s.trim().is_empty() => {}
                     Value::String(s) => out.push(s.trim().to_string()),
                     other => {
-                        return Err(ArticleError::new(
+                        return Err(RejectedArticle::new(
                             field,
                             format!("expected an array of strings, found {}", kind(other)),
                         ))
@@ -240,7 +264,7 @@ fn string_list(value: Option<&Value>, field: &'static str) -> Result<Vec<String>
             }
             Ok(out)
         }
-        Some(other) => Err(ArticleError::new(
+        Some(other) => Err(RejectedArticle::new(
             field,
             format!("expected an array, got {}", kind(other)),
         )),
@@ -344,6 +368,14 @@ mod tests {
 
     use super::*;
 
+    /// What [`Article::from_value`] says is wrong with `v`.
+    fn rejected(v: &Value) -> RejectedArticle {
+        match Article::from_value(v) {
+            Err(Error::InvalidArticle(r)) => r,
+            other => panic!("expected an invalid article, got {other:?}"),
+        }
+    }
+
     fn full() -> Value {
         json!({
             "date": "2024-06-05T20:35:00+00:00",
@@ -442,7 +474,7 @@ mod tests {
         for (key, bad, field) in cases {
             let mut v = full();
             v[key] = bad.clone();
-            let err = Article::from_value(&v).unwrap_err();
+            let err = rejected(&v);
             assert_eq!(err.field, field, "{key}={bad}: {err}");
             assert!(err.to_string().contains(field), "{err}");
             if key != "link" {
@@ -454,8 +486,12 @@ mod tests {
         }
         let mut v = full();
         v.as_object_mut().unwrap().remove("date");
-        assert_eq!(Article::from_value(&v).unwrap_err().field, "date");
-        assert_eq!(Article::from_value(&json!([1])).unwrap_err().field, "article");
+        assert_eq!(rejected(&v).field, "date");
+        assert_eq!(rejected(&json!([1])).field, "article");
+        match Article::from_json("{nope") {
+            Err(Error::InvalidArticle(r)) => assert_eq!(r.field, "article"),
+            other => panic!("expected an invalid article, got {other:?}"),
+        }
     }
 
     /// The written form is the contract's shape and reads back to the same article.

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use mt5_bus::{RetryConfig, Secret};
+use mt5_bus::validate::{positive, within};
+use mt5_bus::{InvalidConfig, RetryConfig, Secret};
 use serde::{Deserialize, Serialize};
 
 use crate::circuit_breaker::CircuitBreakerConfig;
-use crate::error::{Error, Result};
 use crate::quota::QuotaConfig;
 use crate::rate_limit::RateLimitConfig;
 
@@ -87,7 +87,7 @@ pub struct EodhdRetryConfig {
     /// round tries again). Default 4.
     pub max_attempts: u32,
     /// Longest `Retry-After` (429) the client waits within a call, in ms; a longer one is
-    /// returned as [`Error::RateLimited`] at once. Default 60000.
+    /// returned as [`Error::RateLimited`](crate::Error::RateLimited) at once. Default 60000.
     pub max_retry_after_ms: u64,
 }
 
@@ -144,33 +144,13 @@ impl EodhdRetryConfig {
         Duration::from_millis(self.max_retry_after_ms)
     }
 
-    /// Validates the ranges.
+    /// Validates the ranges: the bus's backoff rules ([`RetryConfig::validate_as`]), naming
+    /// the keys under `news.eodhd.retry`.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the field.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |field: &'static str, reason: &str| {
-            Err(Error::Config {
-                field,
-                reason: reason.into(),
-            })
-        };
-        if self.initial_ms == 0 {
-            return bad("news.eodhd.retry.initial_ms", "must be at least 1");
-        }
-        if self.max_ms < self.initial_ms {
-            return bad("news.eodhd.retry.max_ms", "must be >= initial_ms");
-        }
-        if !(self.multiplier >= 1.0 && self.multiplier.is_finite()) {
-            return bad("news.eodhd.retry.multiplier", "must be >= 1.0");
-        }
-        if !(0.0..=1.0).contains(&self.jitter) {
-            return bad("news.eodhd.retry.jitter", "must be within 0.0..=1.0");
-        }
-        if self.max_attempts == 0 {
-            return bad("news.eodhd.retry.max_attempts", "must be at least 1");
-        }
-        Ok(())
+    /// [`InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        self.backoff().validate_as("news.eodhd.retry")
     }
 }
 
@@ -240,12 +220,9 @@ impl EodhdConfig {
     /// The parsed base URL.
     ///
     /// # Errors
-    /// [`Error::Config`] for anything but an `http`/`https` URL without query or fragment.
-    pub fn parsed_base_url(&self) -> Result<url::Url> {
-        let bad = |reason: String| Error::Config {
-            field: "news.eodhd.base_url",
-            reason,
-        };
+    /// [`InvalidConfig`] for anything but an `http`/`https` URL without query or fragment.
+    pub fn parsed_base_url(&self) -> Result<url::Url, InvalidConfig> {
+        let bad = |reason: String| InvalidConfig::new("news.eodhd.base_url", reason);
         let url = url::Url::parse(self.base_url.trim()).map_err(|e| bad(format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(bad(format!("scheme must be http or https, not {:?}", url.scheme())));
@@ -267,22 +244,13 @@ impl EodhdConfig {
     /// none; [`crate::EodhdClient::new`] requires it).
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first invalid field.
-    pub fn validate(&self) -> Result<()> {
+    /// [`InvalidConfig`] naming the first invalid field.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.parsed_base_url()?;
-        let bad = |field: &'static str, reason: String| Err(Error::Config { field, reason });
-        if self.timeout_ms == 0 {
-            return bad("news.eodhd.timeout_ms", "must be at least 1".into());
-        }
-        if self.connect_timeout_ms == 0 {
-            return bad("news.eodhd.connect_timeout_ms", "must be at least 1".into());
-        }
-        if !(1..=MAX_PAGE_LIMIT).contains(&self.page_limit) {
-            return bad("news.eodhd.page_limit", format!("must be within 1..={MAX_PAGE_LIMIT}"));
-        }
-        if self.page_cap == 0 {
-            return bad("news.eodhd.page_cap", "must be at least 1".into());
-        }
+        positive("news.eodhd.timeout_ms", self.timeout_ms)?;
+        positive("news.eodhd.connect_timeout_ms", self.connect_timeout_ms)?;
+        within("news.eodhd.page_limit", self.page_limit, 1..=MAX_PAGE_LIMIT)?;
+        positive("news.eodhd.page_cap", self.page_cap)?;
         self.rate_limit.validate()?;
         self.quota.validate()?;
         self.retry.validate()?;

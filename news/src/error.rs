@@ -13,7 +13,12 @@
 //! | [`Error::CircuitOpen`] | the breaker is open | transient | no request; try after `retry_in` |
 //! | [`Error::Status`] | other 4xx (bad parameters, 404 with a non-JSON body, redirects) | permanent | no retry |
 //! | [`Error::InvalidQuery`] | an empty symbol, `limit` outside 1..=1000, `from` after `to` | permanent | nothing is sent |
-//! | [`Error::Article`] | one article fails validation | permanent (for that article) | the article is skipped, the page kept |
+//! | [`Error::InvalidArticle`] | one article fails validation | permanent (for that article) | the article is skipped, the page kept |
+//!
+//! The rest of the crate fails with the same type: [`Error::Config`] (a `[news.*]` value, the
+//! workspace's one [`InvalidConfig`]), [`Error::InvalidData`] (a `news.raw.v1` payload the
+//! filter cannot read; dead-lettered), [`Error::Bus`] (publishing, the fetcher's cursor) and
+//! [`Error::Cancelled`].
 //!
 //! No variant carries the API key: request URLs never enter an error (`reqwest` errors are
 //! stored `without_url()`), and response snippets are redacted before they are stored.
@@ -26,7 +31,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::article::ArticleError;
+use mt5_bus::InvalidConfig;
+
+use crate::article::RejectedArticle;
 
 /// Result alias for the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -130,26 +137,37 @@ pub enum Error {
         /// Time until the breaker lets a probe through.
         retry_in: Duration,
     },
-    /// An article failed validation; the error names the field.
-    #[error(transparent)]
-    Article(#[from] ArticleError),
-    /// A configuration value is invalid; `field` names it.
-    #[error("invalid configuration: {field}: {reason}")]
-    Config {
-        /// The offending key, e.g. `news.eodhd.page_limit`.
+    /// An article failed validation; the [`RejectedArticle`] names the field. Permanent for
+    /// that article.
+    #[error("{0}")]
+    InvalidArticle(RejectedArticle),
+    /// An event's `data` is not a `news.raw.v1` payload the filter can read. Permanent: the
+    /// filter dead-letters the event.
+    #[error("invalid news.raw.v1 data at {field}: {reason}")]
+    InvalidData {
+        /// The JSON path of the offending field, e.g. `article.date`.
         field: &'static str,
-        /// Why it is rejected.
+        /// Why.
         reason: String,
     },
+    /// A configuration value is invalid; the [`InvalidConfig`] names its dotted key, e.g.
+    /// `news.eodhd.page_limit`.
+    #[error(transparent)]
+    Config(#[from] InvalidConfig),
     /// The operation was cancelled by shutdown.
     #[error("cancelled by shutdown")]
     Cancelled,
-    /// Registering a metric failed (for example a duplicate registration).
-    #[error(transparent)]
-    Metrics(#[from] prometheus::Error),
     /// The event bus failed.
     #[error(transparent)]
     Bus(#[from] mt5_bus::Error),
+}
+
+/// A Redis error of the fetcher's own commands (its cursor and its record of published
+/// articles) is a bus error, so one classifier ([`mt5_bus::Error::is_unavailable`]) judges it.
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        Error::Bus(mt5_bus::Error::Redis(e))
+    }
 }
 
 fn fmt_retry_after(retry_after: Option<Duration>) -> String {
@@ -160,6 +178,14 @@ fn fmt_retry_after(retry_after: Option<Duration>) -> String {
 }
 
 impl Error {
+    /// An [`Error::InvalidData`]: `field` of a `news.raw.v1` payload is unusable.
+    pub(crate) fn data(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidData {
+            field,
+            reason: reason.into(),
+        }
+    }
+
     /// Whether trying again later may succeed: 429, 5xx, timeouts, connection and transport
     /// failures, invalid responses (the next round refetches the page), an open circuit, and
     /// transient bus errors. Bad keys, 403, other 4xx, invalid articles and configuration are
@@ -290,10 +316,7 @@ mod tests {
                 status: 400,
                 detail: String::new(),
             },
-            Error::Config {
-                field: "news.eodhd.page_limit",
-                reason: "x".into(),
-            },
+            Error::Config(InvalidConfig::new("news.eodhd.page_limit", "x")),
         ];
         for e in &permanent {
             assert!(!e.is_transient(), "{e}");

@@ -26,12 +26,12 @@ mod rate_limit;
 pub mod sample;
 pub mod vader;
 
-pub use article::{parse_article_date, Article, ArticleError, ArticleSentiment};
+pub use article::{parse_article_date, Article, ArticleSentiment, RejectedArticle};
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
 pub use client::{EodhdClient, NewsBatch, NewsMetrics, NewsPage, NewsQuery, SkippedPage, Subject};
 pub use eodhd_config::{EodhdConfig, EodhdRetryConfig, MAX_PAGE_LIMIT};
 pub use error::{Error, Result};
-pub use fetcher::{Fetcher, FetcherConfig, FetcherError, RoundReport, Schedule, TickerReport};
+pub use fetcher::{Fetcher, FetcherConfig, RoundReport, Schedule, TickerReport};
 pub use filter::{FilterConfig, FilterMetrics, NewsFilter};
 pub use quota::{QuotaConfig, QuotaTracker};
 pub use rate_limit::{RateLimitConfig, RequestRateLimiter};

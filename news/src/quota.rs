@@ -14,6 +14,8 @@
 //! The tracker is pure: every method takes the wall-clock time, so tests need no clock.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
+use mt5_bus::validate::{ensure, positive};
+use mt5_bus::InvalidConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -62,21 +64,14 @@ impl QuotaConfig {
     /// Validates the ranges.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the field.
-    pub fn validate(&self) -> Result<()> {
-        if self.calls_per_request == 0 {
-            return Err(Error::Config {
-                field: "news.eodhd.quota.calls_per_request",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if self.daily_quota < self.calls_per_request {
-            return Err(Error::Config {
-                field: "news.eodhd.quota.daily_quota",
-                reason: format!("must be at least calls_per_request ({})", self.calls_per_request),
-            });
-        }
-        Ok(())
+    /// [`InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        positive("news.eodhd.quota.calls_per_request", self.calls_per_request)?;
+        ensure(
+            self.daily_quota >= self.calls_per_request,
+            "news.eodhd.quota.daily_quota",
+            format!("must be at least calls_per_request ({})", self.calls_per_request),
+        )
     }
 }
 

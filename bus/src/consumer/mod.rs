@@ -44,6 +44,7 @@ use crate::reclaim::{ReclaimReport, Reclaimer};
 use crate::reply::{self, int, StreamEntry};
 use crate::retry::{sleep_or_cancel, Backoff};
 use crate::script::Scripts;
+use crate::validate;
 
 /// Extra time a read's reply may take beyond its BLOCK before the read counts as failed.
 const READ_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
@@ -178,7 +179,7 @@ impl<H: Handler> Consumer<H> {
     /// A consumer; it connects on first use.
     ///
     /// # Errors
-    /// [`Error::Config`] for invalid settings.
+    /// [`Error::Config`] for invalid settings, or an empty stream, group or consumer name.
     pub fn new(
         redis: &RedisConfig,
         cfg: &BusConfig,
@@ -187,12 +188,9 @@ impl<H: Handler> Consumer<H> {
         metrics: BusMetrics,
     ) -> Result<Self> {
         cfg.validate()?;
-        if opts.name.is_empty() || opts.stream.is_empty() || opts.group.is_empty() {
-            return Err(Error::Config {
-                field: "consumer",
-                reason: "stream, group and name must be non-empty".into(),
-            });
-        }
+        validate::non_empty("consumer.stream", &opts.stream)?;
+        validate::non_empty("consumer.group", &opts.group)?;
+        validate::non_empty("consumer.name", &opts.name)?;
         let client = connection::client(redis)?;
         metrics.init_consumer_series(&opts.stream, &opts.group);
         let reclaimer = Reclaimer::new(&opts.stream, &opts.group, &opts.name, cfg, metrics.clone());

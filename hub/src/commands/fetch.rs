@@ -45,8 +45,8 @@ pub(crate) async fn fetcher_service(
     let fetcher = services::fetcher(&cfg, client, producer)?;
     tracing::info!(watchlist = ?cfg.news.fetcher.watchlist, interval_secs = cfg.news.fetcher.interval_secs, "News fetcher starting.");
     match fetcher.run(cfg.news.fetcher.schedule(), cancel).await {
-        Ok(()) | Err(mt5_news::FetcherError::Cancelled) => Ok(()),
-        Err(e) => Err(services::fetcher_error(e)),
+        Ok(()) | Err(mt5_news::Error::Cancelled) => Ok(()),
+        Err(e) => Err(services::news_error(e)),
     }
 }
 
@@ -54,7 +54,7 @@ async fn run_once(cfg: &HubConfig, telemetry: &Telemetry, cancel: &CancellationT
     let client = services::eodhd_client(cfg, telemetry, cancel)?;
     let producer = services::producer(cfg, telemetry, cancel, Retries::Bounded).await?;
     let fetcher = services::fetcher(cfg, client, producer)?;
-    let report = fetcher.round().await.map_err(services::fetcher_error)?;
+    let report = fetcher.round().await.map_err(services::news_error)?;
     print(&summary(&report))?;
     if !report.tickers.is_empty() && report.failed() == report.tickers.len() {
         return Err(HubError::Failed(format!(

@@ -1,9 +1,8 @@
 //! `[http.gateway]`: what the HTTP gateway serves and its limits.
 
-use mt5_bus::Secret;
+use mt5_bus::validate::{at_most, positive, within};
+use mt5_bus::{InvalidConfig, Secret};
 use serde::{Deserialize, Serialize};
-
-use crate::config::InvalidSetting;
 
 /// Largest body limit a config may set (16 MiB): a stream entry is far smaller.
 const MAX_BODY_LIMIT: usize = 16 * 1024 * 1024;
@@ -54,45 +53,28 @@ impl GatewayConfig {
     /// Checks ranges and stream names.
     ///
     /// # Errors
-    /// [`InvalidSetting`] naming the first bad field.
-    pub(crate) fn validate(&self) -> Result<(), InvalidSetting> {
-        let bad = |field, reason: String| Err(InvalidSetting { field, reason });
+    /// [`InvalidConfig`] naming the first bad field.
+    pub(crate) fn validate(&self) -> Result<(), InvalidConfig> {
         for (field, streams) in [
             ("http.gateway.read_streams", &self.read_streams),
             ("http.gateway.write_streams", &self.write_streams),
         ] {
             if let Some(s) = streams.iter().find(|s| s.trim().is_empty() || s.trim() != s.as_str()) {
-                return bad(
+                return Err(InvalidConfig::new(
                     field,
                     format!("{s:?} is not a stream name (empty or padded with spaces)"),
-                );
+                ));
             }
         }
-        if !(1024..=MAX_BODY_LIMIT).contains(&self.max_body_bytes) {
-            return bad(
-                "http.gateway.max_body_bytes",
-                format!("must be between 1024 and {MAX_BODY_LIMIT}"),
-            );
-        }
-        if self.max_count == 0 || self.max_count > 10_000 {
-            return bad("http.gateway.max_count", "must be between 1 and 10000".into());
-        }
-        if self.default_count == 0 || self.default_count > self.max_count {
-            return bad(
-                "http.gateway.default_count",
-                format!("must be between 1 and max_count ({})", self.max_count),
-            );
-        }
-        if self.max_block_ms > MAX_BLOCK_LIMIT_MS {
-            return bad(
-                "http.gateway.max_block_ms",
-                format!("must be at most {MAX_BLOCK_LIMIT_MS}"),
-            );
-        }
-        if self.max_concurrent_reads == 0 {
-            return bad("http.gateway.max_concurrent_reads", "must be at least 1".into());
-        }
-        Ok(())
+        within(
+            "http.gateway.max_body_bytes",
+            self.max_body_bytes,
+            1024..=MAX_BODY_LIMIT,
+        )?;
+        within("http.gateway.max_count", self.max_count, 1..=10_000)?;
+        within("http.gateway.default_count", self.default_count, 1..=self.max_count)?;
+        at_most("http.gateway.max_block_ms", self.max_block_ms, MAX_BLOCK_LIMIT_MS)?;
+        positive("http.gateway.max_concurrent_reads", self.max_concurrent_reads)
     }
 }
 
@@ -165,7 +147,7 @@ mod tests {
         ];
         for (c, field) in cases {
             let err = c.validate().expect_err(field);
-            assert_eq!(err.field, field, "{err}");
+            assert_eq!(err.key(), field, "{err}");
         }
     }
 }

@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use mt5_bus::Secret;
+use mt5_bus::validate::{ensure, positive, within};
+use mt5_bus::{InvalidConfig, Secret};
 use serde::{Deserialize, Serialize};
-
-use crate::config::InvalidSetting;
 
 /// The DingTalk custom robot's send endpoint.
 pub(crate) const DEFAULT_DINGTALK_URL: &str = "https://oapi.dingtalk.com/robot/send";
@@ -104,49 +103,27 @@ impl AlertsConfig {
     /// Checks ranges and the URL.
     ///
     /// # Errors
-    /// [`InvalidSetting`] naming the first bad field.
-    pub(crate) fn validate(&self) -> Result<(), InvalidSetting> {
-        let bad = |field, reason: &str| {
-            Err(InvalidSetting {
-                field,
-                reason: reason.to_string(),
-            })
-        };
+    /// [`InvalidConfig`] naming the first bad field.
+    pub(crate) fn validate(&self) -> Result<(), InvalidConfig> {
         match reqwest::Url::parse(&self.dingtalk_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {
-                if u.query_pairs().any(|(k, _)| k == "access_token") {
-                    return bad(
-                        "alerts.dingtalk_url",
-                        "must not carry access_token: set the env DINGTALK_ACCESS_TOKEN instead",
-                    );
-                }
-            }
-            _ => return bad("alerts.dingtalk_url", "must be an http(s) URL"),
+            Ok(u) if matches!(u.scheme(), "http" | "https") => ensure(
+                !u.query_pairs().any(|(k, _)| k == "access_token"),
+                "alerts.dingtalk_url",
+                "must not carry access_token: set the env DINGTALK_ACCESS_TOKEN instead",
+            )?,
+            _ => return Err(InvalidConfig::new("alerts.dingtalk_url", "must be an http(s) URL")),
         }
-        if self.rate_limit_per_minute == 0 {
-            return bad("alerts.rate_limit_per_minute", "must be at least 1");
-        }
-        if self.max_attempts == 0 {
-            return bad("alerts.max_attempts", "must be at least 1");
-        }
-        if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
-            return bad(
-                "alerts.retry_initial_ms",
-                "must be at least 1 and at most alerts.retry_max_ms",
-            );
-        }
-        if self.request_timeout_ms == 0 {
-            return bad("alerts.request_timeout_ms", "must be at least 1");
-        }
-        if self.delivery_timeout_ms == 0 {
-            return bad("alerts.delivery_timeout_ms", "must be at least 1");
-        }
-        if self.queue_capacity == 0 {
-            return bad("alerts.queue_capacity", "must be at least 1");
-        }
-        if !(1000..=20_000).contains(&self.max_message_bytes) {
-            return bad("alerts.max_message_bytes", "must be within 1000..=20000");
-        }
-        Ok(())
+        positive("alerts.rate_limit_per_minute", self.rate_limit_per_minute)?;
+        positive("alerts.max_attempts", self.max_attempts)?;
+        positive("alerts.retry_initial_ms", self.retry_initial_ms)?;
+        ensure(
+            self.retry_initial_ms <= self.retry_max_ms,
+            "alerts.retry_initial_ms",
+            "must be at most alerts.retry_max_ms",
+        )?;
+        positive("alerts.request_timeout_ms", self.request_timeout_ms)?;
+        positive("alerts.delivery_timeout_ms", self.delivery_timeout_ms)?;
+        positive("alerts.queue_capacity", self.queue_capacity)?;
+        within("alerts.max_message_bytes", self.max_message_bytes, 1000..=20_000)
     }
 }

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use mt5_bus::validate::positive;
+use mt5_bus::InvalidConfig;
 
 /// Circuit breaker thresholds.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -54,26 +55,10 @@ impl CircuitBreakerConfig {
     /// Validates the ranges.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the field.
-    pub fn validate(&self) -> Result<()> {
-        let at_least_one = |field: &'static str, v: u64| {
-            if v == 0 {
-                Err(Error::Config {
-                    field,
-                    reason: "must be at least 1".into(),
-                })
-            } else {
-                Ok(())
-            }
-        };
-        at_least_one(
-            "news.eodhd.circuit_breaker.failure_threshold",
-            self.failure_threshold.into(),
-        )?;
-        at_least_one("news.eodhd.circuit_breaker.cooldown_ms", self.cooldown_ms)?;
-        at_least_one(
-            "news.eodhd.circuit_breaker.half_open_probes",
-            self.half_open_probes.into(),
-        )
+    /// [`InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        positive("news.eodhd.circuit_breaker.failure_threshold", self.failure_threshold)?;
+        positive("news.eodhd.circuit_breaker.cooldown_ms", self.cooldown_ms)?;
+        positive("news.eodhd.circuit_breaker.half_open_probes", self.half_open_probes)
     }
 }

@@ -53,12 +53,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mt5_bus::retry::Backoff;
-use mt5_bus::Secret;
+use mt5_bus::{InvalidConfig, Secret};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::article::{Article, ArticleError};
+use crate::article::{Article, RejectedArticle};
 use crate::circuit_breaker::{CircuitBreaker, CircuitState};
 use crate::eodhd_config::EodhdConfig;
 use crate::error::{Error, Result};
@@ -78,7 +78,7 @@ pub struct NewsPage {
     /// The valid articles, in the order EODHD sent them (newest first, as observed).
     pub articles: Vec<Article>,
     /// The items that failed validation, each naming its field; skipped.
-    pub rejected: Vec<ArticleError>,
+    pub rejected: Vec<RejectedArticle>,
     /// Items in the reply, valid or not.
     pub received: usize,
     /// The page's `offset`.
@@ -111,7 +111,7 @@ pub struct NewsBatch {
     /// Unique articles (first occurrence of each link), in the order received.
     pub articles: Vec<Article>,
     /// Items that failed validation, each naming its field.
-    pub rejected: Vec<ArticleError>,
+    pub rejected: Vec<RejectedArticle>,
     /// Pages answered with articles (or none).
     pub pages: u32,
     /// Articles dropped because their link came earlier in the walk.
@@ -196,18 +196,12 @@ impl EodhdClient {
     pub fn new(cfg: &EodhdConfig, metrics: NewsMetrics, cancel: CancellationToken) -> Result<Self> {
         cfg.validate()?;
         if cfg.api_key.expose().trim().is_empty() {
-            return Err(Error::Config {
-                field: "news.eodhd.api_key",
-                reason: "is empty; set EODHD_API_KEY".into(),
-            });
+            return Err(InvalidConfig::new("news.eodhd.api_key", "is empty; set EODHD_API_KEY").into());
         }
         let mut endpoint = cfg.parsed_base_url()?;
         endpoint
             .path_segments_mut()
-            .map_err(|()| Error::Config {
-                field: "news.eodhd.base_url",
-                reason: "cannot be a base".into(),
-            })?
+            .map_err(|()| InvalidConfig::new("news.eodhd.base_url", "cannot be a base"))?
             .pop_if_empty()
             .extend(["api", "news"]);
         let http = reqwest::Client::builder()
@@ -218,9 +212,11 @@ impl EodhdClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("mt5-hub/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::Config {
-                field: "news.eodhd",
-                reason: format!("cannot build the HTTP client: {}", e.without_url()),
+            .map_err(|e| {
+                InvalidConfig::new(
+                    "news.eodhd",
+                    format!("cannot build the HTTP client: {}", e.without_url()),
+                )
             })?;
         let breaker = CircuitBreaker::new(&cfg.circuit_breaker)?.with_gauge(metrics.circuit_state.clone());
         let quota = QuotaTracker::new(&cfg.quota, Utc::now());

@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use serde_json::Value;
 
 use super::redact::{redact, snippet};
-use crate::article::{Article, ArticleError};
+use crate::article::{Article, RejectedArticle};
 use crate::error::Error;
 use crate::quota::next_reset;
 
@@ -26,7 +26,7 @@ pub(crate) struct Reply {
 #[derive(Debug, Default)]
 pub(crate) struct PageItems {
     pub(crate) articles: Vec<Article>,
-    pub(crate) rejected: Vec<ArticleError>,
+    pub(crate) rejected: Vec<RejectedArticle>,
     /// Items in the JSON array, valid or not: what the short-page check counts.
     pub(crate) received: usize,
 }
@@ -152,7 +152,7 @@ impl Reply {
             ..PageItems::default()
         };
         for item in &items {
-            match Article::from_value(item) {
+            match Article::read(item) {
                 Ok(a) => page.articles.push(a),
                 Err(mut e) => {
                     e.reason = redact(&e.reason, key);

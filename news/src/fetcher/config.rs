@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use mt5_bus::keys::NEWS_RAW_STREAM;
+use mt5_bus::validate::{at_most, ensure, non_empty, within};
+use mt5_bus::InvalidConfig;
 use serde::{Deserialize, Serialize};
-
-use super::FetcherError;
 
 /// The shortest allowed round interval, in seconds (5 min).
 pub const MIN_INTERVAL_SECS: u64 = 300;
@@ -59,58 +59,42 @@ impl Default for FetcherConfig {
     }
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> FetcherError {
-    FetcherError::Config {
-        field,
-        reason: reason.into(),
-    }
-}
-
 impl FetcherConfig {
     /// Checks every value, naming the first bad key.
     ///
     /// # Errors
-    /// [`FetcherError::Config`].
-    pub fn validate(&self) -> Result<(), FetcherError> {
-        if self.watchlist.is_empty() {
-            return Err(invalid("news.fetcher.watchlist", "is empty; list at least one ticker"));
-        }
-        for t in &self.watchlist {
-            if t.trim().is_empty() || t.contains(',') || t.chars().any(char::is_whitespace) {
-                return Err(invalid(
-                    "news.fetcher.watchlist",
-                    format!("{t:?} is not a ticker (no spaces or commas; e.g. \"AAPL.US\")"),
-                ));
-            }
-        }
-        if !(MIN_INTERVAL_SECS..=MAX_INTERVAL_SECS).contains(&self.interval_secs) {
-            return Err(invalid(
-                "news.fetcher.interval_secs",
-                format!(
-                    "is {}; allowed {MIN_INTERVAL_SECS}..={MAX_INTERVAL_SECS} (5 to 15 minutes)",
-                    self.interval_secs
-                ),
+    /// [`InvalidConfig`] naming the key.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        ensure(
+            !self.watchlist.is_empty(),
+            "news.fetcher.watchlist",
+            "is empty; list at least one ticker",
+        )?;
+        if let Some(t) = self
+            .watchlist
+            .iter()
+            .find(|t| t.trim().is_empty() || t.contains(',') || t.chars().any(char::is_whitespace))
+        {
+            return Err(InvalidConfig::new(
+                "news.fetcher.watchlist",
+                format!("{t:?} is not a ticker (no spaces or commas; e.g. \"AAPL.US\")"),
             ));
         }
-        if self.jitter_secs >= self.interval_secs {
-            return Err(invalid("news.fetcher.jitter_secs", "must be less than interval_secs"));
-        }
-        if !(1..=64).contains(&self.concurrency) {
-            return Err(invalid("news.fetcher.concurrency", "must be 1..=64"));
-        }
-        if self.lookback_days > 30 {
-            return Err(invalid("news.fetcher.lookback_days", "must be at most 30"));
-        }
-        for (field, value) in [
-            ("news.fetcher.stream", &self.stream),
-            ("news.fetcher.source", &self.source),
-            ("news.fetcher.cursor_prefix", &self.cursor_prefix),
-        ] {
-            if value.trim().is_empty() {
-                return Err(invalid(field, "must not be empty"));
-            }
-        }
-        Ok(())
+        within(
+            "news.fetcher.interval_secs",
+            self.interval_secs,
+            MIN_INTERVAL_SECS..=MAX_INTERVAL_SECS,
+        )?;
+        ensure(
+            self.jitter_secs < self.interval_secs,
+            "news.fetcher.jitter_secs",
+            "must be less than interval_secs",
+        )?;
+        within("news.fetcher.concurrency", self.concurrency, 1..=64)?;
+        at_most("news.fetcher.lookback_days", self.lookback_days, 30)?;
+        non_empty("news.fetcher.stream", &self.stream)?;
+        non_empty("news.fetcher.source", &self.source)?;
+        non_empty("news.fetcher.cursor_prefix", &self.cursor_prefix)
     }
 
     /// The round schedule: `interval_secs` ± `jitter_secs`, the jittered interval kept within

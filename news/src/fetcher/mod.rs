@@ -42,36 +42,10 @@ use tokio_util::sync::CancellationToken;
 pub use config::{FetcherConfig, Schedule, MAX_INTERVAL_SECS, MIN_INTERVAL_SECS};
 
 use crate::filter::NEWS_RAW_TYPE;
-use crate::{Article, EodhdClient, NewsQuery};
+use crate::{Article, EodhdClient, NewsQuery, Result};
 
 /// Events per publish call (one script call each).
 const PUBLISH_CHUNK: usize = 100;
-
-/// Why the fetcher could not start or go on.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FetcherError {
-    /// A config value is out of range.
-    #[error("invalid configuration: {field} {reason}")]
-    Config {
-        /// The dotted key, e.g. `news.fetcher.interval_secs`.
-        field: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A publish failed (after the bus's retries), or was refused by the backlog limit.
-    #[error(transparent)]
-    Bus(#[from] mt5_bus::Error),
-    /// Reading or moving a cursor failed.
-    #[error("Redis error on the fetcher's cursor: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// EODHD could not be asked (after the client's retries), or answered an error.
-    #[error(transparent)]
-    Eodhd(#[from] crate::Error),
-    /// The cancellation token fired.
-    #[error("cancelled")]
-    Cancelled,
-}
 
 /// What one ticker's part of a round did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -145,8 +119,8 @@ impl Fetcher {
     /// group on `cfg.stream`, so no event is published before the group exists).
     ///
     /// # Errors
-    /// [`FetcherError::Config`] for an invalid `cfg`.
-    pub fn new(cfg: FetcherConfig, client: EodhdClient, producer: EventProducer) -> Result<Fetcher, FetcherError> {
+    /// [`Error::Config`](crate::Error::Config) for an invalid `cfg`.
+    pub fn new(cfg: FetcherConfig, client: EodhdClient, producer: EventProducer) -> Result<Fetcher> {
         cfg.validate()?;
         let conn = producer.connection();
         Ok(Fetcher {
@@ -185,7 +159,7 @@ impl Fetcher {
     /// midnight), after dropping the older ones: no window from now on starts before `from`
     /// (the cursor never moves back, and the window starts at the cursor's day, or today), so
     /// those can never be refetched.
-    async fn seen_since(&self, ticker: &str, from: NaiveDate) -> Result<HashSet<String>, FetcherError> {
+    async fn seen_since(&self, ticker: &str, from: NaiveDate) -> Result<HashSet<String>> {
         let floor_ms = from.and_time(NaiveTime::MIN).and_utc().timestamp_millis();
         let key = self.seen_key(ticker);
         let mut conn = self.conn.clone();
@@ -205,7 +179,7 @@ impl Fetcher {
     }
 
     /// Adds `articles` (published now or by an earlier round) to `ticker`'s record.
-    async fn record_seen(&self, ticker: &str, articles: &[&Article]) -> Result<(), FetcherError> {
+    async fn record_seen(&self, ticker: &str, articles: &[&Article]) -> Result<()> {
         if articles.is_empty() {
             return Ok(());
         }
@@ -222,8 +196,8 @@ impl Fetcher {
     /// `ticker`'s cursor: the newest article time published, if any.
     ///
     /// # Errors
-    /// [`FetcherError::Redis`].
-    pub async fn cursor(&self, ticker: &str) -> Result<Option<DateTime<Utc>>, FetcherError> {
+    /// [`Error::Bus`](crate::Error::Bus) when Redis fails.
+    pub async fn cursor(&self, ticker: &str) -> Result<Option<DateTime<Utc>>> {
         let mut conn = self.conn.clone();
         let ms: Option<i64> = redis::cmd("GET")
             .arg(self.cursor_key(ticker))
@@ -233,7 +207,7 @@ impl Fetcher {
     }
 
     /// Moves `ticker`'s cursor to `to`, never backwards. Returns the cursor after the call.
-    async fn advance_cursor(&self, ticker: &str, to: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, FetcherError> {
+    async fn advance_cursor(&self, ticker: &str, to: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
         const SCRIPT: &str = r"
 local cur = tonumber(redis.call('GET', KEYS[1]))
 local new = tonumber(ARGV[1])
@@ -258,7 +232,7 @@ return cur";
     /// # Errors
     /// None today: every failure is reported per ticker. The `Result` leaves room for
     /// round-level failures.
-    pub async fn round(&self) -> Result<RoundReport, FetcherError> {
+    pub async fn round(&self) -> Result<RoundReport> {
         let started = Instant::now();
         let today = Utc::now().date_naive();
         // Futures built in a loop (not by a closure returning an async block), so the round's
@@ -302,7 +276,7 @@ return cur";
     ///
     /// # Errors
     /// None today (failures are logged per round); the `Result` leaves room for fatal ones.
-    pub async fn run(&self, schedule: Schedule, cancel: CancellationToken) -> Result<(), FetcherError> {
+    pub async fn run(&self, schedule: Schedule, cancel: CancellationToken) -> Result<()> {
         loop {
             if cancel.is_cancelled() {
                 return Ok(());
@@ -356,12 +330,7 @@ return cur";
         report
     }
 
-    async fn fetch_ticker_inner(
-        &self,
-        ticker: &str,
-        today: NaiveDate,
-        report: &mut TickerReport,
-    ) -> Result<(), FetcherError> {
+    async fn fetch_ticker_inner(&self, ticker: &str, today: NaiveDate, report: &mut TickerReport) -> Result<()> {
         let cursor = self.cursor(ticker).await?;
         report.cursor = cursor;
         let from = match cursor {

@@ -1,9 +1,10 @@
 //! `[news.filter]`: the filter consumer's settings, with every default in one place.
 
 use mt5_bus::keys::{NEWS_FILTERED_STREAM, NEWS_FILTER_GROUP, NEWS_RAW_STREAM};
+use mt5_bus::validate::{ensure, non_empty, positive};
+use mt5_bus::InvalidConfig;
 use serde::{Deserialize, Serialize};
 
-use super::error::FilterError;
 use super::keywords::Keyword;
 
 /// A suggested `keywords` list: words of market-moving corporate events (results, guidance,
@@ -145,31 +146,21 @@ impl FilterConfig {
     /// Checks every field.
     ///
     /// # Errors
-    /// [`FilterError::Config`] naming the first invalid field: an empty stream or group name, the
+    /// [`InvalidConfig`] naming the first invalid field: an empty stream or group name, the
     /// same input and output stream, an empty ticker or keyword (or one with no letters or
     /// digits), a threshold outside -1.0..=1.0 (0.0..=1.0 in `abs` mode), a zero `max_age_hours`
     /// or `sentiment_cache_size`.
-    pub fn validate(&self) -> Result<(), FilterError> {
-        for (field, value) in [
-            ("news.filter.input_stream", &self.input_stream),
-            ("news.filter.output_stream", &self.output_stream),
-            ("news.filter.group", &self.group),
-        ] {
-            if value.trim().is_empty() {
-                return Err(FilterError::config(field, "must not be empty"));
-            }
-        }
-        if self.input_stream == self.output_stream {
-            return Err(FilterError::config(
-                "news.filter.output_stream",
-                "must differ from input_stream (the filter would read its own output)",
-            ));
-        }
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        non_empty("news.filter.input_stream", &self.input_stream)?;
+        non_empty("news.filter.output_stream", &self.output_stream)?;
+        non_empty("news.filter.group", &self.group)?;
+        ensure(
+            self.input_stream != self.output_stream,
+            "news.filter.output_stream",
+            "must differ from input_stream (the filter would read its own output)",
+        )?;
         if let Some(t) = self.tickers.iter().find(|t| t.trim().is_empty()) {
-            return Err(FilterError::config(
-                "news.filter.tickers",
-                format!("empty ticker {t:?}"),
-            ));
+            return Err(InvalidConfig::new("news.filter.tickers", format!("empty ticker {t:?}")));
         }
         for k in &self.keywords {
             Keyword::parse(k)?;
@@ -178,28 +169,20 @@ impl FilterConfig {
             SentimentMode::Positive => -1.0..=1.0,
             SentimentMode::Abs => 0.0..=1.0,
         };
-        if !range.contains(&self.min_sentiment) {
-            return Err(FilterError::config(
-                "news.filter.min_sentiment",
-                format!(
-                    "must be within {}..={} in {} mode, got {}",
-                    range.start(),
-                    range.end(),
-                    self.sentiment_mode.as_str(),
-                    self.min_sentiment
-                ),
-            ));
-        }
-        if self.max_age_hours == 0 {
-            return Err(FilterError::config("news.filter.max_age_hours", "must be at least 1"));
-        }
-        if self.sentiment_cache_size == 0 {
-            return Err(FilterError::config(
-                "news.filter.sentiment_cache_size",
-                "must be at least 1",
-            ));
-        }
-        Ok(())
+        // The range depends on the mode, so the reason names it.
+        ensure(
+            range.contains(&self.min_sentiment),
+            "news.filter.min_sentiment",
+            format!(
+                "must be within {:?}..={:?} in {} mode, got {:?}",
+                range.start(),
+                range.end(),
+                self.sentiment_mode.as_str(),
+                self.min_sentiment
+            ),
+        )?;
+        positive("news.filter.max_age_hours", self.max_age_hours)?;
+        positive("news.filter.sentiment_cache_size", self.sentiment_cache_size)
     }
 
     /// Sets the ticker whitelist.
@@ -311,8 +294,8 @@ mod tests {
     #[test]
     fn validate_names_the_bad_field() {
         let field = |c: FilterConfig| match c.validate() {
-            Err(FilterError::Config { field, .. }) => field,
-            other => panic!("expected a config error, got {other:?}"),
+            Err(e) => e.key().to_string(),
+            Ok(()) => panic!("expected a config error"),
         };
         let d = FilterConfig::default;
         assert_eq!(field(d().with_min_sentiment(1.5)), "news.filter.min_sentiment");

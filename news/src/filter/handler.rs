@@ -11,11 +11,11 @@ use serde_json::{Map, Value};
 
 use super::clock::{Clock, SystemClock};
 use super::config::FilterConfig;
-use super::error::FilterError;
 use super::json::Object;
 use super::metrics::FilterMetrics;
 use super::news::{not_an_object, RawNews};
 use super::rules::{Decision, FilterRules};
+use crate::error::Result;
 
 /// The event type the filter reads.
 pub const NEWS_RAW_TYPE: &str = "news.raw.v1";
@@ -46,8 +46,8 @@ impl NewsFilter {
     /// A filter on the system clock.
     ///
     /// # Errors
-    /// [`FilterError::Config`] when `cfg` is invalid.
-    pub fn new(cfg: FilterConfig, metrics: FilterMetrics) -> Result<Self, FilterError> {
+    /// [`Error::Config`](crate::Error::Config) when `cfg` is invalid.
+    pub fn new(cfg: FilterConfig, metrics: FilterMetrics) -> Result<Self> {
         let (scored, cache_hits) = metrics.vader_counters();
         Ok(NewsFilter {
             rules: FilterRules::new(cfg)?.with_scorer_counters(scored, cache_hits),

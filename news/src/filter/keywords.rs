@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use super::error::FilterError;
+use mt5_bus::InvalidConfig;
 
 /// One configured keyword, pre-split into words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,11 +29,11 @@ impl Keyword {
     /// Parses a configured keyword.
     ///
     /// # Errors
-    /// [`FilterError::Config`] when it has no letters or digits.
-    pub(crate) fn parse(keyword: &str) -> Result<Self, FilterError> {
+    /// [`InvalidConfig`] naming `news.filter.keywords` when it has no letters or digits.
+    pub(crate) fn parse(keyword: &str) -> Result<Self, InvalidConfig> {
         let words: Vec<String> = Words::new(&[keyword]).map(str::to_lowercase).collect();
         if words.is_empty() {
-            return Err(FilterError::config(
+            return Err(InvalidConfig::new(
                 "news.filter.keywords",
                 format!("keyword {keyword:?} has no letters or digits"),
             ));
@@ -62,8 +62,8 @@ impl Keywords {
     /// Parses the configured keywords.
     ///
     /// # Errors
-    /// [`FilterError::Config`] as [`Keyword::parse`].
-    pub(crate) fn parse<S: AsRef<str>>(keywords: &[S]) -> Result<Self, FilterError> {
+    /// [`InvalidConfig`] as [`Keyword::parse`].
+    pub(crate) fn parse<S: AsRef<str>>(keywords: &[S]) -> Result<Self, InvalidConfig> {
         let list = keywords
             .iter()
             .map(|k| Keyword::parse(k.as_ref()))

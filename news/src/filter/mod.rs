@@ -17,11 +17,12 @@
 //! - `handler`: [`NewsFilter`], the consumer group's [`mt5_bus::Handler`].
 //! - `metrics`: [`FilterMetrics`] (`mt5_news_filter_total`, `mt5_news_sentiment_scored_total`,
 //!   `mt5_news_sentiment_cache_hits_total`).
-//! - `error`: [`FilterError`].
+//!
+//! A bad `[news.filter]` setting is [`crate::Error::Config`]; a payload the filter cannot read
+//! is [`crate::Error::InvalidData`].
 
 mod clock;
 mod config;
-mod error;
 mod handler;
 mod json;
 mod keywords;
@@ -32,7 +33,6 @@ mod sentiment;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{FilterConfig, SentimentMode, SentimentSource, EVENT_KEYWORDS};
-pub use error::FilterError;
 pub use handler::{NewsFilter, FILTER_SOURCE, NEWS_FILTERED_TYPE, NEWS_RAW_TYPE};
 pub use metrics::FilterMetrics;
 pub use news::RawNews;

@@ -16,9 +16,9 @@ use serde_json::Value;
 
 use serde_json::value::RawValue;
 
-use super::error::FilterError;
 use super::json::{self, Object};
 use crate::article::date_of;
+use crate::error::Error;
 
 /// The parts of a raw news event the rules look at.
 ///
@@ -85,9 +85,9 @@ impl<'a> RawNews<'a> {
     /// not a number), strict where they do.
     ///
     /// # Errors
-    /// [`FilterError::InvalidData`] naming the field: `data` not an object, no ticker, no
+    /// [`Error::InvalidData`] naming the field: `data` not an object, no ticker, no
     /// `article` object, or an `article.date` that is missing or not a date-time.
-    pub fn from_json(data: &'a str, ticker_extension: Option<&'a str>) -> Result<Self, FilterError> {
+    pub fn from_json(data: &'a str, ticker_extension: Option<&'a str>) -> Result<Self, Error> {
         let obj = Object::parse(data).ok_or_else(|| not_an_object(data))?;
         Self::from_object(&obj, ticker_extension)
     }
@@ -96,12 +96,12 @@ impl<'a> RawNews<'a> {
     ///
     /// # Errors
     /// As [`RawNews::from_json`].
-    pub fn from_data(data: &Value, ticker_extension: Option<&str>) -> Result<Self, FilterError> {
+    pub fn from_data(data: &Value, ticker_extension: Option<&str>) -> Result<Self, Error> {
         RawNews::from_json(&data.to_string(), ticker_extension).map(RawNews::into_owned)
     }
 
     /// [`RawNews::from_json`] of the payload's top-level members.
-    pub(crate) fn from_object(obj: &Object<'a>, ticker_extension: Option<&'a str>) -> Result<Self, FilterError> {
+    pub(crate) fn from_object(obj: &Object<'a>, ticker_extension: Option<&'a str>) -> Result<Self, Error> {
         let ticker = match obj.get("ticker") {
             None => Self::ticker_from_extension(ticker_extension)?,
             Some(t) if json::is_null(t) => Self::ticker_from_extension(ticker_extension)?,
@@ -109,7 +109,7 @@ impl<'a> RawNews<'a> {
                 Some(Cow::Borrowed(s)) if !s.trim().is_empty() => Cow::Borrowed(s.trim()),
                 Some(Cow::Owned(s)) if !s.trim().is_empty() => Cow::Owned(s.trim().to_string()),
                 _ => {
-                    return Err(FilterError::data(
+                    return Err(Error::data(
                         "ticker",
                         format!("expected a non-empty string, got {}", json::kind(t)),
                     ))
@@ -118,20 +118,20 @@ impl<'a> RawNews<'a> {
         };
         let article = match obj.get("article") {
             Some(a) => Object::parse(a.get())
-                .ok_or_else(|| FilterError::data("article", format!("expected an object, got {}", json::kind(a))))?,
-            None => return Err(FilterError::data("article", "missing")),
+                .ok_or_else(|| Error::data("article", format!("expected an object, got {}", json::kind(a))))?,
+            None => return Err(Error::data("article", "missing")),
         };
         let date = article
             .get("date")
             .map(|d| json::string(d).ok_or_else(|| json::kind(d)));
         let date = date_of(date.as_ref().map(|d| d.as_deref().map_err(|kind| *kind)))
-            .map_err(|reason| FilterError::data("article.date", reason))?;
-        let text = |field: &'static str, path: &'static str| -> Result<Cow<'a, str>, FilterError> {
+            .map_err(|reason| Error::data("article.date", reason))?;
+        let text = |field: &'static str, path: &'static str| -> Result<Cow<'a, str>, Error> {
             match article.get(field) {
                 None => Ok(Cow::Borrowed("")),
                 Some(v) if json::is_null(v) => Ok(Cow::Borrowed("")),
                 Some(v) => json::string(v)
-                    .ok_or_else(|| FilterError::data(path, format!("expected a string, got {}", json::kind(v)))),
+                    .ok_or_else(|| Error::data(path, format!("expected a string, got {}", json::kind(v)))),
             }
         };
         let title = text("title", "article.title")?;
@@ -151,22 +151,19 @@ impl<'a> RawNews<'a> {
         })
     }
 
-    fn ticker_from_extension(ticker_extension: Option<&'a str>) -> Result<Cow<'a, str>, FilterError> {
+    fn ticker_from_extension(ticker_extension: Option<&'a str>) -> Result<Cow<'a, str>, Error> {
         match ticker_extension.map(str::trim) {
             Some(t) if !t.is_empty() => Ok(Cow::Borrowed(t)),
-            _ => Err(FilterError::data(
-                "ticker",
-                "missing (no data.ticker, no ticker extension)",
-            )),
+            _ => Err(Error::data("ticker", "missing (no data.ticker, no ticker extension)")),
         }
     }
 }
 
 /// The error for a payload that is not a JSON object.
 #[cold]
-pub(crate) fn not_an_object(data: &str) -> FilterError {
+pub(crate) fn not_an_object(data: &str) -> Error {
     let kind = serde_json::from_str::<&RawValue>(data).map_or("not JSON", json::kind);
-    FilterError::data("data", format!("expected an object, got {kind}"))
+    Error::data("data", format!("expected an object, got {kind}"))
 }
 
 #[cfg(test)]
@@ -178,7 +175,7 @@ mod tests {
 
     fn field_of(data: Value) -> &'static str {
         match RawNews::from_data(&data, None) {
-            Err(FilterError::InvalidData { field, .. }) => field,
+            Err(Error::InvalidData { field, .. }) => field,
             other => panic!("expected invalid data, got {other:?}"),
         }
     }

@@ -4,10 +4,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use prometheus::IntCounter;
 
 use super::config::{FilterConfig, SentimentMode, SentimentSource};
-use super::error::FilterError;
 use super::keywords::Keywords;
 use super::news::RawNews;
 use super::sentiment::{SentimentModel, SentimentScorer};
+use crate::error::Result;
 
 /// Why an event did not pass (the `reason` label of `mt5_news_filter_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,8 +120,8 @@ impl FilterRules {
     /// Validates `cfg` and prepares the rules.
     ///
     /// # Errors
-    /// [`FilterError::Config`] as [`FilterConfig::validate`].
-    pub fn new(cfg: FilterConfig) -> Result<Self, FilterError> {
+    /// [`Error::Config`](crate::Error::Config) as [`FilterConfig::validate`].
+    pub fn new(cfg: FilterConfig) -> Result<Self> {
         cfg.validate()?;
         let keywords = Keywords::parse(&cfg.keywords)?;
         let tickers = cfg.tickers.iter().map(|t| Ticker::new(t)).collect();

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use mt5_bus::validate::{positive, within};
+use mt5_bus::InvalidConfig;
 
 /// Client-side limit on HTTP requests per minute (EODHD counts requests here, not API calls).
 ///
@@ -48,20 +49,9 @@ impl RateLimitConfig {
     /// Validates the ranges.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the field.
-    pub fn validate(&self) -> Result<()> {
-        if self.requests_per_minute == 0 {
-            return Err(Error::Config {
-                field: "news.eodhd.rate_limit.requests_per_minute",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if self.burst == 0 || self.burst > self.requests_per_minute {
-            return Err(Error::Config {
-                field: "news.eodhd.rate_limit.burst",
-                reason: format!("must be within 1..={}", self.requests_per_minute),
-            });
-        }
-        Ok(())
+    /// [`InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        positive("news.eodhd.rate_limit.requests_per_minute", self.requests_per_minute)?;
+        within("news.eodhd.rate_limit.burst", self.burst, 1..=self.requests_per_minute)
     }
 }

@@ -49,14 +49,9 @@ impl RequestRateLimiter {
     /// [`Error::Config`] when `cfg` is out of range.
     pub fn new(cfg: &RateLimitConfig) -> Result<Self> {
         cfg.validate()?;
-        let rpm = NonZeroU32::new(cfg.requests_per_minute).ok_or(Error::Config {
-            field: "news.eodhd.rate_limit.requests_per_minute",
-            reason: "must be at least 1".into(),
-        })?;
-        let burst = NonZeroU32::new(cfg.burst).ok_or(Error::Config {
-            field: "news.eodhd.rate_limit.burst",
-            reason: "must be at least 1".into(),
-        })?;
+        // `validate` refused a zero in either.
+        let rpm = NonZeroU32::new(cfg.requests_per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(cfg.burst).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::per_minute(rpm).allow_burst(burst);
         let clock = TokioClock::new();
         Ok(RequestRateLimiter {

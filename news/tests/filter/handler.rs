@@ -7,7 +7,7 @@ use mt5_bus::envelope::format_time;
 use mt5_bus::{DeadLetterReason, Event, Handler, Outcome};
 use mt5_news::filter::metrics::{INVALID, PASSED, REJECTED};
 use mt5_news::filter::{
-    FilterConfig, FilterError, FilterMetrics, ManualClock, NewsFilter, SentimentMode, SentimentSource, FILTER_SOURCE,
+    FilterConfig, FilterMetrics, ManualClock, NewsFilter, SentimentMode, SentimentSource, FILTER_SOURCE,
     NEWS_FILTERED_TYPE, NEWS_RAW_TYPE,
 };
 use serde_json::json;
@@ -249,13 +249,7 @@ async fn the_ticker_extension_stands_in_for_a_missing_data_ticker() {
 fn an_invalid_config_is_refused_at_construction() {
     let err = NewsFilter::new(base_config().with_min_sentiment(2.0), FilterMetrics::unregistered()).unwrap_err();
     assert!(
-        matches!(
-            err,
-            FilterError::Config {
-                field: "news.filter.min_sentiment",
-                ..
-            }
-        ),
+        matches!(&err, mt5_news::Error::Config(c) if c.key() == "news.filter.min_sentiment"),
         "{err}"
     );
 }

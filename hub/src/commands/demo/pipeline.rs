@@ -144,7 +144,7 @@ async fn fetch_and_drain(
     let mut tick = tokio::time::interval(POLL);
     let round = loop {
         tokio::select! {
-            r = &mut round => break r.map_err(services::fetcher_error)?,
+            r = &mut round => break r.map_err(services::news_error)?,
             _ = tick.tick() => progress.tick(),
         }
     };
