@@ -78,6 +78,30 @@ async fn a_bad_stdin_line_exits_2_and_publishes_only_the_lines_before_it() {
     assert_eq!(hub.xlen(&hub.other).await, 2);
 }
 
+/// With batches in flight (batches of 7, a bad line at 251), every line before the bad one is
+/// published and printed in input order, and nothing from it on.
+#[tokio::test]
+async fn batches_in_flight_print_every_id_in_order_and_stop_at_a_bad_line() {
+    let hub = Hub::start().await;
+    let mut input: String = (1..=250)
+        .map(|n| format!("{{\"type\":\"t\",\"data\":{{\"n\":{n}}}}}\n"))
+        .collect();
+    input.push_str("{\"type\":\"t\"}\n");
+    input.extend((252..=300).map(|n| format!("{{\"type\":\"t\",\"data\":{{\"n\":{n}}}}}\n")));
+    let run = hub
+        .run_stdin(&["publish", "--stream", &hub.other, "--batch", "7"], &input)
+        .await;
+    run.code(2);
+    assert!(run.stderr.contains("line 251"), "{}", run.stderr);
+    let ids: Vec<&str> = run.stdout.lines().collect();
+    let entries = hub.entries(&hub.other).await;
+    assert_eq!(ids.len(), 250);
+    assert_eq!(ids, entries.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>());
+    let ns: Vec<String> = entries.iter().map(|(_, f)| f["data"].clone()).collect();
+    let want: Vec<String> = (1..=250).map(|n| format!("{{\"n\":{n}}}")).collect();
+    assert_eq!(ns, want, "the stream holds the lines in input order");
+}
+
 /// A second publish with the same idempotency key writes nothing and prints the first id with
 /// "duplicate".
 #[tokio::test]

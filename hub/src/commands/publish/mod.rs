@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::PublishArgs;
 use crate::config::HubConfig;
 use crate::error::HubError;
-use crate::output::println;
+use crate::output::print;
 use crate::redis_conn::classify;
 
 /// Runs `publish` in the mode its flags select.
@@ -63,6 +63,13 @@ struct PublishedLine<'a> {
 
 /// Prints one result: the entry id (plus ` duplicate`), or a JSON object.
 fn print_published(event: &Event, p: &Published, json: bool) -> Result<bool, HubError> {
+    let mut line = String::new();
+    published_line(&mut line, event, p, json)?;
+    print(&line)
+}
+
+/// Appends the output line of one result (newline included) to `out`.
+fn published_line(out: &mut String, event: &Event, p: &Published, json: bool) -> Result<(), HubError> {
     if json {
         let line = PublishedLine {
             event_id: (!p.duplicate).then_some(event.id.as_str()),
@@ -70,12 +77,15 @@ fn print_published(event: &Event, p: &Published, json: bool) -> Result<bool, Hub
             duplicate: p.duplicate,
         };
         let text = serde_json::to_string(&line).map_err(|e| HubError::io("encoding JSON", std::io::Error::other(e)))?;
-        println(&text)
-    } else if p.duplicate {
-        println(&format!("{} duplicate", p.entry_id))
+        out.push_str(&text);
     } else {
-        println(&p.entry_id)
+        out.push_str(&p.entry_id);
+        if p.duplicate {
+            out.push_str(" duplicate");
+        }
     }
+    out.push('\n');
+    Ok(())
 }
 
 async fn one(cfg: &HubConfig, cancel: &CancellationToken, args: &PublishArgs, data: &str) -> Result<(), HubError> {
