@@ -304,3 +304,28 @@ async fn handler_timeouts_count_as_transient_failures() {
     assert_eq!(dlq[0].1["dlq_reason"], "max_deliveries");
     assert!(dlq[0].1["dlq_error"].contains("timed out"), "{}", dlq[0].1["dlq_error"]);
 }
+
+/// `is_idle` says whether everything read has been handled and written: false while a retry
+/// is scheduled (the entry stays pending on this consumer), true once it was re-read and
+/// written. Drains and tests stop on it, so a consumer that claims to be idle with work left
+/// would end them early.
+#[tokio::test]
+async fn a_consumer_with_a_retry_scheduled_is_not_idle_until_the_retry_is_written() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, bus) = configs(&fx, &n);
+    let p = producer(&redis, &bus).await;
+    p.publish(&n.input, &scripted(7, &["retry", "emit"])).await.unwrap();
+    let mut consumer = consumer(&redis, &bus, &n, None);
+    let report = consumer.step(Some(Duration::from_millis(10))).await.unwrap();
+    assert_eq!((report.read, report.retried, report.emitted), (1, 1, 0), "{report:?}");
+    assert!(!consumer.is_idle(), "a scheduled retry is work left");
+    let mut c = conn(&fx).await;
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 1);
+    consumer.expire_retries();
+    let report = consumer.step(Some(Duration::from_millis(10))).await.unwrap();
+    assert_eq!(report.emitted, 1, "{report:?}");
+    assert!(consumer.is_idle());
+    assert_eq!(output_seqs(&mut c, &n.output).await, vec![7]);
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 0);
+}
