@@ -445,3 +445,57 @@ async fn the_idle_reclaim_reaches_idle_entries_behind_more_than_one_ticks_scan()
     written.sort_unstable();
     assert_eq!(written, (FRESH..FRESH + IDLE).collect::<Vec<_>>());
 }
+
+/// With `bus.reclaim.enabled = false` a running consumer claims nothing, not even the entries of
+/// a consumer that never had a heartbeat; the same consumer with reclaim on takes and processes
+/// them (so the entry was there to be taken).
+#[tokio::test]
+async fn a_consumer_with_reclaim_disabled_claims_nothing() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    let p = producer(&redis, &bus).await;
+    p.publish(&n.input, &scripted(0, &["emit"])).await.unwrap();
+    // A consumer without a heartbeat reads the entry and vanishes.
+    let mut c = conn(&fx).await;
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&n.group)
+        .arg("ghost")
+        .arg("STREAMS")
+        .arg(&n.input)
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 1);
+
+    let run_for = |bus: mt5_bus::BusConfig, name: &'static str, time: Duration| {
+        let consumer = Consumer::new(
+            &redis,
+            &bus,
+            ConsumerOptions::new(&n.input, &n.group).with_name(name),
+            Scripted::new(&n.output),
+            BusMetrics::default(),
+        )
+        .unwrap();
+        async move {
+            let cancel = CancellationToken::new();
+            let task = tokio::spawn(consumer.run(cancel.clone()));
+            tokio::time::sleep(time).await;
+            cancel.cancel();
+            task.await.unwrap().unwrap();
+        }
+    };
+    // Several heartbeat TTLs and reclaim intervals: a reclaiming consumer would have taken it.
+    let ttl = Duration::from_millis(bus.consumer.heartbeat_ttl_ms);
+    bus.reclaim.enabled = false;
+    run_for(bus.clone(), "no-reclaim", 3 * ttl).await;
+    assert!(output_seqs(&mut c, &n.output).await.is_empty(), "nothing was claimed");
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 1);
+
+    bus.reclaim.enabled = true;
+    run_for(bus, "reclaiming", 3 * ttl).await;
+    assert_eq!(output_seqs(&mut c, &n.output).await, vec![0]);
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 0);
+}
