@@ -499,3 +499,49 @@ async fn a_consumer_with_reclaim_disabled_claims_nothing() {
     assert_eq!(output_seqs(&mut c, &n.output).await, vec![0]);
     assert_eq!(pending(&mut c, &n.input, &n.group).await, 0);
 }
+
+/// The reclaim tick runs again each `reclaim.interval_ms`, not only when the consumer starts:
+/// a dead consumer's entry can only be taken one heartbeat TTL after the start, by a later
+/// tick. Reads block longer than the interval here, so every loop of the consumer is due one.
+#[tokio::test]
+async fn reclaim_ticks_recur_after_the_first() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.consumer.block_ms = 1500;
+    bus.reclaim.interval_ms = 200;
+    let p = producer(&redis, &bus).await;
+    p.publish(&n.input, &scripted(0, &["emit"])).await.unwrap();
+    let mut c = conn(&fx).await;
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&n.group)
+        .arg("ghost")
+        .arg("STREAMS")
+        .arg(&n.input)
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let consumer = Consumer::new(
+        &redis,
+        &bus,
+        ConsumerOptions::new(&n.input, &n.group).with_name("live"),
+        Scripted::new(&n.output),
+        BusMetrics::default(),
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(cancel.clone()));
+    let out = n.output.clone();
+    let took = wait_until(Duration::from_secs(10), || {
+        let mut c = c.clone();
+        let out = out.clone();
+        async move { output_seqs(&mut c, &out).await == vec![0] }
+    })
+    .await;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    assert!(took.is_some(), "the dead consumer's entry was taken by a later tick");
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 0);
+}
