@@ -262,3 +262,46 @@ async fn a_group_deleted_during_the_shutdown_write_ends_it_with_group_missing() 
         "nothing written for a deleted group"
     );
 }
+
+/// `close` on a consumer whose connections were cut (here `CLIENT KILL`) connects once more and
+/// still deletes its heartbeat and leaves the group, so the others may take what it left at
+/// once instead of waiting a TTL.
+#[tokio::test]
+async fn close_after_a_cut_connection_reconnects_and_deletes_the_heartbeat() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, bus) = configs(&fx, &n);
+    let _p = producer(&redis, &bus).await;
+    let mut closing = consumer(&redis, &bus, &n, Some("closing"));
+    closing.step(Some(Duration::from_millis(10))).await.unwrap();
+    closing.heartbeat().await.unwrap();
+    let mut c = conn(&fx).await;
+    let hb = mt5_bus::keys::heartbeat_key(&n.input, &n.group, "closing");
+    let exists: i64 = redis::cmd("EXISTS").arg(&hb).query_async(&mut c).await.unwrap();
+    assert_eq!(exists, 1);
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(killed >= 1, "the consumer's connections were cut");
+
+    closing
+        .close()
+        .await
+        .expect("close reconnects once after a cut connection");
+    let exists: i64 = redis::cmd("EXISTS").arg(&hb).query_async(&mut c).await.unwrap();
+    assert_eq!(exists, 0, "the heartbeat is deleted");
+    let consumers: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(&n.input)
+        .arg(&n.group)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(consumers.is_empty(), "it left the group: {consumers:?}");
+}
