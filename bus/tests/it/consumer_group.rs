@@ -329,3 +329,31 @@ async fn a_consumer_with_a_retry_scheduled_is_not_idle_until_the_retry_is_writte
     assert_eq!(output_seqs(&mut c, &n.output).await, vec![7]);
     assert_eq!(pending(&mut c, &n.input, &n.group).await, 0);
 }
+
+/// `mt5_event_e2e_latency_seconds` observes, per written entry, the time from its publish (the
+/// entry id's milliseconds) to its settle, in seconds: an entry handled about 1.1 s after it was
+/// published adds about 1.1 to the sum, not milliseconds or a remainder.
+#[tokio::test]
+async fn the_e2e_latency_is_observed_in_seconds_since_publish() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, bus) = configs(&fx, &n);
+    let p = producer(&redis, &bus).await;
+    p.publish(&n.input, &scripted(0, &["emit"])).await.unwrap();
+    let published = std::time::Instant::now();
+    let metrics = BusMetrics::default();
+    let opts = ConsumerOptions::new(&n.input, &n.group).with_name("late");
+    let mut consumer = Consumer::new(&redis, &bus, opts, Scripted::new(&n.output), metrics.clone()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let report = consumer.step(Some(Duration::from_millis(10))).await.unwrap();
+    let elapsed = published.elapsed().as_secs_f64();
+    assert_eq!(report.emitted, 1, "{report:?}");
+    let h = metrics.e2e_latency.with_label_values(&[n.input.as_str()]);
+    assert_eq!(h.get_sample_count(), 1);
+    let sum = h.get_sample_sum();
+    // The id's clock is Redis's (same host), in whole milliseconds: allow a little either side.
+    assert!(
+        (1.0..=elapsed + 0.5).contains(&sum),
+        "latency {sum} s for an entry handled {elapsed:.3} s after its publish"
+    );
+}
