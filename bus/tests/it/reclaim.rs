@@ -470,7 +470,9 @@ async fn a_consumer_with_reclaim_disabled_claims_nothing() {
         .unwrap();
     assert_eq!(pending(&mut c, &n.input, &n.group).await, 1);
 
-    let run_for = |bus: mt5_bus::BusConfig, name: &'static str, time: Duration| {
+    // Runs a consumer until the entry is written or `time` passes; returns whether it was.
+    let watcher = c.clone();
+    let run_until_written = |bus: mt5_bus::BusConfig, name: &'static str, time: Duration| {
         let consumer = Consumer::new(
             &redis,
             &bus,
@@ -479,23 +481,31 @@ async fn a_consumer_with_reclaim_disabled_claims_nothing() {
             BusMetrics::default(),
         )
         .unwrap();
+        let (c, out) = (watcher.clone(), n.output.clone());
         async move {
             let cancel = CancellationToken::new();
             let task = tokio::spawn(consumer.run(cancel.clone()));
-            tokio::time::sleep(time).await;
+            let written = wait_until(time, || {
+                let (mut c, out) = (c.clone(), out.clone());
+                async move { !output_seqs(&mut c, &out).await.is_empty() }
+            })
+            .await;
             cancel.cancel();
             task.await.unwrap().unwrap();
+            written.is_some()
         }
     };
     // Several heartbeat TTLs and reclaim intervals: a reclaiming consumer would have taken it.
     let ttl = Duration::from_millis(bus.consumer.heartbeat_ttl_ms);
     bus.reclaim.enabled = false;
-    run_for(bus.clone(), "no-reclaim", 3 * ttl).await;
-    assert!(output_seqs(&mut c, &n.output).await.is_empty(), "nothing was claimed");
+    assert!(
+        !run_until_written(bus.clone(), "no-reclaim", 3 * ttl).await,
+        "nothing was claimed"
+    );
     assert_eq!(pending(&mut c, &n.input, &n.group).await, 1);
 
     bus.reclaim.enabled = true;
-    run_for(bus, "reclaiming", 3 * ttl).await;
+    assert!(run_until_written(bus, "reclaiming", Duration::from_secs(10)).await);
     assert_eq!(output_seqs(&mut c, &n.output).await, vec![0]);
     assert_eq!(pending(&mut c, &n.input, &n.group).await, 0);
 }

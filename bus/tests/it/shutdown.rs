@@ -181,7 +181,7 @@ async fn cancelled_with_the_settle_refused(
     // group is gone, never because the deadline passed.
     bus.consumer.shutdown_timeout_ms = 30_000;
     let p = producer(&redis, &bus).await;
-    p.publish(&n.input, &scripted(0, &["sleep:300"])).await.unwrap();
+    p.publish(&n.input, &scripted(0, &["sleep:1000"])).await.unwrap();
     let handler = Scripted::new(&n.output);
     let calls = handler.calls.clone();
     let opts = ConsumerOptions::new(&n.input, &n.group).with_name("leaving");
@@ -197,8 +197,8 @@ async fn cancelled_with_the_settle_refused(
     let mut c = conn(fx).await;
     config_set(&mut c, "maxmemory-policy", "noeviction").await;
     config_set(&mut c, "maxmemory", "1").await;
-    // The handler finishes (300 ms) and its settle is refused, and retried, meanwhile.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The handler finishes (1 s; time enough to set maxmemory first) and its settle is refused, and retried, meanwhile.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     assert!(
         output_seqs(&mut c, &n.output).await.is_empty(),
         "the settle was refused"
