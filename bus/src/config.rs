@@ -521,4 +521,291 @@ mod tests {
         assert_eq!(t.mode_for("a", "dlq"), TrimMode::Maxlen);
         assert_eq!(t.mode_for("b", "dlq"), TrimMode::Safe);
     }
+
+    /// Asserts that `result` is a rejection naming the dotted config key `key`. Only the message
+    /// is checked, not the error's shape: the key is what an operator acts on.
+    #[track_caller]
+    fn assert_rejects(result: Result<()>, key: &str) {
+        match result {
+            Ok(()) => panic!("accepted, but {key} should have been rejected"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains(key), "the error should name {key}: {msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_secret_exposes_exactly_what_it_wraps() {
+        assert_eq!(Secret::new("s3cret").expose(), "s3cret");
+        assert!(!Secret::new("s3cret").is_empty());
+        assert!(Secret::new("").is_empty());
+        assert!(Secret::default().is_empty());
+    }
+
+    /// `Debug` and serialization never show a secret, but an empty one stays visibly empty.
+    #[test]
+    fn a_secret_is_hidden_from_debug_and_serialization() {
+        let s = Secret::new("s3cret");
+        assert_eq!(format!("{s:?}"), "\"***\"");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
+        assert_eq!(serde_json::to_string(&Secret::default()).unwrap(), "\"\"");
+    }
+
+    /// Redaction hides the password of the URL but keeps everything an operator needs to find the
+    /// server: scheme, user, host, port and database.
+    #[test]
+    fn the_redacted_url_hides_the_password_and_keeps_host_and_port() {
+        let c = RedisConfig::default().with_url("rediss://alice:s3cret@redis.example:6380/2");
+        let shown = c.redacted_url();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(shown, "rediss://alice:***@redis.example:6380/2");
+        assert_eq!(
+            RedisConfig::default().with_url("redis://h:6379").redacted_url(),
+            "redis://h:6379"
+        );
+        assert_eq!(redact_url("redis://s3cret@h:6379"), "redis://***@h:6379");
+        assert_eq!(redact_url("no scheme"), "no scheme");
+    }
+
+    #[test]
+    fn with_url_sets_only_the_url() {
+        let c = RedisConfig::default().with_url("redis://other:7000");
+        assert_eq!(c.url, "redis://other:7000");
+        assert_eq!(
+            RedisConfig {
+                url: RedisConfig::default().url,
+                ..c
+            },
+            RedisConfig::default()
+        );
+    }
+
+    /// Every supported scheme passes; a URL without `://` or with another scheme is rejected as
+    /// `redis.url`, and the rejection never echoes a password.
+    #[test]
+    fn only_the_supported_url_schemes_are_accepted() {
+        for url in [
+            "redis://h:6379",
+            "rediss://h:6380",
+            "redis+unix:///run/redis.sock",
+            "unix:///run/redis.sock",
+            "  redis://h:6379  ",
+        ] {
+            RedisConfig::default().with_url(url).validate().unwrap();
+        }
+        for url in [
+            "redis",
+            "rediss",
+            "unix",
+            "http://u:s3cret@h:6379",
+            "",
+            "sentinel://h:26379",
+            "cluster://h:7000",
+        ] {
+            let result = RedisConfig::default().with_url(url).validate();
+            let msg = result.as_ref().map_err(ToString::to_string).unwrap_err();
+            assert!(msg.contains("redis.url"), "{url}: {msg}");
+            assert!(!msg.contains("s3cret"), "{url}: {msg}");
+        }
+    }
+
+    #[test]
+    fn zero_redis_timeouts_are_rejected() {
+        let c = RedisConfig {
+            connect_timeout_ms: 0,
+            ..RedisConfig::default()
+        };
+        assert_rejects(c.validate(), "redis.connect_timeout_ms");
+        let c = RedisConfig {
+            response_timeout_ms: 0,
+            ..RedisConfig::default()
+        };
+        assert_rejects(c.validate(), "redis.response_timeout_ms");
+        let c = RedisConfig {
+            connect_timeout_ms: 1,
+            response_timeout_ms: 1,
+            ..RedisConfig::default()
+        };
+        c.validate().unwrap();
+    }
+
+    /// The retry validator keeps out a zero first delay, a cap below it, a shrinking or infinite
+    /// multiplier, jitter outside 0..=1 and zero attempts; each edge value itself is accepted.
+    #[test]
+    fn retry_bounds_are_checked_and_their_edges_accepted() {
+        let ok = RetryConfig::default();
+        ok.validate().unwrap();
+        let with = |f: &dyn Fn(&mut RetryConfig)| {
+            let mut c = RetryConfig::default();
+            f(&mut c);
+            c
+        };
+        assert_rejects(with(&|c| c.initial_ms = 0).validate(), "bus.retry.initial_ms");
+        // Inverted bounds are rejected; equal bounds are the edge that is accepted.
+        assert_rejects(
+            with(&|c| {
+                c.initial_ms = 100;
+                c.max_ms = 99;
+            })
+            .validate(),
+            "bus.retry.max_ms",
+        );
+        with(&|c| {
+            c.initial_ms = 100;
+            c.max_ms = 100;
+        })
+        .validate()
+        .unwrap();
+        with(&|c| c.initial_ms = 1).validate().unwrap();
+        for m in [0.0, 0.999, -1.0, f64::INFINITY, f64::NAN] {
+            assert_rejects(with(&|c| c.multiplier = m).validate(), "bus.retry.multiplier");
+        }
+        with(&|c| c.multiplier = 1.0).validate().unwrap();
+        for j in [-0.01, 1.01, f64::NAN] {
+            assert_rejects(with(&|c| c.jitter = j).validate(), "bus.retry.jitter");
+        }
+        with(&|c| c.jitter = 0.0).validate().unwrap();
+        with(&|c| c.jitter = 1.0).validate().unwrap();
+        assert_rejects(with(&|c| c.max_attempts = 0).validate(), "bus.retry.max_attempts");
+        with(&|c| c.max_attempts = 1).validate().unwrap();
+    }
+
+    /// A zero block, count, delivery limit, timeout, concurrency or heartbeat setting is rejected,
+    /// naming its key; 1 is accepted.
+    #[test]
+    fn zero_consumer_settings_are_rejected() {
+        type Set = fn(&mut ConsumerConfig, u64);
+        let fields: [(&str, Set); 8] = [
+            ("bus.consumer.block_ms", |c, v| c.block_ms = v),
+            ("bus.consumer.count", |c, v| c.count = v as usize),
+            ("bus.consumer.max_deliveries", |c, v| c.max_deliveries = v),
+            ("bus.consumer.handler_timeout_ms", |c, v| c.handler_timeout_ms = v),
+            ("bus.consumer.concurrency", |c, v| c.concurrency = v as usize),
+            ("bus.consumer.shutdown_timeout_ms", |c, v| c.shutdown_timeout_ms = v),
+            ("bus.consumer.heartbeat_ttl_ms", |c, v| c.heartbeat_ttl_ms = v),
+            ("bus.consumer.heartbeat_interval_ms", |c, v| c.heartbeat_interval_ms = v),
+        ];
+        for (key, set) in fields {
+            let mut c = ConsumerConfig::default();
+            set(&mut c, 0);
+            assert_rejects(c.validate(), key);
+            // The whole bus config rejects it too, under the same key.
+            let bus = BusConfig {
+                consumer: c.clone(),
+                ..BusConfig::default()
+            };
+            assert_rejects(bus.validate(), key);
+            set(&mut c, 1);
+            if key == "bus.consumer.heartbeat_ttl_ms" {
+                // A TTL of 1 ms cannot hold any interval: it is rejected by the ratio rule.
+                continue;
+            }
+            c.heartbeat_ttl_ms = c.heartbeat_ttl_ms.max(2 * c.heartbeat_interval_ms);
+            c.validate().unwrap_or_else(|e| panic!("{key} = 1: {e}"));
+        }
+    }
+
+    /// The heartbeat interval may be at most half the TTL: exactly half is accepted, one more
+    /// millisecond is rejected (a live consumer would risk looking dead).
+    #[test]
+    fn the_heartbeat_interval_edge_is_half_the_ttl() {
+        let c = ConsumerConfig {
+            heartbeat_ttl_ms: 1000,
+            heartbeat_interval_ms: 500,
+            ..ConsumerConfig::default()
+        };
+        c.validate().unwrap();
+        let c = ConsumerConfig {
+            heartbeat_interval_ms: 501,
+            ..c
+        };
+        assert_rejects(c.validate(), "bus.consumer.heartbeat_interval_ms");
+        let c = ConsumerConfig {
+            heartbeat_ttl_ms: 3,
+            heartbeat_interval_ms: 1,
+            ..c
+        };
+        c.validate().unwrap();
+        let c = ConsumerConfig {
+            heartbeat_ttl_ms: 3,
+            heartbeat_interval_ms: 2,
+            ..c
+        };
+        assert_rejects(c.validate(), "bus.consumer.heartbeat_interval_ms");
+    }
+
+    #[test]
+    fn block_is_the_configured_block_ms() {
+        assert_eq!(ConsumerConfig::default().block(), Duration::from_millis(2000));
+        let c = ConsumerConfig {
+            block_ms: 137,
+            ..ConsumerConfig::default()
+        };
+        assert_eq!(c.block(), Duration::from_millis(137));
+    }
+
+    /// Empty or blank names, zero sizes and intervals, and a group on the dead letter stream are
+    /// rejected by `BusConfig::validate`, each naming its key.
+    #[test]
+    fn bus_settings_that_would_lose_or_stall_events_are_rejected() {
+        let with = |f: &dyn Fn(&mut BusConfig)| {
+            let mut c = BusConfig::default();
+            f(&mut c);
+            c.validate()
+        };
+        assert_rejects(with(&|c| c.deadletter_stream = String::new()), "bus.deadletter_stream");
+        assert_rejects(with(&|c| c.deadletter_stream = " \t".into()), "bus.deadletter_stream");
+        assert_rejects(with(&|c| c.max_entry_bytes = 0), "bus.max_entry_bytes");
+        assert_rejects(with(&|c| c.idempotency_ttl_ms = 0), "bus.idempotency_ttl_ms");
+        assert_rejects(with(&|c| c.groups[0].stream = " ".into()), "bus.groups.stream");
+        assert_rejects(with(&|c| c.groups[0].group = String::new()), "bus.groups.group");
+        assert_rejects(
+            with(&|c| c.groups[0].stream = c.deadletter_stream.clone()),
+            "bus.groups.stream",
+        );
+        assert_rejects(with(&|c| c.trim.max_len = 0), "bus.trim.max_len");
+        assert_rejects(with(&|c| c.trim.interval_ms = 0), "bus.trim.interval_ms");
+        assert_rejects(with(&|c| c.reclaim.interval_ms = 0), "bus.reclaim.interval_ms");
+        assert_rejects(with(&|c| c.reclaim.count = 0), "bus.reclaim.count");
+        assert_rejects(with(&|c| c.retry.initial_ms = 0), "bus.retry.initial_ms");
+        // A second, bad group is found too, not only the first.
+        assert_rejects(
+            with(&|c| {
+                c.groups.push(GroupSpec {
+                    stream: "s".into(),
+                    group: " ".into(),
+                })
+            }),
+            "bus.groups.group",
+        );
+        // Edges that are accepted: no groups at all, and the smallest positive values.
+        with(&|c| c.groups.clear()).unwrap();
+        with(&|c| {
+            c.max_entry_bytes = 1;
+            c.idempotency_ttl_ms = 1;
+            c.trim.max_len = 1;
+            c.trim.interval_ms = 1;
+            c.reclaim.interval_ms = 1;
+            c.reclaim.count = 1;
+        })
+        .unwrap();
+    }
+
+    /// The backlog limit is off at 0, otherwise at least the trim cap: one below is rejected, equal
+    /// is accepted.
+    #[test]
+    fn the_backlog_limit_is_off_or_at_least_the_cap() {
+        let with = |max_len: u64, backlog_limit: u64| {
+            let mut c = BusConfig::default();
+            c.trim.max_len = max_len;
+            c.trim.backlog_limit = backlog_limit;
+            c.validate()
+        };
+        with(100, 0).unwrap();
+        with(100, 100).unwrap();
+        with(100, 101).unwrap();
+        assert_rejects(with(100, 99), "bus.trim.backlog_limit");
+        assert_rejects(with(100, 1), "bus.trim.backlog_limit");
+    }
 }

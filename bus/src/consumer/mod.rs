@@ -628,14 +628,17 @@ impl<H: Handler> Consumer<H> {
         let mut this = BatchReport::default();
         for (d, ours) in decided.iter().zip(settled) {
             match (ours, d.kind) {
+                // Read with its fields gone: deleted while pending. The re-read's XCLAIM has
+                // already dropped it from the PEL (Redis 7), so the settle finds it no longer
+                // ours, and no other consumer can hold it either: trimmed, not NotOwner.
+                (_, Kind::Trimmed) => {
+                    this.trimmed += 1;
+                    tracing::warn!(stream = %stream, group = %group, entry_id = %d.id, "A pending entry was trimmed before it was acknowledged.");
+                }
                 (false, _) if self.in_flight.is_gone(d.id) => this.trimmed += 1,
                 (false, _) => {
                     this.not_owner += 1;
                     tracing::info!(stream = %stream, entry_id = %d.id, "Entry was claimed by another consumer; wrote nothing (NotOwner).");
-                }
-                (true, Kind::Trimmed) => {
-                    this.trimmed += 1;
-                    tracing::warn!(stream = %stream, group = %group, entry_id = %d.id, "A pending entry was trimmed before it was acknowledged.");
                 }
                 (true, Kind::Ack | Kind::Emit) => {
                     if d.kind == Kind::Ack {

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use mt5_bus::group::{create_group, ensure_group, group_exists};
 use mt5_bus::stats::stream_stats;
-use mt5_bus::{BusMetrics, Error, EventProducer};
+use mt5_bus::{BusMetrics, Consumer, ConsumerOptions, Error, EventProducer};
 use mt5_fixtures::RedisFixture;
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{configs, conn, counted_consumer, output_seqs, producer, scripted, Names};
+use crate::support::{configs, conn, counted_consumer, output_seqs, producer, scripted, wait_until, Names, Scripted};
 
 async fn destroy_group(c: &mut MultiplexedConnection, stream: &str, group: &str) {
     let destroyed: i64 = redis::cmd("XGROUP")
@@ -233,4 +233,53 @@ async fn create_group_starts_where_it_is_told() {
     assert!(group_exists(&mut c, &absent, "g").await.unwrap());
     let err = create_group(&mut c, &absent, "h", "not-an-id").await.unwrap_err();
     assert!(!err.is_transient(), "{err:?}");
+}
+
+/// A group deleted while `Consumer::run` runs stops the consumer on its own (no cancellation)
+/// with `GroupMissing`: retrying cannot bring the group back and it is never recreated silently.
+/// The stop is counted once in `mt5_consumer_group_missing_total`, the series an alert watches.
+#[tokio::test]
+async fn a_group_deleted_under_a_running_consumer_stops_it_with_group_missing() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, bus) = configs(&fx, &n);
+    let p = producer(&redis, &bus).await;
+    p.publish(&n.input, &scripted(0, &["emit"])).await.unwrap();
+    let registry = prometheus::Registry::new();
+    let metrics = BusMetrics::register(&registry).unwrap();
+    let opts = ConsumerOptions::new(&n.input, &n.group).with_name("running");
+    let consumer = Consumer::new(&redis, &bus, opts, Scripted::new(&n.output), metrics).unwrap();
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn(consumer.run(cancel.clone()));
+    let mut c = conn(&fx).await;
+    // Inside its loop: the first event is written.
+    let out = n.output.clone();
+    let written = wait_until(Duration::from_secs(10), || {
+        let mut c = c.clone();
+        let out = out.clone();
+        async move { output_seqs(&mut c, &out).await == vec![0] }
+    })
+    .await;
+    assert!(written.is_some(), "the running consumer handles the first event");
+    destroy_group(&mut c, &n.input, &n.group).await;
+
+    let result = tokio::time::timeout(Duration::from_secs(10), running).await;
+    cancel.cancel();
+    let err = result
+        .expect("run stops by itself when its group is gone")
+        .unwrap()
+        .unwrap_err();
+    assert_group_missing(&err, &n.input, &n.group);
+    assert!(
+        !group_exists(&mut c, &n.input, &n.group).await.unwrap(),
+        "not recreated"
+    );
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    let series = format!(
+        "mt5_consumer_group_missing_total{{group=\"{}\",stream=\"{}\"}} 1",
+        n.group, n.input
+    );
+    assert!(text.contains(&series), "{series} in\n{text}");
 }

@@ -445,3 +445,113 @@ async fn the_idle_reclaim_reaches_idle_entries_behind_more_than_one_ticks_scan()
     written.sort_unstable();
     assert_eq!(written, (FRESH..FRESH + IDLE).collect::<Vec<_>>());
 }
+
+/// With `bus.reclaim.enabled = false` a running consumer claims nothing, not even the entries of
+/// a consumer that never had a heartbeat; the same consumer with reclaim on takes and processes
+/// them (so the entry was there to be taken).
+#[tokio::test]
+async fn a_consumer_with_reclaim_disabled_claims_nothing() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    let p = producer(&redis, &bus).await;
+    p.publish(&n.input, &scripted(0, &["emit"])).await.unwrap();
+    // A consumer without a heartbeat reads the entry and vanishes.
+    let mut c = conn(&fx).await;
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&n.group)
+        .arg("ghost")
+        .arg("STREAMS")
+        .arg(&n.input)
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 1);
+
+    // Runs a consumer until the entry is written or `time` passes; returns whether it was.
+    let watcher = c.clone();
+    let run_until_written = |bus: mt5_bus::BusConfig, name: &'static str, time: Duration| {
+        let consumer = Consumer::new(
+            &redis,
+            &bus,
+            ConsumerOptions::new(&n.input, &n.group).with_name(name),
+            Scripted::new(&n.output),
+            BusMetrics::default(),
+        )
+        .unwrap();
+        let (c, out) = (watcher.clone(), n.output.clone());
+        async move {
+            let cancel = CancellationToken::new();
+            let task = tokio::spawn(consumer.run(cancel.clone()));
+            let written = wait_until(time, || {
+                let (mut c, out) = (c.clone(), out.clone());
+                async move { !output_seqs(&mut c, &out).await.is_empty() }
+            })
+            .await;
+            cancel.cancel();
+            task.await.unwrap().unwrap();
+            written.is_some()
+        }
+    };
+    // Several heartbeat TTLs and reclaim intervals: a reclaiming consumer would have taken it.
+    let ttl = Duration::from_millis(bus.consumer.heartbeat_ttl_ms);
+    bus.reclaim.enabled = false;
+    assert!(
+        !run_until_written(bus.clone(), "no-reclaim", 3 * ttl).await,
+        "nothing was claimed"
+    );
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 1);
+
+    bus.reclaim.enabled = true;
+    assert!(run_until_written(bus, "reclaiming", Duration::from_secs(10)).await);
+    assert_eq!(output_seqs(&mut c, &n.output).await, vec![0]);
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 0);
+}
+
+/// The reclaim tick runs again each `reclaim.interval_ms`, not only when the consumer starts:
+/// a dead consumer's entry can only be taken one heartbeat TTL after the start, by a later
+/// tick. Reads block longer than the interval here, so every loop of the consumer is due one.
+#[tokio::test]
+async fn reclaim_ticks_recur_after_the_first() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.consumer.block_ms = 1500;
+    bus.reclaim.interval_ms = 200;
+    let p = producer(&redis, &bus).await;
+    p.publish(&n.input, &scripted(0, &["emit"])).await.unwrap();
+    let mut c = conn(&fx).await;
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&n.group)
+        .arg("ghost")
+        .arg("STREAMS")
+        .arg(&n.input)
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let consumer = Consumer::new(
+        &redis,
+        &bus,
+        ConsumerOptions::new(&n.input, &n.group).with_name("live"),
+        Scripted::new(&n.output),
+        BusMetrics::default(),
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(cancel.clone()));
+    let out = n.output.clone();
+    let took = wait_until(Duration::from_secs(10), || {
+        let mut c = c.clone();
+        let out = out.clone();
+        async move { output_seqs(&mut c, &out).await == vec![0] }
+    })
+    .await;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    assert!(took.is_some(), "the dead consumer's entry was taken by a later tick");
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 0);
+}

@@ -277,3 +277,61 @@ async fn a_held_entry_trimmed_while_its_handler_runs_is_counted_as_trimmed_not_n
     assert_eq!(pending(&mut c, &n.input, &n.group).await, 0);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// An entry deleted from the stream while it waits for its retry: the re-read finds no fields,
+/// so no handler runs; the settle acknowledges it and it is counted as trimmed, once, in the
+/// batch report and in `mt5_stream_trimmed_unacked_total`; nothing is written for it.
+#[tokio::test]
+async fn an_entry_deleted_while_its_retry_waits_is_acknowledged_and_counted_as_trimmed() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, bus) = configs(&fx, &n);
+    let p = producer(&redis, &bus).await;
+    let entry_id = p
+        .publish(&n.input, &scripted(0, &["retry", "emit"]))
+        .await
+        .unwrap()
+        .entry_id;
+    let handler = Scripted::new(&n.output);
+    let calls = handler.calls.clone();
+    let metrics = BusMetrics::default();
+    let mut consumer = Consumer::new(
+        &redis,
+        &bus,
+        ConsumerOptions::new(&n.input, &n.group).with_name("retrying"),
+        handler,
+        metrics.clone(),
+    )
+    .unwrap();
+    let report = consumer.step(Some(Duration::from_millis(10))).await.unwrap();
+    assert_eq!(report.retried, 1, "{report:?}");
+    let mut c = conn(&fx).await;
+    let deleted: i64 = redis::cmd("XDEL")
+        .arg(&n.input)
+        .arg(&entry_id)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+
+    consumer.expire_retries();
+    let report = consumer.step(Some(Duration::from_millis(10))).await.unwrap();
+    assert_eq!(report.trimmed, 1, "{report:?}");
+    assert_eq!(
+        (report.acked, report.emitted, report.not_owner),
+        (0, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        metrics
+            .trimmed_unacked
+            .with_label_values(&[n.input.as_str(), n.group.as_str()])
+            .get(),
+        1
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "no handler runs for a deleted entry");
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 0);
+    assert!(read_all(&mut c, &n.output).await.is_empty());
+    assert!(read_all(&mut c, &n.dlq).await.is_empty());
+    assert!(consumer.is_idle());
+}

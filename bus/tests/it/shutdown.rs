@@ -1,5 +1,6 @@
 //! Leaving: a shutdown that comes inside a long batch writes what was finished and leaves the
-//! rest to the others; a consumer dropped while running stops beating.
+//! rest to the others; a write refused at shutdown is retried, a group deleted then ends it;
+//! a consumer dropped while running stops beating.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -156,4 +157,151 @@ async fn dropping_a_running_consumer_stops_its_heartbeat() {
         gone.is_some(),
         "the heartbeat key is still refreshed after its consumer was dropped"
     );
+}
+
+async fn config_set(c: &mut redis::aio::MultiplexedConnection, key: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(c)
+        .await
+        .unwrap();
+}
+
+/// Runs a consumer on one event, makes Redis refuse writes (`maxmemory`) while the handler
+/// works, so its decision is made but the settle is refused with `OOM`, then cancels it: the
+/// decision is still unwritten when the shutdown begins. Leaves Redis refusing writes.
+async fn cancelled_with_the_settle_refused(
+    fx: &RedisFixture,
+    n: &Names,
+) -> tokio::task::JoinHandle<mt5_bus::Result<()>> {
+    let (redis, mut bus) = configs(fx, n);
+    // Far beyond the test's waits: the shutdown must end because the write succeeded or the
+    // group is gone, never because the deadline passed.
+    bus.consumer.shutdown_timeout_ms = 30_000;
+    let p = producer(&redis, &bus).await;
+    p.publish(&n.input, &scripted(0, &["sleep:1000"])).await.unwrap();
+    let handler = Scripted::new(&n.output);
+    let calls = handler.calls.clone();
+    let opts = ConsumerOptions::new(&n.input, &n.group).with_name("leaving");
+    let leaving = Consumer::new(&redis, &bus, opts, handler, BusMetrics::default()).unwrap();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(leaving.run(cancel.clone()));
+    wait_until(Duration::from_secs(10), || {
+        let calls = calls.clone();
+        async move { calls.load(Ordering::SeqCst) >= 1 }
+    })
+    .await
+    .expect("the consumer starts handling the event");
+    let mut c = conn(fx).await;
+    config_set(&mut c, "maxmemory-policy", "noeviction").await;
+    config_set(&mut c, "maxmemory", "1").await;
+    // The handler finishes (1 s; time enough to set maxmemory first) and its settle is refused, and retried, meanwhile.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(
+        output_seqs(&mut c, &n.output).await.is_empty(),
+        "the settle was refused"
+    );
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 1);
+    cancel.cancel();
+    // The shutdown's write is refused too, and retried.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !task.is_finished(),
+        "a refused write at shutdown is retried, not given up"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    task
+}
+
+/// A decision whose write Redis refuses at shutdown (`OOM`, transient) is retried until Redis
+/// accepts writes again: `run` then returns `Ok`, the output is written once and nothing is left
+/// pending. A refused write must not be taken for a missing group.
+#[tokio::test]
+async fn a_write_refused_at_shutdown_is_retried_until_redis_accepts_it() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let task = cancelled_with_the_settle_refused(&fx, &n).await;
+    let mut c = conn(&fx).await;
+    config_set(&mut c, "maxmemory", "0").await;
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("run returns once the write went through")
+        .unwrap()
+        .expect("a transient refusal is no error once the decision is written");
+    assert_eq!(output_seqs(&mut c, &n.output).await, vec![0]);
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 0);
+}
+
+/// A group deleted while the shutdown writes its last decisions stops the consumer at once with
+/// `GroupMissing`, instead of retrying until the shutdown deadline.
+#[tokio::test]
+async fn a_group_deleted_during_the_shutdown_write_ends_it_with_group_missing() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let task = cancelled_with_the_settle_refused(&fx, &n).await;
+    let mut c = conn(&fx).await;
+    let destroyed: i64 = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&n.input)
+        .arg(&n.group)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(destroyed, 1);
+    config_set(&mut c, "maxmemory", "0").await;
+    let err = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("run stops at once when the group is gone")
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_group_missing(), "expected GroupMissing, got {err}");
+    assert!(
+        output_seqs(&mut c, &n.output).await.is_empty(),
+        "nothing written for a deleted group"
+    );
+}
+
+/// `close` on a consumer whose connections were cut (here `CLIENT KILL`) connects once more and
+/// still deletes its heartbeat and leaves the group, so the others may take what it left at
+/// once instead of waiting a TTL.
+#[tokio::test]
+async fn close_after_a_cut_connection_reconnects_and_deletes_the_heartbeat() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, bus) = configs(&fx, &n);
+    let _p = producer(&redis, &bus).await;
+    let mut closing = consumer(&redis, &bus, &n, Some("closing"));
+    closing.step(Some(Duration::from_millis(10))).await.unwrap();
+    closing.heartbeat().await.unwrap();
+    let mut c = conn(&fx).await;
+    let hb = mt5_bus::keys::heartbeat_key(&n.input, &n.group, "closing");
+    let exists: i64 = redis::cmd("EXISTS").arg(&hb).query_async(&mut c).await.unwrap();
+    assert_eq!(exists, 1);
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(killed >= 1, "the consumer's connections were cut");
+
+    closing
+        .close()
+        .await
+        .expect("close reconnects once after a cut connection");
+    let exists: i64 = redis::cmd("EXISTS").arg(&hb).query_async(&mut c).await.unwrap();
+    assert_eq!(exists, 0, "the heartbeat is deleted");
+    let consumers: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(&n.input)
+        .arg(&n.group)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(consumers.is_empty(), "it left the group: {consumers:?}");
 }

@@ -116,3 +116,31 @@ async fn the_dead_letter_stream_is_never_trimmed() {
     let len: u64 = redis::cmd("XLEN").arg(&n.dlq).query_async(&mut c).await.unwrap();
     assert_eq!(len, 50);
 }
+
+/// A trim report names its stream and the length it had before the trim, whether the stream is
+/// over its cap (a floor is computed; `XTRIM MINID ~` may still remove nothing from so short a
+/// stream) or at it (left alone).
+#[tokio::test]
+async fn a_trim_report_names_the_stream_and_its_length_before() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.trim.max_len = 10;
+    bus.trim.backlog_limit = 0;
+    bus.groups.clear();
+    let p = producer(&redis, &bus).await;
+    let short = format!("{}:short", n.input);
+    publish_n(&p, &short, 10).await;
+    publish_n(&p, &n.output, 30).await;
+    let mut c = conn(&fx).await;
+    let metrics = BusMetrics::default();
+    let r = trim_stream(&mut c, &short, &bus, &metrics).await.unwrap();
+    assert_eq!(
+        (r.stream.as_str(), r.length_before, r.trimmed),
+        (short.as_str(), 10, 0),
+        "{r:?}"
+    );
+    let r = trim_stream(&mut c, &n.output, &bus, &metrics).await.unwrap();
+    assert_eq!((r.stream.as_str(), r.length_before), (n.output.as_str(), 30), "{r:?}");
+    assert!(r.floor.is_some(), "over the cap, a floor was computed: {r:?}");
+}
