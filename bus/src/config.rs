@@ -525,7 +525,7 @@ mod tests {
     /// Asserts that `result` is a rejection naming the dotted config key `key`. Only the message
     /// is checked, not the error's shape: the key is what an operator acts on.
     #[track_caller]
-    fn assert_rejects(result: Result<()>, key: &str) {
+    fn assert_rejects<E: std::fmt::Display>(result: std::result::Result<(), E>, key: &str) {
         match result {
             Ok(()) => panic!("accepted, but {key} should have been rejected"),
             Err(e) => {
