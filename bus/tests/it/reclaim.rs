@@ -446,6 +446,21 @@ async fn the_idle_reclaim_reaches_idle_entries_behind_more_than_one_ticks_scan()
     assert_eq!(written, (FRESH..FRESH + IDLE).collect::<Vec<_>>());
 }
 
+/// A consumer `ghost`, which never has a heartbeat, reads every new entry of the input and
+/// vanishes: its entries wait for a reclaim.
+async fn ghost_reads_everything(c: &mut redis::aio::MultiplexedConnection, n: &Names) {
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&n.group)
+        .arg("ghost")
+        .arg("STREAMS")
+        .arg(&n.input)
+        .arg(">")
+        .query_async(c)
+        .await
+        .unwrap();
+}
+
 /// With `bus.reclaim.enabled = false` a running consumer claims nothing, not even the entries of
 /// a consumer that never had a heartbeat; the same consumer with reclaim on takes and processes
 /// them (so the entry was there to be taken).
@@ -458,16 +473,7 @@ async fn a_consumer_with_reclaim_disabled_claims_nothing() {
     p.publish(&n.input, &scripted(0, &["emit"])).await.unwrap();
     // A consumer without a heartbeat reads the entry and vanishes.
     let mut c = conn(&fx).await;
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(&n.group)
-        .arg("ghost")
-        .arg("STREAMS")
-        .arg(&n.input)
-        .arg(">")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    ghost_reads_everything(&mut c, &n).await;
     assert_eq!(pending(&mut c, &n.input, &n.group).await, 1);
 
     // Runs a consumer until the entry is written or `time` passes; returns whether it was.
@@ -523,16 +529,7 @@ async fn reclaim_ticks_recur_after_the_first() {
     let p = producer(&redis, &bus).await;
     p.publish(&n.input, &scripted(0, &["emit"])).await.unwrap();
     let mut c = conn(&fx).await;
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(&n.group)
-        .arg("ghost")
-        .arg("STREAMS")
-        .arg(&n.input)
-        .arg(">")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    ghost_reads_everything(&mut c, &n).await;
     let consumer = Consumer::new(
         &redis,
         &bus,
