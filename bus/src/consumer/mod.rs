@@ -403,61 +403,7 @@ impl<H: Handler> Consumer<H> {
         self.guarded(r)
     }
 
-    /// With `prefetch` (inside [`Consumer::run`]), the next batch is read while this one is
-    /// handled: the read of new entries goes out on the read connection before the first
-    /// handler runs, so Redis serves it (and the other consumers) while this consumer works,
-    /// and the next batch is in hand when this one is settled. Only when the read plan has
-    /// nothing else due (no own-PEL walk, no re-read) and nothing is prefetched or unsettled;
-    /// otherwise the next read goes out beside the settle ([`Consumer::settle_and_read`]).
     async fn process_inner(
-        &mut self,
-        batch: Vec<ReadEntry>,
-        stop: impl Future<Output = ()>,
-        prefetch: bool,
-    ) -> Result<BatchReport> {
-        let ahead = if prefetch { self.read_ahead() } else { None };
-        let read_beside_settle = prefetch && ahead.is_none();
-        let ahead = async move {
-            match ahead {
-                Some(read) => Some(read.await),
-                None => None,
-            }
-        };
-        let (read, report) = tokio::join!(ahead, self.handle_and_settle(batch, stop, read_beside_settle));
-        if let Some(read) = read {
-            self.keep_prefetched(read);
-        }
-        report
-    }
-
-    /// The read of the next batch, to run beside the handlers (see [`Consumer::process_inner`]);
-    /// `None` when something else must be read first or no connection is up.
-    fn read_ahead(&mut self) -> Option<impl Future<Output = Result<Vec<ReadEntry>>> + 'static> {
-        if self.prefetched.is_some() || !self.unsettled.is_empty() || self.plan.next(Instant::now()) != Read::New {
-            return None;
-        }
-        let mut conn = self.conns.as_ref()?.read.clone();
-        let opts = self.opts.clone();
-        let (count, block) = (self.cfg.consumer.count, self.cfg.consumer.block());
-        Some(async move { read_new(&mut conn, &opts, count, block).await })
-    }
-
-    /// Keeps a batch read ahead for the next fetch; a failed read drops the connections when it
-    /// was lost (the own-PEL walk after the reconnect reads what it may have delivered).
-    fn keep_prefetched(&mut self, read: Result<Vec<ReadEntry>>) {
-        match read {
-            Ok(batch) if !batch.is_empty() => {
-                // Held from now on: kept fresh by the heartbeat.
-                self.in_flight
-                    .queue(batch.iter().filter_map(|r| r.entry.id.parse().ok()));
-                self.prefetched = Some(batch);
-            }
-            Ok(_) => {}
-            Err(e) => self.on_error(&e),
-        }
-    }
-
-    async fn handle_and_settle(
         &mut self,
         batch: Vec<ReadEntry>,
         stop: impl Future<Output = ()>,
@@ -615,7 +561,16 @@ impl<H: Handler> Consumer<H> {
                 self.cfg.consumer.block()
             ),
         );
-        self.keep_prefetched(read);
+        match read {
+            Ok(batch) if !batch.is_empty() => {
+                // Held from now on: kept fresh by the heartbeat while the settle is retried.
+                self.in_flight
+                    .queue(batch.iter().filter_map(|r| r.entry.id.parse().ok()));
+                self.prefetched = Some(batch);
+            }
+            Ok(_) => {}
+            Err(e) => self.on_error(&e),
+        }
         self.account(settled?, report);
         Ok(())
     }
