@@ -13,6 +13,10 @@
 //!   that separates server cost, client cost and the producer's own overhead; each line also shows
 //!   the Redis main thread's CPU time per event (`INFO cpu`). It prints a `WARN` line when the
 //!   ratio is below 0.5: machines are shared and noisy, so a bench reports rather than fails.
+//!   Then the producer's ceiling shares: `publish_batch(32)` with 2 batches in flight (un-keyed,
+//!   and keyed with one idempotency key per event), and 64 tasks each awaiting one `publish` at a
+//!   time on the shared producer (the gateway's case), against the in-flight batched figure;
+//!   and the latency (p50, p99) of single `publish` calls awaited one at a time at 1000/s.
 //!
 //! `cargo bench -p mt5-bus` measures (about two minutes); `cargo bench -p mt5-bus -- compare` runs
 //! only the comparison; `cargo test -p mt5-bus --benches` runs each once on small counts. How to
@@ -24,6 +28,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use mt5_bus::{
     BusConfig, BusMetrics, Consumer, ConsumerOptions, Delivery, Event, EventProducer, Handler, Outcome, PublishOptions,
     RedisConfig,
@@ -480,14 +485,106 @@ async fn bus_batches(ctx: &Ctx, stream: &str, n: usize) -> f64 {
     (batches * BATCH) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Batches `publish_batch` keeps in flight at once in the pipelined variants.
+const IN_FLIGHT: usize = 2;
+/// Tasks publishing one event at a time on the shared producer (the gateway's case).
+const SINGLE_TASKS: usize = 64;
+
+/// Events/s of `n` events published with `publish_batch` in batches of `BATCH`, `IN_FLIGHT`
+/// batches in flight on the producer's one connection (the next is sent while the previous
+/// reply is awaited; replies come back in order). Keyed: every event has its own idempotency
+/// key (`publish.lua`, the exactly-once path), built inside the timed loop as a producer would.
+async fn bus_batches_in_flight(ctx: &Ctx, stream: &str, n: usize, keyed: bool) -> f64 {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let batches = n.div_ceil(BATCH);
+    let mut in_flight = FuturesOrdered::new();
+    let t = Instant::now();
+    for b in 0..batches {
+        if in_flight.len() >= IN_FLIGHT {
+            check_published(in_flight.next().await);
+        }
+        let opts: Option<Vec<PublishOptions>> = keyed.then(|| {
+            (0..BATCH)
+                .map(|i| PublishOptions::idempotent(format!("bench-{run}-{b}-{i}")))
+                .collect()
+        });
+        in_flight.push_back(async move {
+            let refs: Vec<(&Event, &PublishOptions)> = match &opts {
+                Some(opts) => ctx.batch.iter().map(|(e, _)| e).zip(opts).collect(),
+                None => ctx.batch.iter().map(|(e, o)| (e, o)).collect(),
+            };
+            ctx.producer.publish_each(stream, &refs).await
+        });
+    }
+    while let Some(r) = in_flight.next().await {
+        check_published(Some(r));
+    }
+    (batches * BATCH) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Panics unless every event of a batch was written (not a duplicate, not refused).
+fn check_published(r: Option<mt5_bus::Result<Vec<mt5_bus::Result<mt5_bus::Published>>>>) {
+    let rows = r.expect("a batch in flight").expect("publish_each");
+    assert!(
+        rows.iter().all(|p| matches!(p, Ok(p) if !p.duplicate)),
+        "every event of a batch is written"
+    );
+}
+
+/// Events/s of `n` events published by `SINGLE_TASKS` tasks, each awaiting one `publish` at a
+/// time on one shared producer (its one connection): the gateway's case.
+async fn bus_concurrent_singles(ctx: &Ctx, stream: &str, n: usize) -> f64 {
+    let per_task = n.div_ceil(SINGLE_TASKS);
+    let event = ctx.batch[0].0.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    let t = Instant::now();
+    for _ in 0..SINGLE_TASKS {
+        let (producer, stream, event) = (ctx.producer.clone(), stream.to_string(), event.clone());
+        tasks.spawn(async move {
+            for _ in 0..per_task {
+                producer.publish(&stream, &event).await.expect("publish");
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("a publishing task");
+    }
+    (per_task * SINGLE_TASKS) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// The rate of the paced one-by-one latency measurement, events/s.
+const PACED_RATE: f64 = 1000.0;
+
+/// p50 and p99 (seconds) of `n` single `publish` calls, each awaited alone, started `1/rate`
+/// apart (a late start does not shift the later ones).
+async fn paced_latency(ctx: &Ctx, stream: &str, n: usize, rate: f64) -> (f64, f64) {
+    let event = &ctx.batch[0].0;
+    let start = tokio::time::Instant::now();
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
+        let t = Instant::now();
+        ctx.producer.publish(stream, event).await.expect("publish");
+        took.push(t.elapsed().as_secs_f64());
+    }
+    took.sort_by(f64::total_cmp);
+    let at = |q: f64| took[((took.len() as f64 * q).ceil() as usize).clamp(1, took.len()) - 1];
+    (at(0.50), at(0.99))
+}
+
 /// One way of sending `n` events in pipelines of `BATCH`.
 enum Sender {
     /// `redis-benchmark -c 1 -P 32` with this command.
     RedisBenchmark(Vec<String>),
     /// A raw `redis::pipe()` of this command on the producer's connection.
     Pipeline(redis::Cmd),
-    /// `EventProducer::publish_batch`.
+    /// `EventProducer::publish_batch`, one batch at a time.
     Bus,
+    /// `EventProducer::publish_batch`, `IN_FLIGHT` batches in flight; keyed or not.
+    BusInFlight { keyed: bool },
+    /// `EventProducer::publish` from `SINGLE_TASKS` concurrent tasks.
+    BusSingles,
 }
 
 /// The issue's target and its breakdown; printed, never failing.
@@ -555,6 +652,15 @@ fn compare(env: &Env) {
             Sender::Pipeline(to_cmd(&evalsha)),
         ),
         ("bus publish_batch(32)", Sender::Bus),
+        (
+            "bus publish_batch(32), 2 in flight",
+            Sender::BusInFlight { keyed: false },
+        ),
+        (
+            "bus publish_batch(32) keyed, 2 in flight",
+            Sender::BusInFlight { keyed: true },
+        ),
+        ("bus publish, 64 tasks one at a time", Sender::BusSingles),
     ];
     println!();
     println!(
@@ -572,6 +678,8 @@ fn compare(env: &Env) {
                 Sender::RedisBenchmark(args) => redis_benchmark(ctx.port, n, args),
                 Sender::Pipeline(cmd) => Ok(env.rt.block_on(raw_pipeline(&ctx, cmd, n))),
                 Sender::Bus => Ok(env.rt.block_on(bus_batches(&ctx, &stream, n))),
+                Sender::BusInFlight { keyed } => Ok(env.rt.block_on(bus_batches_in_flight(&ctx, &stream, n, *keyed))),
+                Sender::BusSingles => Ok(env.rt.block_on(bus_concurrent_singles(&ctx, &stream, n))),
             };
             let cpu_used = env.rt.block_on(server_cpu(&ctx)) - cpu_before;
             match rate {
@@ -602,6 +710,27 @@ fn compare(env: &Env) {
             ),
         }
     }
+    // Issue 13's targets: the ceiling share (the busy column) of the pipelined batches, keyed
+    // and not, and the concurrent single publishes against the batched figure.
+    let busy = |i: usize| cpu[i] * medians[i] / 1e4;
+    if errors.iter().all(Option::is_none) {
+        println!(
+            "bus ceiling share, 2 batches in flight: un-keyed {:.0}%, keyed {:.0}%; 64 tasks of single publishes: {:.0}/s = {:.0}% of the un-keyed in-flight figure",
+            busy(7),
+            busy(8),
+            medians[9],
+            100.0 * medians[9] / medians[7]
+        );
+    }
+    // One-by-one latency at a modest rate: each `publish` awaited alone, paced.
+    let paced = env.mode.pick(5_000, 200);
+    let (p50, p99) = env.rt.block_on(paced_latency(&ctx, &stream, paced, PACED_RATE));
+    env.rt.block_on(ctx.del(&stream));
+    println!(
+        "bus publish one at a time at {PACED_RATE:.0}/s ({paced} events): latency p50 {:.3} ms, p99 {:.3} ms",
+        p50 * 1e3,
+        p99 * 1e3
+    );
     let (bus, reference) = (medians[6], medians[0]);
     if let Some(e) = &errors[0] {
         println!("WARN: no redis-benchmark figure, so no ratio: {e}");
