@@ -253,6 +253,37 @@ mod tests {
         }
     }
 
+    /// An invalid body is described by what it is: an HTML page (by its content type or by its
+    /// first character), JSON that does not parse, a JSON error object, or other JSON.
+    #[test]
+    fn an_invalid_body_says_what_it_was() {
+        let cases = [
+            ("text/html", "<html>Error</html>", "an HTML page instead of JSON"),
+            (
+                "application/json",
+                "  <html>Error</html>",
+                "an HTML page instead of JSON",
+            ),
+            ("text/HTML; charset=utf-8", "Error", "an HTML page instead of JSON"),
+            ("application/json", "[{\"date\": ", "body is not JSON"),
+            (
+                "application/json",
+                r#"{"message": "bad things"}"#,
+                "a JSON error object instead of articles",
+            ),
+            (
+                "application/json",
+                r#"{"data": []}"#,
+                "expected a JSON array of articles",
+            ),
+            ("application/json", "42", "expected a JSON array of articles"),
+        ];
+        for (ct, body, what) in cases {
+            let err = reply(200, ct, body).into_page(KEY, now()).unwrap_err();
+            assert!(err.to_string().contains(what), "{ct} {body:?}: {err}");
+        }
+    }
+
     /// A page keeps its valid articles and reports the invalid ones; empty bodies are empty
     /// pages.
     #[test]
