@@ -34,7 +34,7 @@ use mt5_bus::{
     RedisConfig,
 };
 use mt5_fixtures::{RedisFixture, RedisOptions};
-use redis::aio::ConnectionManager;
+
 use redis::Value;
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
@@ -133,7 +133,7 @@ struct Ctx {
     redis: RedisConfig,
     cfg: BusConfig,
     producer: EventProducer,
-    conn: ConnectionManager,
+    conn: mt5_bus::Connection,
     /// A ~1 KB JSON object, the `data` of every event.
     data: serde_json::Value,
     /// A batch of `BATCH` events, reused by every publish (same ids: fine without idempotency keys).

@@ -3,12 +3,11 @@
 use base64::Engine as _;
 use chrono::Utc;
 use redis::aio::ConnectionLike;
-use redis::Value;
 
 use crate::consumer::DeadLetterReason;
 use crate::envelope::{escape_bytes, format_time};
 use crate::error::{Error, Result};
-use crate::reply::{self, StreamEntry};
+use crate::query::{self, RangeOptions, RangeReader, StreamEntry};
 use crate::script::Scripts;
 
 /// The fields a dead letter adds to the original ones.
@@ -225,20 +224,8 @@ const PAGE: usize = 500;
 /// The driver's error.
 pub async fn list<C: ConnectionLike + Send>(conn: &mut C, dlq: &str, opts: &ListOptions) -> Result<Vec<DeadLetter>> {
     let mut out = Vec::new();
-    let mut start = "-".to_string();
-    loop {
-        let v: Value = redis::cmd("XRANGE")
-            .arg(dlq)
-            .arg(&start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(PAGE)
-            .query_async(conn)
-            .await?;
-        let page = reply::entries(v, "XRANGE")?;
-        let Some(last) = page.last() else { break };
-        start = format!("({}", last.id);
-        let full = page.len() == PAGE;
+    let mut pages = RangeReader::new(dlq, PAGE);
+    while let Some(page) = pages.next_page(conn).await? {
         for e in &page {
             let d = DeadLetter::from_entry(e);
             if opts.reason.as_ref().is_some_and(|r| d.reason.as_ref() != Some(r)) {
@@ -252,9 +239,6 @@ pub async fn list<C: ConnectionLike + Send>(conn: &mut C, dlq: &str, opts: &List
                 return Ok(out);
             }
         }
-        if !full {
-            break;
-        }
     }
     Ok(out)
 }
@@ -264,13 +248,8 @@ pub async fn list<C: ConnectionLike + Send>(conn: &mut C, dlq: &str, opts: &List
 /// # Errors
 /// [`Error::DeadLetterNotFound`] or the driver's error.
 pub async fn show<C: ConnectionLike + Send>(conn: &mut C, dlq: &str, entry_id: &str) -> Result<DeadLetter> {
-    let v: Value = redis::cmd("XRANGE")
-        .arg(dlq)
-        .arg(entry_id)
-        .arg(entry_id)
-        .query_async(conn)
-        .await?;
-    reply::entries(v, "XRANGE")?
+    query::range(conn, dlq, &RangeOptions::exactly(entry_id))
+        .await?
         .first()
         .map(DeadLetter::from_entry)
         .ok_or_else(|| Error::DeadLetterNotFound(entry_id.into()))

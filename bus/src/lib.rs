@@ -19,6 +19,8 @@
 //! - `reclaim`: claiming from dead (no heartbeat) and stuck (idle) consumers.
 //! - `dead_letter`: the dead letter stream: list, show, replay, purge.
 //! - `trim`: safe trimming (`XTRIM MINID ~`) and counted `MAXLEN` trimming.
+//! - `connection`: [`Redis`] and its [`Connection`]s, the one way into Redis.
+//! - `query`: typed queries (ranges, tails, pending summaries, cursors) for tools and harnesses.
 //! - `stats`: `XINFO`-based stream statistics.
 //! - `metrics`: the contract's Prometheus metrics.
 //! - `retry`: capped exponential backoff with jitter.
@@ -49,33 +51,41 @@
 //! ```
 
 pub mod config;
-pub mod connection;
+mod connection;
 pub mod consumer;
 pub mod dead_letter;
 pub mod envelope;
 mod error;
 pub mod group;
 pub mod id;
-pub mod keys;
+mod keys;
 pub mod metrics;
+pub mod query;
 pub mod reclaim;
-pub mod reply;
-pub mod retry;
+mod reply;
+mod retry;
 mod script;
 pub mod stats;
 pub mod trim;
 pub mod validate;
 
 pub use config::{BusConfig, ConsumerConfig, ReclaimConfig, RedisConfig, RetryConfig, Secret, TrimConfig, TrimMode};
+pub use connection::{Connection, Redis};
 pub use consumer::{
     BatchReport, Consumer, ConsumerOptions, DeadLetterReason, Delivery, Emission, Handler, Outcome, ReadEntry,
 };
 pub use envelope::{check_extension_name, Data, Event, EventInput, InvalidEvent, MalformedError};
 pub use error::{redis_is_transient, Error, Result, TRANSIENT_CODES};
 pub use id::StreamId;
+pub use keys::{
+    default_consumer_name, heartbeat_key, idempotency_key, DEADLETTER_STREAM, NEWS_FILTERED_STREAM, NEWS_FILTER_GROUP,
+    NEWS_RAW_STREAM,
+};
 pub use metrics::BusMetrics;
 pub use producer::{EventProducer, PublishOptions, Published};
+pub use query::StreamEntry;
 pub use reclaim::{ReclaimReport, Reclaimer};
+pub use retry::{retry_transient, sleep_or_cancel, Backoff};
 pub use validate::InvalidConfig;
 
 mod producer;

@@ -114,9 +114,9 @@ impl EventProducer {
         self
     }
 
-    /// The connection, for callers that share it (stats, trimming).
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+    /// The connection (self-reconnecting), for callers that share it (stats, trimming, queries).
+    pub fn connection(&self) -> crate::Connection {
+        crate::Connection::from(self.conn.clone())
     }
 
     /// The bus configuration.

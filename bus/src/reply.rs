@@ -39,7 +39,7 @@ fn unexpected(command: &'static str, detail: impl Into<String>) -> Error {
 }
 
 /// A bulk or simple string as text.
-pub fn text(v: &Value) -> Option<String> {
+pub(crate) fn text(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),
@@ -51,7 +51,7 @@ pub fn text(v: &Value) -> Option<String> {
 }
 
 /// An integer reply (also accepts numeric strings).
-pub fn int(v: &Value) -> Option<i64> {
+pub(crate) fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(i) => Some(*i),
         other => text(other)?.parse().ok(),
@@ -59,7 +59,7 @@ pub fn int(v: &Value) -> Option<i64> {
 }
 
 /// The items of an array (or set) reply; nil is empty.
-pub fn items(v: &Value) -> &[Value] {
+pub(crate) fn items(v: &Value) -> &[Value] {
     match v {
         Value::Array(a) | Value::Set(a) => a,
         _ => &[],
@@ -67,7 +67,7 @@ pub fn items(v: &Value) -> &[Value] {
 }
 
 /// A flat key/value array (RESP2) or a map (RESP3) as a map keyed by text.
-pub fn pairs(v: &Value) -> HashMap<String, Value> {
+pub(crate) fn pairs(v: &Value) -> HashMap<String, Value> {
     match v {
         Value::Map(m) => m.iter().filter_map(|(k, v)| Some((text(k)?, v.clone()))).collect(),
         other => items(other)
@@ -136,7 +136,7 @@ pub(crate) fn entry(v: Value, command: &'static str) -> Result<StreamEntry> {
 ///
 /// # Errors
 /// [`Error::UnexpectedReply`] naming `command` when the reply has another shape.
-pub fn entries(v: Value, command: &'static str) -> Result<Vec<StreamEntry>> {
+pub(crate) fn entries(v: Value, command: &'static str) -> Result<Vec<StreamEntry>> {
     into_items(v).into_iter().map(|e| entry(e, command)).collect()
 }
 
@@ -145,7 +145,7 @@ pub fn entries(v: Value, command: &'static str) -> Result<Vec<StreamEntry>> {
 ///
 /// # Errors
 /// [`Error::UnexpectedReply`] when the reply has another shape.
-pub fn read_reply(v: Value) -> Result<Vec<StreamEntry>> {
+pub(crate) fn read_reply(v: Value) -> Result<Vec<StreamEntry>> {
     const CMD: &str = "XREADGROUP";
     match v {
         Value::Nil => Ok(Vec::new()),
@@ -171,7 +171,7 @@ pub fn read_reply(v: Value) -> Result<Vec<StreamEntry>> {
 
 /// One extended `XPENDING` row: `[id, consumer, idle ms, deliveries]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingEntry {
+pub(crate) struct PendingEntry {
     /// The entry id.
     pub id: String,
     /// The consumer holding it.
@@ -199,17 +199,17 @@ pub(crate) fn pending_rows(v: &Value) -> Result<Vec<PendingEntry>> {
 }
 
 /// A list of ids (`XCLAIM ... JUSTID`).
-pub fn id_list(v: &Value) -> Vec<String> {
+pub(crate) fn id_list(v: &Value) -> Vec<String> {
     items(v).iter().filter_map(text).collect()
 }
 
 /// Compares two stream ids numerically.
-pub fn cmp_ids(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn cmp_ids(a: &str, b: &str) -> std::cmp::Ordering {
     parse_id(a).cmp(&parse_id(b))
 }
 
 /// Parses `<ms>-<seq>` (a bare `<ms>` is `<ms>-0`).
-pub fn parse_id(id: &str) -> (u64, u64) {
+pub(crate) fn parse_id(id: &str) -> (u64, u64) {
     let mut it = id.splitn(2, '-');
     let ms = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let seq = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -217,20 +217,11 @@ pub fn parse_id(id: &str) -> (u64, u64) {
 }
 
 /// The smallest id greater than `id`.
-pub fn next_id(id: &str) -> String {
+pub(crate) fn next_id(id: &str) -> String {
     let (ms, seq) = parse_id(id);
     match seq.checked_add(1) {
         Some(s) => format!("{ms}-{s}"),
         None => format!("{}-0", ms + 1),
-    }
-}
-
-/// The greatest id smaller than `id` (`0-0` stays `0-0`), for exclusive re-reads.
-pub fn prev_id(id: &str) -> String {
-    match parse_id(id) {
-        (0, 0) => "0-0".into(),
-        (ms, 0) => format!("{}-{}", ms - 1, u64::MAX),
-        (ms, seq) => format!("{ms}-{}", seq - 1),
     }
 }
 
@@ -302,10 +293,9 @@ mod tests {
     }
 
     #[test]
-    fn ids_step_both_ways() {
+    fn ids_step_forward_and_compare_numerically() {
         assert_eq!(next_id("5-1"), "5-2");
-        assert_eq!(prev_id("5-1"), "5-0");
-        assert_eq!(prev_id("5-0"), format!("4-{}", u64::MAX));
+        assert_eq!(next_id(&format!("5-{}", u64::MAX)), "6-0");
         assert_eq!(cmp_ids("10-0", "9-99"), std::cmp::Ordering::Greater);
     }
 }

@@ -67,6 +67,7 @@ pub(crate) struct Scripts {
     pub(crate) replay: LuaScript,
     pub(crate) reread: LuaScript,
     pub(crate) ensure_group: LuaScript,
+    pub(crate) advance_cursor: LuaScript,
 }
 
 impl Scripts {
@@ -83,6 +84,7 @@ impl Scripts {
             replay: LuaScript::new(include_str!("lua/replay.lua")),
             reread: LuaScript::new(include_str!("lua/reread.lua")),
             ensure_group: LuaScript::new(include_str!("lua/ensure_group.lua")),
+            advance_cursor: LuaScript::new(include_str!("lua/advance_cursor.lua")),
         })
     }
 }

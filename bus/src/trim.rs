@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{BusConfig, TrimMode};
 use crate::error::Result;
 use crate::metrics::BusMetrics;
-use crate::reply::{self, cmp_ids, int, items, next_id, pairs, text};
+use crate::query::{self, RangeOptions};
+use crate::reply::{cmp_ids, int, items, next_id, pairs, text};
 use crate::retry::sleep_or_cancel;
 use crate::script::Scripts;
 
@@ -68,6 +69,76 @@ async fn group_positions<C: ConnectionLike + Send>(conn: &mut C, stream: &str) -
     Ok(out)
 }
 
+/// `Safe` mode: trims (`XTRIM MINID ~`) below `position_floor`, but never past an entry a group
+/// has not read or acknowledged (`held_back` then says so). `oldest` is the stream's first entry.
+async fn trim_safe<C: ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+    position_floor: String,
+    oldest: &str,
+    report: &mut TrimReport,
+) -> Result<()> {
+    let groups = group_positions(conn, stream).await?;
+    let mut floor = position_floor;
+    for g in &groups {
+        let mut safe = next_id(&g.last_delivered);
+        if let Some(p) = &g.oldest_pending {
+            if cmp_ids(p, &safe).is_lt() {
+                safe = p.clone();
+            }
+        }
+        if cmp_ids(&safe, &floor).is_lt() {
+            floor = safe;
+            report.held_back = true;
+        }
+    }
+    if cmp_ids(&floor, oldest).is_gt() {
+        report.trimmed = redis::cmd("XTRIM")
+            .arg(stream)
+            .arg("MINID")
+            .arg("~")
+            .arg(&floor)
+            .query_async(conn)
+            .await?;
+    }
+    report.floor = Some(floor);
+    Ok(())
+}
+
+/// `Maxlen` mode: trims below `position_floor` whatever the groups hold, counting per group the
+/// entries it had not acknowledged (`mt5_stream_trimmed_unacked_total`).
+async fn trim_maxlen<C: ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+    position_floor: String,
+    metrics: &BusMetrics,
+    report: &mut TrimReport,
+) -> Result<()> {
+    // Counted and trimmed in one script: a read or an acknowledgement between the count and the
+    // trim would make the count wrong.
+    let script = &Scripts::get().trim_maxlen;
+    let cmd = script.cmd(&[stream], (&position_floor, MAX_TRIM_CHUNK));
+    let v: Value = script.run(conn, &cmd).await?;
+    let parts = items(&v);
+    report.trimmed = parts.first().and_then(int).unwrap_or(0).max(0) as u64;
+    for row in parts.get(1).map(items).unwrap_or_default() {
+        let (Some(group), Some(lost)) = (items(row).first().and_then(text), items(row).get(1).and_then(int)) else {
+            continue;
+        };
+        let lost = lost.max(0) as u64;
+        if lost > 0 {
+            tracing::warn!(stream, group = %group, lost, "MAXLEN trimming removed entries the group had not acknowledged.");
+            metrics
+                .trimmed_unacked
+                .with_label_values(&[stream, &group])
+                .inc_by(lost);
+            report.trimmed_unacked.insert(group, lost);
+        }
+    }
+    report.floor = Some(position_floor);
+    Ok(())
+}
+
 /// Trims one stream once, according to its mode.
 ///
 /// # Errors
@@ -79,7 +150,7 @@ pub async fn trim_stream<C: ConnectionLike + Send>(
     metrics: &BusMetrics,
 ) -> Result<TrimReport> {
     let mode = cfg.trim.mode_for(stream, &cfg.deadletter_stream);
-    let len: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
+    let len = query::len(conn, stream).await?;
     let mut report = TrimReport {
         stream: stream.into(),
         length_before: len,
@@ -89,15 +160,11 @@ pub async fn trim_stream<C: ConnectionLike + Send>(
         return Ok(report);
     }
     let chunk = ((len - cfg.trim.max_len) as usize).min(MAX_TRIM_CHUNK);
-    let v: Value = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .arg("COUNT")
-        .arg(chunk + 1)
-        .query_async(conn)
-        .await?;
-    let excess: Vec<String> = reply::entries(v, "XRANGE")?.into_iter().map(|e| e.id).collect();
+    let excess: Vec<String> = query::range(conn, stream, &RangeOptions::all().count(chunk + 1))
+        .await?
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
     let Some(last) = excess.last() else {
         return Ok(report);
     };
@@ -108,59 +175,8 @@ pub async fn trim_stream<C: ConnectionLike + Send>(
         next_id(last)
     };
     match mode {
-        TrimMode::Safe => {
-            let groups = group_positions(conn, stream).await?;
-            let mut floor = position_floor.clone();
-            for g in &groups {
-                let mut safe = next_id(&g.last_delivered);
-                if let Some(p) = &g.oldest_pending {
-                    if cmp_ids(p, &safe).is_lt() {
-                        safe = p.clone();
-                    }
-                }
-                if cmp_ids(&safe, &floor).is_lt() {
-                    floor = safe;
-                    report.held_back = true;
-                }
-            }
-            if cmp_ids(&floor, &excess[0]).is_le() {
-                report.floor = Some(floor);
-                return Ok(report);
-            }
-            report.trimmed = redis::cmd("XTRIM")
-                .arg(stream)
-                .arg("MINID")
-                .arg("~")
-                .arg(&floor)
-                .query_async(conn)
-                .await?;
-            report.floor = Some(floor);
-        }
-        TrimMode::Maxlen => {
-            // Counted and trimmed in one script: a read or an acknowledgement between the count
-            // and the trim would make the count wrong.
-            let script = &Scripts::get().trim_maxlen;
-            let cmd = script.cmd(&[stream], (&position_floor, MAX_TRIM_CHUNK));
-            let v: Value = script.run(conn, &cmd).await?;
-            let parts = items(&v);
-            report.trimmed = parts.first().and_then(int).unwrap_or(0).max(0) as u64;
-            for row in parts.get(1).map(items).unwrap_or_default() {
-                let (Some(group), Some(lost)) = (items(row).first().and_then(text), items(row).get(1).and_then(int))
-                else {
-                    continue;
-                };
-                let lost = lost.max(0) as u64;
-                if lost > 0 {
-                    tracing::warn!(stream, group = %group, lost, "MAXLEN trimming removed entries the group had not acknowledged.");
-                    metrics
-                        .trimmed_unacked
-                        .with_label_values(&[stream, &group])
-                        .inc_by(lost);
-                    report.trimmed_unacked.insert(group, lost);
-                }
-            }
-            report.floor = Some(position_floor);
-        }
+        TrimMode::Safe => trim_safe(conn, stream, position_floor, &excess[0], &mut report).await?,
+        TrimMode::Maxlen => trim_maxlen(conn, stream, position_floor, metrics, &mut report).await?,
         TrimMode::Never => {}
     }
     if report.held_back {

@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use mt5_bus::config::GroupSpec;
 use mt5_bus::dead_letter::{self, ListOptions};
-use mt5_bus::keys;
+
 use mt5_bus::{
     BatchReport, BusConfig, BusMetrics, Consumer, ConsumerOptions, Delivery, Event, EventProducer, Handler, Outcome,
     PublishOptions, ReadEntry, RedisConfig,
@@ -976,7 +976,7 @@ impl Harness {
     }
 
     async fn kill_heartbeat(&mut self, name: &str) -> Result<(), String> {
-        let key = keys::heartbeat_key(&self.input, &self.group, name);
+        let key = mt5_bus::heartbeat_key(&self.input, &self.group, name);
         let _: i64 = redis::cmd("DEL")
             .arg(&key)
             .query_async(&mut self.conn)

@@ -30,14 +30,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
-use redis::Value;
+use mt5_bus::query::{self, RangeReader};
+use mt5_bus::{stats, Connection, Redis, RedisConfig, StreamEntry, StreamId};
 
 use crate::harness::{HarnessError, Result, Scenario, Streams};
 use crate::history::History;
 
 /// Entries per `XRANGE` page.
 const PAGE: usize = 1000;
+/// Time to establish a connection, in ms.
+const CONNECT_TIMEOUT_MS: u64 = 5000;
+/// Time to wait for a reply, in ms.
+const RESPONSE_TIMEOUT_MS: u64 = 10_000;
 
 /// Reads a scenario's streams back.
 #[derive(Debug, Clone)]
@@ -188,38 +192,18 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 
 /// The milliseconds part of an entry id.
 fn entry_ms(id: &str) -> Option<i64> {
-    id.split('-').next()?.parse().ok()
+    id.parse::<StreamId>()
+        .ok()
+        .and_then(|id| i64::try_from(id.millis()).ok())
 }
 
-/// A flat `[k, v, k, v, ...]` (or RESP3 map) reply as a map.
-fn as_map(v: &Value) -> HashMap<String, Value> {
-    let mut out = HashMap::new();
-    match v {
-        Value::Array(items) => {
-            for pair in items.chunks(2) {
-                if let [k, v] = pair {
-                    if let Ok(k) = redis::from_redis_value_ref::<String>(k) {
-                        out.insert(k, v.clone());
-                    }
-                }
-            }
-        }
-        Value::Map(pairs) => {
-            for (k, v) in pairs {
-                if let Ok(k) = redis::from_redis_value_ref::<String>(k) {
-                    out.insert(k, v.clone());
-                }
-            }
-        }
-        _ => {}
-    }
-    out
-}
-
-/// Compares two entry ids numerically.
-fn id_key(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+/// An entry id read from Redis, parsed.
+fn stream_id(id: &str, what: &str) -> Result<StreamId> {
+    id.parse()
+        .map_err(|e: mt5_bus::id::InvalidStreamId| HarnessError::Parse {
+            what: what.to_string(),
+            detail: e.to_string(),
+        })
 }
 
 impl Checker {
@@ -236,54 +220,21 @@ impl Checker {
         Self::new(&sc.redis_url, sc.streams.clone())
     }
 
-    /// A fresh connection (Redis may have restarted since the last one).
+    /// A fresh connection (Redis may have restarted since the last one): connect timeout 5 s,
+    /// response timeout 10 s.
     ///
     /// # Errors
-    /// Redis is unreachable.
-    pub async fn connection(&self) -> Result<MultiplexedConnection> {
-        let client = redis::Client::open(self.redis_url.as_str())?;
-        let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)));
-        Ok(client.get_multiplexed_async_connection_with_config(&cfg).await?)
+    /// The URL is invalid, or Redis is unreachable.
+    pub async fn connection(&self) -> Result<Connection> {
+        let mut cfg = RedisConfig::default().with_url(self.redis_url.as_str());
+        cfg.connect_timeout_ms = CONNECT_TIMEOUT_MS;
+        cfg.response_timeout_ms = RESPONSE_TIMEOUT_MS;
+        Ok(Redis::new(&cfg)?.connect().await?)
     }
 
     /// Every entry of `stream`, oldest first, paged.
-    async fn read_all(
-        conn: &mut MultiplexedConnection,
-        stream: &str,
-    ) -> Result<Vec<(String, HashMap<String, String>)>> {
-        let mut out = Vec::new();
-        let mut start = "-".to_string();
-        loop {
-            let page: Vec<(String, HashMap<String, String>)> = {
-                let v: Value = redis::cmd("XRANGE")
-                    .arg(stream)
-                    .arg(&start)
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(PAGE)
-                    .query_async(conn)
-                    .await?;
-                let Value::Array(entries) = v else {
-                    return Ok(out);
-                };
-                let mut page = Vec::with_capacity(entries.len());
-                for e in entries {
-                    let (id, fields): (String, HashMap<String, String>) = redis::from_redis_value(e)?;
-                    page.push((id, fields));
-                }
-                page
-            };
-            let n = page.len();
-            if let Some((last, _)) = page.last() {
-                start = format!("({last}");
-            }
-            out.extend(page);
-            if n < PAGE {
-                return Ok(out);
-            }
-        }
+    async fn read_all(conn: &mut Connection, stream: &str) -> Result<Vec<StreamEntry>> {
+        Ok(RangeReader::new(stream, PAGE).read_to_end(conn).await?)
     }
 
     /// `XLEN` of the output stream: a cheap progress probe while a fault is on (Redis errors are
@@ -293,10 +244,7 @@ impl Checker {
     /// Redis is unreachable.
     pub async fn output_len(&self) -> Result<u64> {
         let mut conn = self.connection().await?;
-        Ok(redis::cmd("XLEN")
-            .arg(&self.streams.filtered)
-            .query_async(&mut conn)
-            .await?)
+        Ok(query::len(&mut conn, &self.streams.filtered).await?)
     }
 
     /// The id times (ms) of the first and the last entry of the filtered stream: the span over
@@ -306,22 +254,13 @@ impl Checker {
     /// Redis is unreachable.
     pub async fn output_span(&self) -> Result<(u64, u64)> {
         let mut conn = self.connection().await?;
-        let mut ends = [0u64; 2];
-        for (i, cmd) in [("XRANGE", "-", "+"), ("XREVRANGE", "+", "-")].into_iter().enumerate() {
-            let entries: Vec<(String, HashMap<String, String>)> = redis::cmd(cmd.0)
-                .arg(&self.streams.filtered)
-                .arg(cmd.1)
-                .arg(cmd.2)
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut conn)
-                .await?;
-            ends[i] = entries
-                .first()
-                .and_then(|(id, _)| mt5_bus::envelope::entry_millis(id))
-                .unwrap_or(0);
-        }
-        Ok((ends[0], ends[1]))
+        let ms = |e: Option<StreamEntry>| {
+            e.and_then(|e| e.id.parse::<StreamId>().ok())
+                .map_or(0, StreamId::millis)
+        };
+        let first = ms(query::first_entry(&mut conn, &self.streams.filtered).await?);
+        let last = ms(query::last_entry(&mut conn, &self.streams.filtered).await?);
+        Ok((first, last))
     }
 
     /// The group's pending count (`XPENDING` summary; 0 when the stream or group is missing).
@@ -332,77 +271,34 @@ impl Checker {
         Ok(self.pending_by_consumer().await?.values().sum())
     }
 
-    /// The group's pending entries per consumer.
+    /// The group's pending entries per consumer (empty when the stream or group is missing).
     ///
     /// # Errors
     /// Redis is unreachable.
     pub async fn pending_by_consumer(&self) -> Result<HashMap<String, u64>> {
         let mut conn = self.connection().await?;
-        let v: std::result::Result<Value, redis::RedisError> = redis::cmd("XPENDING")
-            .arg(&self.streams.raw)
-            .arg(&self.streams.group)
-            .query_async(&mut conn)
-            .await;
-        let v = match v {
-            Ok(v) => v,
-            // NOGROUP: nothing was ever published.
-            Err(e) if e.code() == Some("NOGROUP") => return Ok(HashMap::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = HashMap::new();
-        if let Value::Array(parts) = v {
-            if let Some(Value::Array(consumers)) = parts.get(3) {
-                for c in consumers {
-                    let (name, n): (String, String) = redis::from_redis_value_ref(c)?;
-                    out.insert(name, n.parse().unwrap_or(0));
-                }
-            }
-        }
-        Ok(out)
+        // None (NOGROUP): nothing was ever published.
+        let summary = query::pending_summary(&mut conn, &self.streams.raw, &self.streams.group).await?;
+        Ok(summary.map(|s| s.consumers.into_iter().collect()).unwrap_or_default())
     }
 
-    /// The group's last-delivered id and the stream's last-generated id.
-    async fn positions(&self, conn: &mut MultiplexedConnection) -> Result<Option<(String, String)>> {
-        let info: std::result::Result<Value, redis::RedisError> = redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(&self.streams.raw)
-            .query_async(conn)
-            .await;
-        let info = match info {
-            Ok(v) => as_map(&v),
-            Err(e) if e.to_string().contains("no such key") => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let last: String = info
-            .get("last-generated-id")
-            .map(redis::from_redis_value_ref)
-            .transpose()?
-            .unwrap_or_default();
-        let groups: Value = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&self.streams.raw)
-            .query_async(conn)
-            .await?;
-        let Value::Array(groups) = groups else {
+    /// The group's last-delivered id and the stream's last-generated id; `None` when the stream
+    /// or the group is missing.
+    async fn positions(&self, conn: &mut Connection) -> Result<Option<(StreamId, StreamId)>> {
+        let last = query::last_generated_id(conn, &self.streams.raw).await?;
+        let info = stats::stream_stats(conn, &self.streams.raw).await?;
+        if !info.exists {
+            return Ok(None);
+        }
+        let Some(group) = info.groups.iter().find(|g| g.name == self.streams.group) else {
             return Ok(None);
         };
-        for g in &groups {
-            let g = as_map(g);
-            let name: String = g
-                .get("name")
-                .map(redis::from_redis_value_ref)
-                .transpose()?
-                .unwrap_or_default();
-            if name == self.streams.group {
-                let delivered: String = g
-                    .get("last-delivered-id")
-                    .map(redis::from_redis_value_ref)
-                    .transpose()?
-                    .unwrap_or_default();
-                return Ok(Some((delivered, last)));
-            }
-        }
-        Ok(None)
+        let delivered = stream_id(
+            &group.last_delivered_id,
+            &format!("the last-delivered id of group {}", group.name),
+        )?;
+        let last = stream_id(&last, &format!("the last-generated id of {}", self.streams.raw))?;
+        Ok(Some((delivered, last)))
     }
 
     /// Whether the group has read every entry and its PEL is empty.
@@ -414,7 +310,7 @@ impl Checker {
         let Some((delivered, last)) = self.positions(&mut conn).await? else {
             return Ok(false);
         };
-        Ok(id_key(&delivered) >= id_key(&last) && self.pending().await? == 0)
+        Ok(delivered >= last && self.pending().await? == 0)
     }
 
     /// Waits until the group has read every entry and its PEL is empty; returns how long that
@@ -459,8 +355,9 @@ impl Checker {
         let mut effects_by_id: HashMap<String, u64> = HashMap::new();
         let mut latencies = Vec::with_capacity(output.len());
         let mut effects = 0u64;
-        for (entry_id, fields) in &output {
-            let data = fields.get("data").map(String::as_str).unwrap_or("null");
+        for entry in &output {
+            let entry_id = &entry.id;
+            let data = entry.field("data").unwrap_or("null");
             let data: serde_json::Value = serde_json::from_str(data).map_err(|e| HarnessError::Parse {
                 what: format!("the data of output entry {entry_id}"),
                 detail: e.to_string(),
@@ -478,13 +375,13 @@ impl Checker {
             }
         }
         let mut dead_by_id: HashMap<String, (u64, String)> = HashMap::new();
-        for (_, fields) in &dlq {
-            if fields.get("dlq_stream").map(String::as_str) != Some(self.streams.raw.as_str()) {
+        for entry in &dlq {
+            if entry.field("dlq_stream") != Some(self.streams.raw.as_str()) {
                 continue;
             }
-            let Some(id) = fields.get("id") else { continue };
-            let reason = fields.get("dlq_reason").cloned().unwrap_or_else(|| "unknown".into());
-            let e = dead_by_id.entry(id.clone()).or_insert((0, reason));
+            let Some(id) = entry.field("id") else { continue };
+            let reason = entry.field("dlq_reason").unwrap_or("unknown").to_string();
+            let e = dead_by_id.entry(id.to_string()).or_insert((0, reason));
             e.0 += 1;
         }
 
@@ -554,8 +451,12 @@ mod tests {
     /// Entry ids compare numerically, not as text.
     #[test]
     fn entry_ids_compare_numerically() {
-        assert!(id_key("10-0") > id_key("9-5"));
-        assert!(id_key("10-10") > id_key("10-9"));
+        let id = |s: &str| stream_id(s, "a test id").unwrap();
+        assert!(id("10-0") > id("9-5"));
+        assert!(id("10-10") > id("10-9"));
+        assert!(stream_id("x-1", "a test id").is_err());
+        assert_eq!(entry_ms("1700000000123-4"), Some(1_700_000_000_123));
+        assert_eq!(entry_ms("nope"), None);
     }
 
     /// The zero-loss assertion fails on a loss.

@@ -64,9 +64,9 @@ pub enum HarnessError {
         #[source]
         source: std::io::Error,
     },
-    /// A Redis command failed.
-    #[error(transparent)]
-    Redis(#[from] redis::RedisError),
+    /// A Redis connection or query (made through the bus) failed.
+    #[error("Redis: {0}")]
+    Bus(#[from] mt5_bus::Error),
     /// A signal could not be sent.
     #[error("cannot signal {label} (pid {pid}): {source}")]
     Signal {
@@ -102,12 +102,6 @@ pub enum HarnessError {
         /// The error.
         detail: String,
     },
-}
-
-impl From<redis::ParsingError> for HarnessError {
-    fn from(e: redis::ParsingError) -> Self {
-        HarnessError::Redis(e.into())
-    }
 }
 
 impl HarnessError {

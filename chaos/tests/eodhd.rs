@@ -15,11 +15,11 @@ use mt5_chaos::checker::Verdict;
 use mt5_chaos::harness::{Metrics, Scenario};
 use mt5_chaos::report;
 use mt5_fixtures::eodhd::{article_date, Fault, MockEodhd, RecordedRequest};
+use mt5_fixtures::redis::aio::MultiplexedConnection;
 use mt5_fixtures::{Appendfsync, RedisFixture};
 use mt5_news::{
     CircuitBreakerConfig, CircuitState, EodhdClient, EodhdConfig, EodhdRetryConfig, Fetcher, FetcherConfig, NewsMetrics,
 };
-use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
 /// The sample tickers (the fetcher's default watchlist).

@@ -95,12 +95,11 @@ async fn latency_on_the_redis_link_slows_but_loses_nothing() {
 
 /// The round trip of one `PING` on a fresh connection through `url` (after the handshake).
 async fn ping_through(url: &str) -> Duration {
-    let client = redis::Client::open(url).unwrap();
-    let cfg = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(5)));
-    let mut conn = client.get_multiplexed_async_connection_with_config(&cfg).await.unwrap();
+    let mut cfg = mt5_bus::RedisConfig::default().with_url(url);
+    cfg.connect_timeout_ms = 5000;
+    cfg.response_timeout_ms = 5000;
+    let mut conn = mt5_bus::Redis::new(&cfg).unwrap().connect().await.unwrap();
     let t = Instant::now();
-    let _: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    mt5_bus::query::ping(&mut conn).await.unwrap();
     t.elapsed()
 }

@@ -139,22 +139,16 @@ async fn retried_publishes_after_lost_replies_do_not_duplicate() {
 /// Why the raw stream and the history disagree: event ids with more than one raw entry (with
 /// their entry ids), and recorded event ids without one.
 async fn raw_vs_history(redis_url: &str, raw: &str, history: &std::path::Path) -> String {
-    let client = redis::Client::open(redis_url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let entries: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg(raw)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
+    let mut conn = mt5_bus::Redis::from_url(redis_url).unwrap().connect().await.unwrap();
+    let entries = mt5_bus::query::range(&mut conn, raw, &mt5_bus::query::RangeOptions::all())
         .await
         .unwrap();
     let mut by_id: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
-    for (entry_id, fields) in entries {
-        let id = fields
-            .get("id")
-            .cloned()
-            .unwrap_or_else(|| format!("<no id: {fields:?}>"));
-        by_id.entry(id).or_default().push(entry_id);
+    for entry in entries {
+        let id = entry
+            .field("id")
+            .map_or_else(|| format!("<no id: {:?}>", entry.fields), str::to_string);
+        by_id.entry(id).or_default().push(entry.id);
     }
     let h = History::read(&[history]).unwrap();
     let twice: Vec<String> = by_id

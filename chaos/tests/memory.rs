@@ -13,9 +13,9 @@ use mt5_chaos::checker::Checker;
 use mt5_chaos::harness::{HubProcess, Load, Scenario};
 use mt5_chaos::history::History;
 use mt5_chaos::report;
+use mt5_fixtures::redis;
+use mt5_fixtures::redis::aio::MultiplexedConnection;
 use mt5_fixtures::{Appendfsync, RedisFixture};
-use redis::aio::MultiplexedConnection;
-use redis::Value;
 
 /// The small memory limit: about 2 MB above an empty Redis (~0.9 MB), room for ~2300 events
 /// with their idempotency keys.
@@ -81,15 +81,9 @@ async fn count_keys(conn: &mut MultiplexedConnection, pattern: &str) -> u64 {
 
 /// Whether the scenario's group exists on its raw stream (it goes when the stream key is evicted).
 async fn group_exists(conn: &mut MultiplexedConnection, sc: &Scenario) -> bool {
-    let groups: Result<Value, _> = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(&sc.streams.raw)
-        .query_async(conn)
-        .await;
-    match groups {
-        Ok(Value::Array(gs)) => gs.iter().any(|g| format!("{g:?}").contains(&sc.streams.group)),
-        _ => false,
-    }
+    mt5_bus::stats::stream_stats(conn, &sc.streams.raw)
+        .await
+        .is_ok_and(|s| s.groups.iter().any(|g| g.name == sc.streams.group))
 }
 
 /// The publisher's summary line (`sent .., acknowledged .., failed ..`).
@@ -134,7 +128,7 @@ async fn allkeys_lru_evicts_unconsumed_entries_silently() {
     let used = info_u64(&fx, "memory", "used_memory").await;
     let raw_len = mt5_fixtures::streams::xlen(&mut conn, &sc.streams.raw).await;
     let group_survived = group_exists(&mut conn, &sc).await;
-    let idem_left = count_keys(&mut conn, &mt5_bus::keys::idempotency_key(&sc.streams.raw, "*")).await;
+    let idem_left = count_keys(&mut conn, &mt5_bus::idempotency_key(&sc.streams.raw, "*")).await;
 
     // Read back what is left with the limit lifted, so the read itself evicts nothing.
     config_set(&mut conn, "maxmemory", "0").await;

@@ -84,6 +84,8 @@ pub(crate) fn bus_exit_code(e: &mt5_bus::Error) -> u8 {
 
 #[cfg(test)]
 mod tests {
+    use mt5_fixtures::redis;
+
     use super::*;
 
     /// The classification the exit code contract relies on.

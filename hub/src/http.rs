@@ -44,7 +44,7 @@ struct AppState {
     uses_redis: bool,
     /// The stats collector's and the scrapes' connection, kept between refreshes (every
     /// `stats_interval_ms`); dropped after an error, so the next refresh reconnects.
-    stats_conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    stats_conn: tokio::sync::Mutex<Option<mt5_bus::Connection>>,
 }
 
 /// A bound, not yet serving HTTP server. Split from [`HttpServer::serve`] so the command learns
@@ -251,10 +251,7 @@ async fn check_ready(state: &AppState) -> Result<(), String> {
     }
     let unreachable = |e: mt5_bus::Error| format!("Redis at {} is unreachable: {e}", state.redis.redacted_url());
     let mut conn = connect(&state.redis).await.map_err(unreachable)?;
-    let _: String = redis::cmd("PING")
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| unreachable(e.into()))?;
+    mt5_bus::query::ping(&mut conn).await.map_err(unreachable)?;
     for spec in &state.groups {
         let stats = mt5_bus::stats::stream_stats(&mut conn, &spec.stream)
             .await
@@ -271,7 +268,6 @@ async fn check_ready(state: &AppState) -> Result<(), String> {
 
 /// A fresh connection: `/readyz` probes are rare and must tell "down" from "was down"; the
 /// stats refreshes reuse theirs (`AppState::stats_conn`).
-async fn connect(redis: &RedisConfig) -> mt5_bus::Result<redis::aio::MultiplexedConnection> {
-    let client = mt5_bus::connection::client(redis)?;
-    mt5_bus::connection::connect(&client, redis, Duration::from_millis(redis.response_timeout_ms)).await
+async fn connect(redis: &RedisConfig) -> mt5_bus::Result<mt5_bus::Connection> {
+    mt5_bus::Redis::new(redis)?.connect().await
 }

@@ -3,8 +3,7 @@
 
 use std::future::Future;
 
-use mt5_bus::retry::retry_transient;
-use redis::aio::ConnectionManager;
+use mt5_bus::{retry_transient, Connection, Redis};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HubConfig;
@@ -13,7 +12,7 @@ use crate::error::HubError;
 /// A self-reconnecting connection plus the retry settings of one-shot use.
 #[derive(Clone)]
 pub(crate) struct OneShot {
-    conn: ConnectionManager,
+    conn: Connection,
     cfg: HubConfig,
     cancel: CancellationToken,
 }
@@ -32,10 +31,10 @@ impl OneShot {
     /// # Errors
     /// [`HubError::Bus`] with `RetriesExhausted` when Redis stays unreachable, or a config error.
     pub(crate) async fn connect(cfg: &HubConfig, cancel: &CancellationToken) -> Result<Self, HubError> {
-        let client = mt5_bus::connection::client(&cfg.redis)?;
+        let redis = Redis::new(&cfg.redis)?;
         let retry = &cfg.bus.retry;
         let conn = retry_transient(retry, Some(retry.max_attempts), cancel, "connecting to Redis", || {
-            mt5_bus::connection::connection_manager(&client, &cfg.redis)
+            redis.managed()
         })
         .await
         .map_err(|e| classify(cfg, e))?;
@@ -53,7 +52,7 @@ impl OneShot {
     /// The operation's permanent error, or `RetriesExhausted`.
     pub(crate) async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, HubError>
     where
-        F: FnMut(ConnectionManager) -> Fut,
+        F: FnMut(Connection) -> Fut,
         Fut: Future<Output = mt5_bus::Result<T>>,
     {
         let retry = &self.cfg.bus.retry;

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use mt5_bus::retry::{retry_transient, sleep_or_cancel, Backoff};
+use mt5_bus::{retry_transient, sleep_or_cancel, Backoff};
 use mt5_bus::{BusMetrics, Consumer, ConsumerOptions, EventProducer};
 use mt5_news::{EodhdClient, Fetcher, FilterMetrics, NewsFilter, NewsMetrics};
 use prometheus::Registry;
@@ -111,9 +111,23 @@ pub(crate) async fn producer(
     cancel: &CancellationToken,
     retries: Retries,
 ) -> Result<EventProducer, HubError> {
+    connect_producer(cfg, telemetry.bus.clone(), cancel, retries).await
+}
+
+/// [`producer`] with the bus metrics of the caller's choosing: the one connect-with-retries of
+/// every command and service.
+///
+/// # Errors
+/// As [`producer`].
+pub(crate) async fn connect_producer(
+    cfg: &HubConfig,
+    metrics: BusMetrics,
+    cancel: &CancellationToken,
+    retries: Retries,
+) -> Result<EventProducer, HubError> {
     let mut backoff = Backoff::new(&cfg.bus.retry);
     loop {
-        match EventProducer::connect(&cfg.redis, &cfg.bus, telemetry.bus.clone(), cancel.clone()).await {
+        match EventProducer::connect(&cfg.redis, &cfg.bus, metrics.clone(), cancel.clone()).await {
             Ok(p) => {
                 return Ok(match retries {
                     Retries::Bounded | Retries::ConnectUnbounded => p,
@@ -213,10 +227,9 @@ pub(crate) async fn ensure_group(
     group: &str,
     cancel: &CancellationToken,
 ) -> Result<(), HubError> {
-    let client = mt5_bus::connection::client(&cfg.redis)?;
-    let timeout = Duration::from_millis(cfg.redis.response_timeout_ms);
+    let redis = mt5_bus::Redis::new(&cfg.redis)?;
     retry_transient(&cfg.bus.retry, None, cancel, "checking the consumer group", || async {
-        let mut conn = mt5_bus::connection::connect(&client, &cfg.redis, timeout).await?;
+        let mut conn = redis.connect().await?;
         mt5_bus::group::ensure_group(&mut conn, stream, group).await
     })
     .await

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use goose::config::GooseConfiguration;
 use goose::metrics::GooseMetrics;
 use goose::prelude::*;
+use mt5_bus::StreamId;
 use serde_json::{json, Value};
 
 use crate::{LoadError, Percentiles, Result};
@@ -325,9 +326,10 @@ fn figures(metrics: &GooseMetrics, name: &str) -> RequestFigures {
 }
 
 /// Compares each terminal's log with the acknowledged publishes: (lost, duplicates, out of
-/// order), summed over terminals. Entry ids compare as (ms, seq).
+/// order), summed over terminals. Entry ids compare as (ms, seq) ([`StreamId`]; an id that does
+/// not parse sorts first).
 fn verify(posted: &[String], terminals: &HashMap<usize, TerminalLog>) -> (u64, u64, u64) {
-    let key = mt5_bus::reply::parse_id;
+    let key = |id: &String| id.parse::<StreamId>().ok();
     let posted: HashSet<&str> = posted.iter().map(String::as_str).collect();
     let (mut lost, mut dups, mut disorder) = (0u64, 0u64, 0u64);
     for log in terminals.values() {

@@ -87,9 +87,14 @@ pub enum LoadError {
     /// drained.
     #[error("check failed: {0}")]
     Check(String),
-    /// A Redis command of the harness failed.
+    /// A Redis operation of the harness through the bus (`mt5_bus`: stream reads and writes,
+    /// groups, publishes) failed.
     #[error(transparent)]
-    Redis(#[from] redis::RedisError),
+    Bus(#[from] mt5_bus::Error),
+    /// A server administration or measurement command of the harness (`mt5_fixtures::admin`:
+    /// `INFO`, `CLIENT`, `FLUSHALL`, AOF rewrites, the start handshake) failed.
+    #[error(transparent)]
+    Admin(#[from] mt5_fixtures::FixtureError),
     /// Writing the report failed.
     #[error("writing {path}: {source}")]
     Report {

@@ -3,7 +3,7 @@
 //! figures (rates, e2e latency) printed and written to `target/loadtest/report.md`.
 
 use mt5_chaos::harness::{hub_bin, Streams};
-use mt5_fixtures::{Appendfsync, RedisFixture, RedisOptions};
+use mt5_fixtures::{redis, Appendfsync, RedisFixture, RedisOptions};
 use mt5_loadtest::e2e::{self, Load};
 use mt5_loadtest::report;
 

@@ -69,7 +69,7 @@ impl Default for EodhdConfig {
 ///
 /// A separate struct from the bus's `[bus.retry]` because HTTP upstreams want other defaults
 /// (longer delays, fewer attempts); [`EodhdRetryConfig::backoff`] turns it into the bus's
-/// [`RetryConfig`] for [`mt5_bus::retry::Backoff`].
+/// [`RetryConfig`] for [`mt5_bus::Backoff`].
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -344,7 +344,7 @@ mod tests {
         let r = EodhdRetryConfig::default()
             .with_delays(10, 80, 0.0)
             .with_max_attempts(3);
-        let mut b = mt5_bus::retry::Backoff::new(&r.backoff());
+        let mut b = mt5_bus::Backoff::new(&r.backoff());
         let delays: Vec<u64> = (0..5).map(|_| b.next_delay().as_millis() as u64).collect();
         assert_eq!(delays, vec![10, 20, 40, 80, 80]);
         assert_eq!(r.backoff().max_attempts, 3);

@@ -162,14 +162,6 @@ pub enum Error {
     Bus(#[from] mt5_bus::Error),
 }
 
-/// A Redis error of the fetcher's own commands (its cursor and its record of published
-/// articles) is a bus error, so one classifier ([`mt5_bus::Error::is_unavailable`]) judges it.
-impl From<redis::RedisError> for Error {
-    fn from(e: redis::RedisError) -> Self {
-        Error::Bus(mt5_bus::Error::Redis(e))
-    }
-}
-
 fn fmt_retry_after(retry_after: Option<Duration>) -> String {
     match retry_after {
         Some(d) => format!("; Retry-After {}s", d.as_secs()),

@@ -1,10 +1,8 @@
 //! Connecting with the configured credentials: a password in `[redis]` reaches Redis, the URL's
 //! own password wins over it, an empty one counts as none, and no error shows the secret.
 
-use mt5_bus::connection::{client, connect, connection_manager};
-use mt5_bus::{RedisConfig, Secret};
+use mt5_bus::{query, Redis, RedisConfig, Secret};
 use mt5_fixtures::RedisFixture;
-use redis::aio::MultiplexedConnection;
 use std::time::Duration;
 
 const PASSWORD: &str = "s3cret-pw";
@@ -31,14 +29,17 @@ fn config(url: String, password: Option<&str>) -> RedisConfig {
 
 /// PING on a connection made from `cfg` the way the bus makes them.
 async fn ping(cfg: &RedisConfig) -> redis::RedisResult<String> {
-    let client = client(cfg).expect("a valid config builds a client");
-    let mut c: MultiplexedConnection = connect(&client, cfg, Duration::from_secs(2))
+    let redis = Redis::new(cfg).expect("a valid config builds a client");
+    let driver = |e| match e {
+        mt5_bus::Error::Redis(e) => e,
+        other => panic!("not a driver error: {other}"),
+    };
+    let mut c = redis
+        .connect_with_timeout(Duration::from_secs(2))
         .await
-        .map_err(|e| match e {
-            mt5_bus::Error::Redis(e) => e,
-            other => panic!("not a driver error: {other}"),
-        })?;
-    redis::cmd("PING").query_async(&mut c).await
+        .map_err(driver)?;
+    query::ping(&mut c).await.map_err(driver)?;
+    Ok("PONG".into())
 }
 
 /// The password of `[redis]` is sent when the URL has none: without it the server refuses.
@@ -53,9 +54,8 @@ async fn the_configured_password_reaches_redis() {
     assert_eq!(refused.code(), Some("NOAUTH"), "{refused}");
     // The connection manager uses the same credentials.
     let cfg = config(fx.url(), Some(PASSWORD));
-    let mut m = connection_manager(&client(&cfg).unwrap(), &cfg).await.unwrap();
-    let pong: String = redis::cmd("PING").query_async(&mut m).await.unwrap();
-    assert_eq!(pong, "PONG");
+    let mut m = Redis::new(&cfg).unwrap().managed().await.unwrap();
+    query::ping(&mut m).await.unwrap();
 }
 
 /// A password written in the URL is used as is; the `[redis]` password does not replace it.
@@ -75,11 +75,11 @@ fn an_invalid_url_is_rejected_without_showing_its_password() {
         format!("http://u:{PASSWORD}@h:6379"),
         format!("redis-cluster://u:{PASSWORD}@h:7000"),
     ] {
-        let err = client(&config(url.clone(), None)).unwrap_err().to_string();
+        let err = Redis::new(&config(url.clone(), None)).unwrap_err().to_string();
         assert!(err.contains("redis.url"), "{url}: {err}");
         assert!(!err.contains(PASSWORD), "{url}: {err}");
     }
-    let err = client(&config(format!("redis://u:{PASSWORD}@h:notaport"), None))
+    let err = Redis::new(&config(format!("redis://u:{PASSWORD}@h:notaport"), None))
         .unwrap_err()
         .to_string();
     assert!(err.contains("u:***@h:notaport"), "{err}");
@@ -94,7 +94,7 @@ fn an_invalid_url_is_rejected_without_showing_its_password() {
     // The config is validated first: a zero timeout never makes a client.
     let mut cfg = config("redis://h:6379".into(), None);
     cfg.connect_timeout_ms = 0;
-    assert!(client(&cfg)
+    assert!(Redis::new(&cfg)
         .unwrap_err()
         .to_string()
         .contains("redis.connect_timeout_ms"));

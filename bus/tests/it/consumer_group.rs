@@ -268,7 +268,7 @@ async fn graceful_shutdown_leaves_nothing_unacknowledged_that_it_held() {
     );
     assert_eq!(output_seqs(&mut c, &n.output).await, (0..10).collect::<Vec<_>>());
     let hb: i64 = redis::cmd("EXISTS")
-        .arg(mt5_bus::keys::heartbeat_key(&n.input, &n.group, "graceful"))
+        .arg(mt5_bus::heartbeat_key(&n.input, &n.group, "graceful"))
         .query_async(&mut c)
         .await
         .unwrap();

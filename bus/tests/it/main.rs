@@ -9,6 +9,7 @@ mod consumer_group;
 mod dead_letter;
 mod groups;
 mod producer;
+mod query;
 mod reclaim;
 mod settle;
 mod shutdown;

@@ -65,7 +65,7 @@ async fn idempotent_publish_returns_the_original_entry_id() {
     let mut c = conn(&fx).await;
     assert_eq!(read_all(&mut c, &n.input).await.len(), 2);
     let ttl: i64 = redis::cmd("PTTL")
-        .arg(mt5_bus::keys::idempotency_key(&n.input, "link-1:AAPL"))
+        .arg(mt5_bus::idempotency_key(&n.input, "link-1:AAPL"))
         .query_async(&mut c)
         .await
         .unwrap();
@@ -155,7 +155,8 @@ async fn batch_publish_returns_ids_in_order() {
     assert!(out
         .windows(2)
         .take(32)
-        .all(|w| mt5_bus::reply::cmp_ids(&w[0].entry_id, &w[1].entry_id).is_lt()));
+        .all(|w| w[0].entry_id.parse::<mt5_bus::StreamId>().unwrap()
+            < w[1].entry_id.parse::<mt5_bus::StreamId>().unwrap()));
     assert_eq!(out[32].entry_id, out[33].entry_id);
     assert!(out[33].duplicate);
     let mut c = conn(&fx).await;

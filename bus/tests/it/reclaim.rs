@@ -366,7 +366,7 @@ async fn the_idle_reclaim_reaches_idle_entries_behind_more_than_one_ticks_scan()
     // Both holders are alive (heartbeats outlive the test), so only the idle path applies.
     for name in ["live", "stuck"] {
         let _: () = redis::cmd("SET")
-            .arg(mt5_bus::keys::heartbeat_key(&n.input, &n.group, name))
+            .arg(mt5_bus::heartbeat_key(&n.input, &n.group, name))
             .arg(1)
             .arg("PX")
             .arg(120_000)
@@ -390,9 +390,11 @@ async fn the_idle_reclaim_reaches_idle_entries_behind_more_than_one_ticks_scan()
                 .query_async(&mut c)
                 .await
                 .unwrap();
-            mt5_bus::reply::read_reply(v)
-                .unwrap()
+            let reply: redis::streams::StreamReadReply = redis::from_redis_value(v).unwrap();
+            reply
+                .keys
                 .into_iter()
+                .flat_map(|k| k.ids)
                 .map(|e| e.id)
                 .collect::<Vec<String>>()
         }
@@ -424,7 +426,7 @@ async fn the_idle_reclaim_reaches_idle_entries_behind_more_than_one_ticks_scan()
         assert_eq!(r.idle, r.claimed.len());
         claimed.extend(r.claimed);
     }
-    claimed.sort_by(|a, b| mt5_bus::reply::cmp_ids(a, b));
+    claimed.sort_by_key(|id| id.parse::<mt5_bus::StreamId>().unwrap());
     assert_eq!(
         claimed, stuck_ids,
         "after {ticks} ticks the idle reclaim has claimed exactly the stuck consumer's entries"

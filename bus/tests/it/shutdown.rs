@@ -17,7 +17,7 @@ use crate::support::{
 
 async fn heartbeat_exists(c: &mut redis::aio::MultiplexedConnection, n: &Names, name: &str) -> bool {
     let exists: i64 = redis::cmd("EXISTS")
-        .arg(mt5_bus::keys::heartbeat_key(&n.input, &n.group, name))
+        .arg(mt5_bus::heartbeat_key(&n.input, &n.group, name))
         .query_async(c)
         .await
         .unwrap();
@@ -276,7 +276,7 @@ async fn close_after_a_cut_connection_reconnects_and_deletes_the_heartbeat() {
     closing.step(Some(Duration::from_millis(10))).await.unwrap();
     closing.heartbeat().await.unwrap();
     let mut c = conn(&fx).await;
-    let hb = mt5_bus::keys::heartbeat_key(&n.input, &n.group, "closing");
+    let hb = mt5_bus::heartbeat_key(&n.input, &n.group, "closing");
     let exists: i64 = redis::cmd("EXISTS").arg(&hb).query_async(&mut c).await.unwrap();
     assert_eq!(exists, 1);
     let killed: i64 = redis::cmd("CLIENT")

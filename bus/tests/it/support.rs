@@ -201,8 +201,7 @@ pub(crate) async fn pending_entries(
     stream: &str,
     group: &str,
 ) -> Vec<(String, String, u64)> {
-    use mt5_bus::reply::{int, items, text};
-    let v: redis::Value = redis::cmd("XPENDING")
+    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
         .arg(stream)
         .arg(group)
         .arg("-")
@@ -211,16 +210,8 @@ pub(crate) async fn pending_entries(
         .query_async(conn)
         .await
         .unwrap();
-    items(&v)
-        .iter()
-        .map(|row| match items(row) {
-            [id, consumer, _idle, deliveries] => (
-                text(id).unwrap(),
-                text(consumer).unwrap(),
-                int(deliveries).unwrap() as u64,
-            ),
-            other => panic!("unexpected XPENDING row {other:?}"),
-        })
+    rows.into_iter()
+        .map(|(id, consumer, _idle, deliveries)| (id, consumer, deliveries))
         .collect()
 }
 

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use mt5_bus::query::{self, ReadOptions};
 use mt5_bus::stats::{list_streams, stream_stats, StreamStats};
-use redis::Value;
+use mt5_bus::StreamEntry;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +16,7 @@ use crate::redis_conn::OneShot;
 /// Longest `BLOCK` of one tail read: short, so a stop is noticed quickly.
 const TAIL_BLOCK: Duration = Duration::from_millis(1000);
 /// Entries per tail read.
-const TAIL_COUNT: u64 = 100;
+const TAIL_COUNT: usize = 100;
 
 /// `streams stats`: a table or JSON of the given (or the known) streams.
 ///
@@ -171,7 +172,7 @@ pub(crate) async fn tail(
         redis
             .run("reading the stream's last id", |mut conn| {
                 let stream = stream.to_string();
-                async move { last_generated_id(&mut conn, &stream).await }
+                async move { query::last_generated_id(&mut conn, &stream).await }
             })
             .await?
     } else {
@@ -187,14 +188,15 @@ pub(crate) async fn tail(
     while !cancel.is_cancelled() {
         let read = redis.run("reading the stream", |mut conn| {
             let (stream, after) = (stream.to_string(), after.clone());
-            async move { Ok(xread(&mut conn, &stream, &after, TAIL_COUNT, block_ms).await?) }
+            let opts = ReadOptions::count(TAIL_COUNT).block(Duration::from_millis(block_ms));
+            async move { query::read_after(&mut conn, &stream, &after, &opts).await }
         });
         // Cancelling an XREAD loses nothing: it holds no group state.
-        let reply = tokio::select! {
+        let entries = tokio::select! {
             r = read => r?,
             () = cancel.cancelled() => break,
         };
-        for (id, fields) in parse_read_reply(&reply)? {
+        for (id, fields) in json_entries(entries) {
             let line = TailLine { entry_id: &id, fields };
             let text =
                 serde_json::to_string(&line).map_err(|e| HubError::io("encoding JSON", std::io::Error::other(e)))?;
@@ -209,43 +211,6 @@ pub(crate) async fn tail(
         }
     }
     Ok(())
-}
-
-/// `XREAD COUNT count [BLOCK block_ms] STREAMS stream after` (no `BLOCK` when `block_ms` is 0):
-/// the entries after `after`, read with [`mt5_bus::reply::read_reply`]. Used by `streams tail`
-/// and the gateway.
-///
-/// # Errors
-/// The driver's error.
-pub(crate) async fn xread<C: redis::aio::ConnectionLike + Send>(
-    conn: &mut C,
-    stream: &str,
-    after: &str,
-    count: u64,
-    block_ms: u64,
-) -> redis::RedisResult<Value> {
-    let mut cmd = redis::cmd("XREAD");
-    cmd.arg("COUNT").arg(count);
-    if block_ms > 0 {
-        cmd.arg("BLOCK").arg(block_ms);
-    }
-    cmd.arg("STREAMS").arg(stream).arg(after).query_async(conn).await
-}
-
-/// The last generated id of a stream (`0-0` when it does not exist).
-pub(crate) async fn last_generated_id<C: redis::aio::ConnectionLike + Send>(
-    conn: &mut C,
-    stream: &str,
-) -> mt5_bus::Result<String> {
-    let r: redis::RedisResult<Value> = redis::cmd("XINFO").arg("STREAM").arg(stream).query_async(conn).await;
-    match r {
-        Ok(v) => Ok(mt5_bus::reply::pairs(&v)
-            .get("last-generated-id")
-            .and_then(mt5_bus::reply::text)
-            .unwrap_or_else(|| "0-0".into())),
-        Err(e) if e.code() == Some("ERR") => Ok("0-0".into()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Checks the syntax of a stream id (`<ms>` or `<ms>-<seq>`).
@@ -273,11 +238,10 @@ fn is_digits(s: &str) -> bool {
 /// Entry fields as a JSON object of strings.
 type JsonFields = serde_json::Map<String, serde_json::Value>;
 
-/// The entries of an `XREAD` reply, in order, each as (id, fields as JSON strings). Field names
-/// and values that are not UTF-8 are shown lossily.
-fn parse_read_reply(v: &Value) -> Result<Vec<(String, JsonFields)>, HubError> {
-    let entries = mt5_bus::reply::read_reply(v.clone())?;
-    Ok(entries
+/// Entries as (id, fields as JSON strings), in order. Field names and values that are not UTF-8
+/// are shown lossily.
+fn json_entries(entries: Vec<StreamEntry>) -> Vec<(String, JsonFields)> {
+    entries
         .into_iter()
         .map(|e| {
             let map = e
@@ -293,42 +257,13 @@ fn parse_read_reply(v: &Value) -> Result<Vec<(String, JsonFields)>, HubError> {
                 .collect();
             (e.id, map)
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use mt5_bus::stats::{ConsumerStats, GroupStats};
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    /// RESP2 and RESP3 `XREAD` replies give the same entries, in stream order.
-    #[test]
-    fn read_replies_parse_in_both_protocols() {
-        let entry = |id: &str| {
-            Value::Array(vec![
-                bulk(id),
-                Value::Array(vec![bulk("type"), bulk("t"), bulk("data"), bulk("{}")]),
-            ])
-        };
-        let resp2 = Value::Array(vec![Value::Array(vec![
-            bulk("s"),
-            Value::Array(vec![entry("1-0"), entry("2-0")]),
-        ])]);
-        let resp3 = Value::Map(vec![(bulk("s"), Value::Array(vec![entry("1-0"), entry("2-0")]))]);
-        for v in [resp2, resp3] {
-            let got = parse_read_reply(&v).unwrap();
-            assert_eq!(
-                got.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
-                ["1-0", "2-0"]
-            );
-            assert_eq!(got[0].1["type"], "t");
-        }
-        assert!(parse_read_reply(&Value::Nil).unwrap().is_empty());
-    }
 
     /// Entry ids are checked before they reach Redis.
     #[test]

@@ -20,20 +20,19 @@
 //! producer's connection, with the bounded retries of `bus.retry`.
 
 mod config;
+mod extract;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use mt5_bus::{Event, EventInput, EventProducer, PublishOptions, RedisConfig};
-use redis::aio::MultiplexedConnection;
+use mt5_bus::query::{self, ReadOptions};
+use mt5_bus::{Connection, Event, EventProducer, Redis};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -41,7 +40,7 @@ use tokio::sync::{Mutex, OnceCell, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::config::GatewayConfig;
-use crate::commands::streams::{check_id, last_generated_id, xread};
+use self::extract::{PublishBody, ReadParams, ReadableStream, WritableStream};
 
 /// The events' `source` when a `POST` does not name one.
 pub(crate) const DEFAULT_SOURCE: &str = "mt5-hub/gateway";
@@ -57,12 +56,11 @@ pub(crate) struct Gateway {
     token_digest: [u8; 32],
     /// Set once the producer connected (a background task keeps trying).
     producer: Arc<OnceCell<EventProducer>>,
-    redis: RedisConfig,
-    client: redis::Client,
+    redis: Redis,
     /// The connection timeout of a read: its longest block plus the configured response timeout.
     read_timeout: Duration,
     /// Idle read connections.
-    pool: Mutex<Vec<MultiplexedConnection>>,
+    pool: Mutex<Vec<Connection>>,
     reads: Semaphore,
     max_entry_bytes: usize,
     cancel: CancellationToken,
@@ -92,8 +90,7 @@ impl Gateway {
             cfg: g.clone(),
             token_digest: Sha256::digest(g.token.expose().as_bytes()).into(),
             producer,
-            redis: cfg.redis.clone(),
-            client: mt5_bus::connection::client(&cfg.redis)?,
+            redis: Redis::new(&cfg.redis)?,
             read_timeout: Duration::from_millis(g.max_block_ms + cfg.redis.response_timeout_ms),
             pool: Mutex::new(Vec::new()),
             reads: Semaphore::new(g.max_concurrent_reads),
@@ -113,17 +110,18 @@ impl Gateway {
     }
 
     /// A connection for one read: an idle one from the pool, or a new one.
-    async fn read_connection(&self) -> Result<MultiplexedConnection, ApiError> {
+    async fn read_connection(&self) -> Result<Connection, ApiError> {
         if let Some(conn) = self.pool.lock().await.pop() {
             return Ok(conn);
         }
-        mt5_bus::connection::connect(&self.client, &self.redis, self.read_timeout)
+        self.redis
+            .connect_with_timeout(self.read_timeout)
             .await
             .map_err(|e| ApiError::from_bus(&e))
     }
 
     /// Returns a connection whose last command completed.
-    async fn release(&self, conn: MultiplexedConnection) {
+    async fn release(&self, conn: Connection) {
         let mut pool = self.pool.lock().await;
         if pool.len() < self.cfg.max_concurrent_reads {
             pool.push(conn);
@@ -224,15 +222,6 @@ async fn authorize(State(g): State<Arc<Gateway>>, req: Request, next: Next) -> R
     }
 }
 
-/// The query of a read.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReadQuery {
-    after: Option<String>,
-    count: Option<String>,
-    block_ms: Option<String>,
-}
-
 /// One entry of a read's answer: the decoded event, or why it could not be decoded.
 #[derive(Debug, Serialize)]
 struct ReadEntry {
@@ -252,49 +241,12 @@ struct ReadAnswer {
     last_id: String,
 }
 
-/// Parses a non-negative integer query parameter.
-fn number(name: &str, value: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
-    let Some(v) = value else { return Ok(default) };
-    let n: u64 = v
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("`{name}` must be a whole number, got {v:?}")))?;
-    if n > max {
-        return Err(ApiError::bad_request(format!(
-            "`{name}` must be at most {max}, got {n}"
-        )));
-    }
-    Ok(n)
-}
-
 /// `GET /v1/streams/{stream}/events`.
 async fn read(
     State(g): State<Arc<Gateway>>,
-    Path(stream): Path<String>,
-    query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
+    ReadParams { after, count, block_ms }: ReadParams,
+    ReadableStream(stream): ReadableStream,
 ) -> Result<Json<ReadAnswer>, ApiError> {
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request(format!("{} (expected after, count, block_ms)", e.body_text())))?;
-    if !g.cfg.read_streams.contains(&stream) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "stream_not_allowed",
-            format!("stream {stream:?} is not readable through the gateway (http.gateway.read_streams)"),
-        ));
-    }
-    let count = number(
-        "count",
-        q.count.as_deref(),
-        g.cfg.default_count as u64,
-        g.cfg.max_count as u64,
-    )?;
-    if count == 0 {
-        return Err(ApiError::bad_request("`count` must be at least 1"));
-    }
-    let block_ms = number("block_ms", q.block_ms.as_deref(), 0, g.cfg.max_block_ms)?;
-    let after = q.after.unwrap_or_else(|| "$".to_string());
-    if after != "$" {
-        check_id(&after).map_err(|e| ApiError::bad_request(format!("`after`: {e}")))?;
-    }
     let Ok(_permit) = g.reads.try_acquire() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -309,7 +261,7 @@ async fn read(
     // `$` is resolved to the stream's last id first, so the answer can name where the next
     // read starts even when nothing arrives.
     let after = if after == "$" {
-        last_generated_id(&mut conn, &stream)
+        query::last_generated_id(&mut conn, &stream)
             .await
             .map_err(|e| ApiError::from_bus(&e))?
     } else {
@@ -317,14 +269,14 @@ async fn read(
     };
     // A shutdown ends a long-poll with what it has (nothing); the connection, with a blocked
     // command on it, is dropped rather than pooled, as when the client goes away.
-    let reply: redis::Value = tokio::select! {
-        r = xread(&mut conn, &stream, &after, count, block_ms) => r.map_err(|e| ApiError::from_bus(&e.into()))?,
+    let opts = ReadOptions::count(count).block(Duration::from_millis(block_ms));
+    let entries = tokio::select! {
+        r = query::read_after(&mut conn, &stream, &after, &opts) => r.map_err(|e| ApiError::from_bus(&e))?,
         () = g.cancel.cancelled() => {
             return Ok(Json(ReadAnswer { stream, events: Vec::new(), last_id: after }));
         }
     };
     g.release(conn).await;
-    let entries = mt5_bus::reply::read_reply(reply).map_err(|e| ApiError::from_bus(&e))?;
     let last_id = entries.last().map_or(after, |e| e.id.clone());
     let events = entries
         .into_iter()
@@ -366,94 +318,9 @@ struct WriteResult {
 /// `POST /v1/streams/{stream}/events`.
 async fn write(
     State(g): State<Arc<Gateway>>,
-    Path(stream): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    WritableStream(stream): WritableStream,
+    PublishBody { batch, single }: PublishBody,
 ) -> Result<Response, ApiError> {
-    if !g.cfg.write_streams.contains(&stream) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "stream_not_allowed",
-            format!("stream {stream:?} is not writable through the gateway (http.gateway.write_streams)"),
-        ));
-    }
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let json = ct.to_str().is_ok_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-        if !json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "the body must be application/json",
-            ));
-        }
-    }
-    let body = body.map_err(|e| {
-        let status = e.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                "body_too_large",
-                format!(
-                    "the body exceeds {} bytes (http.gateway.max_body_bytes)",
-                    g.cfg.max_body_bytes
-                ),
-            )
-        } else {
-            ApiError::new(status, "bad_request", e.body_text())
-        }
-    })?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    let header_key = headers
-        .get("idempotency-key")
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .filter(|k| !k.is_empty())
-                .map(str::to_string)
-                .ok_or_else(|| ApiError::bad_request("the Idempotency-Key header must be non-empty text"))
-        })
-        .transpose()?;
-    let (items, single) = match value {
-        serde_json::Value::Array(items) => {
-            if header_key.is_some() {
-                return Err(ApiError::bad_request(
-                    "the Idempotency-Key header is for a single event; give each event of an array its idempotency_key",
-                ));
-            }
-            (items, false)
-        }
-        one => (vec![one], true),
-    };
-    if items.is_empty() {
-        return Err(ApiError::bad_request("the array holds no event"));
-    }
-    if items.len() > g.cfg.max_count {
-        return Err(ApiError::bad_request(format!(
-            "{} events in one request; at most {} (http.gateway.max_count)",
-            items.len(),
-            g.cfg.max_count
-        )));
-    }
-    let mut batch = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        let parsed = EventInput::try_from(item).and_then(|input| input.into_event(None, DEFAULT_SOURCE));
-        let (event, mut opts) = parsed.map_err(|m| {
-            ApiError::bad_request(if single {
-                m.to_string()
-            } else {
-                format!("event {i}: {m}; nothing was published")
-            })
-        })?;
-        if let (Some(key), true) = (&header_key, opts.idempotency_key.is_none()) {
-            opts = PublishOptions::idempotent(key.clone());
-        }
-        batch.push((event, opts));
-    }
     let Some(producer) = g.producer.get() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

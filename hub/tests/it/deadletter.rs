@@ -1,5 +1,6 @@
 //! `deadletter list | show | replay | purge` on dead letters written the way the bus writes them.
 
+use mt5_fixtures::redis;
 use mt5_fixtures::streams::{read_all_raw, RawFields};
 
 use crate::support::Hub;

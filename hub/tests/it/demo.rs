@@ -1,5 +1,6 @@
 //! `mt5-hub demo`: the embedded default run, on its own temporary Redis or on a configured one.
 
+use mt5_fixtures::redis;
 use std::time::Duration;
 
 use mt5_fixtures::{docker_opted_out, redis_image, RedisFixture};

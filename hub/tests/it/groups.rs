@@ -2,6 +2,7 @@
 //! entries (instead of recreating it at `0` and processing the stream again).
 
 use mt5_fixtures::eodhd::MockEodhd;
+use mt5_fixtures::redis;
 
 use crate::support::{run_with, Hub, GROUP};
 

@@ -1,6 +1,7 @@
 //! `fetch --once` against the mock EODHD: what it publishes, idempotency, and its exit codes.
 
 use mt5_fixtures::eodhd::{Fault, MockEodhd};
+use mt5_fixtures::redis;
 
 use crate::support::{Hub, GROUP};
 

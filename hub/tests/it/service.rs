@@ -1,6 +1,7 @@
 //! The long-running commands (`filter`, `run`): their HTTP endpoints, readiness while Redis is
 //! down, and a clean exit on SIGTERM.
 
+use mt5_fixtures::redis;
 use std::time::Duration;
 
 use mt5_fixtures::eodhd::MockEodhd;

@@ -1,5 +1,6 @@
 //! `streams stats` and `streams tail`.
 
+use mt5_fixtures::redis;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};

@@ -1,13 +1,14 @@
 //! Running the binary against a fixture Redis.
 
+use mt5_fixtures::redis;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
+use mt5_fixtures::redis::aio::MultiplexedConnection;
+use mt5_fixtures::redis::Value;
 use mt5_fixtures::RedisFixture;
-use redis::aio::MultiplexedConnection;
-use redis::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 

@@ -10,9 +10,8 @@
 
 use std::collections::HashMap;
 
-use mt5_bus::reply::entries;
-use redis::aio::MultiplexedConnection;
-use redis::Value;
+use mt5_bus::query::RangeReader;
+use mt5_bus::Connection;
 use serde_json::Value as Json;
 
 use crate::{LoadError, Result};
@@ -51,24 +50,19 @@ fn data_score(data: &Json) -> Option<f64> {
 /// The identity and passing score of every event in `stream`, in stream order.
 ///
 /// # Errors
-/// The driver's error, or an entry whose `data` has no ticker and link.
-pub(crate) async fn passed_ids(conn: &mut MultiplexedConnection, stream: &str) -> Result<Vec<(EventId, Option<f64>)>> {
+/// [`LoadError::Run`] when a page cannot be read, or for an entry whose `data` has no ticker and
+/// link.
+pub(crate) async fn passed_ids(conn: &mut Connection, stream: &str) -> Result<Vec<(EventId, Option<f64>)>> {
     let mut out = Vec::new();
-    let mut start = "-".to_string();
+    let mut pages = RangeReader::new(stream, 1000);
     loop {
-        let v: Value = redis::cmd("XRANGE")
-            .arg(stream)
-            .arg(&start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        let batch = entries(v, "XRANGE").map_err(|e| LoadError::Run(format!("reading {stream}: {e}")))?;
-        let Some(last) = batch.last() else {
+        let batch = pages
+            .next_page(conn)
+            .await
+            .map_err(|e| LoadError::Run(format!("reading {stream}: {e}")))?;
+        let Some(batch) = batch else {
             return Ok(out);
         };
-        start = format!("({}", last.id);
         for e in &batch {
             let data = e.field("data").and_then(|d| serde_json::from_str::<Json>(d).ok());
             let id = data

@@ -1,15 +1,17 @@
-//! The Rust side: `news.raw.v1` events written straight into a fresh raw stream, and
-//! `mt5-hub filter` processes configured with the reference's rules through a TOML file.
+//! The Rust side: `news.raw.v1` events published into a fresh raw stream with the bus's
+//! producer, and `mt5-hub filter` processes configured with the reference's rules through a
+//! TOML file.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mt5_bus::Event;
+use mt5_bus::{BusConfig, BusMetrics, Event, EventProducer, PublishOptions, RedisConfig};
 use mt5_chaos::harness::{Metrics, Streams};
-use redis::aio::MultiplexedConnection;
+use mt5_fixtures::admin::Admin;
 use serde_json::{json, Value as Json};
 use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
 
 use super::child::Proc;
 use super::python::ReferenceInfo;
@@ -20,8 +22,11 @@ use crate::{LoadError, Result};
 const SOURCE: &str = "eodhd";
 /// The raw news type of the contract.
 const RAW_TYPE: &str = "news.raw.v1";
-/// Events per pipeline of the preload.
+/// Events per batch of the preload.
 const PRELOAD_BATCH: usize = 500;
+/// The preload's entry size limit: Redis's own (`proto-max-bulk-len`, 512 MiB), so the preload
+/// writes every event the generator made, as the fetcher's limit (1 MiB) would not.
+const PRELOAD_MAX_ENTRY_BYTES: usize = 512 * 1024 * 1024;
 /// Characters of the content VADER scores with the title: all of it, as the reference does
 /// (mt5-hub's default is the first 280). The harness checks it against each backlog's longest
 /// content.
@@ -60,50 +65,51 @@ pub(crate) fn raw_event(ticker: &str, article: &Json, fetch_time: &str) -> Event
         .expect("`ticker` is a valid extension name")
 }
 
-fn xadd(stream: &str, event: &Event) -> redis::Cmd {
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(stream).arg("*");
-    event.for_each_field(|k, v| {
-        cmd.arg(k).arg(v);
-    });
-    cmd
-}
-
-/// XADDs `events` to `stream` without trimming, pipelined.
+/// The preload's producer: the bus's [`EventProducer`] on `redis_url`, with no group to ensure
+/// (the harness creates the group itself), no backlog limit and Redis's own entry size limit, so
+/// it writes exactly the events it is given: each one plain `XADD <stream> * <fields>`, untrimmed,
+/// as the fetcher publishes.
 ///
 /// # Errors
-/// The driver's error.
-pub(crate) async fn preload(conn: &mut MultiplexedConnection, stream: &str, events: &[Event]) -> Result<()> {
+/// The bus's error (Redis unreachable after its bounded retries).
+pub(crate) async fn producer(redis_url: &str) -> Result<EventProducer> {
+    let redis = RedisConfig::default().with_url(redis_url);
+    let mut bus = BusConfig::default();
+    bus.groups.clear();
+    bus.trim.backlog_limit = 0;
+    bus.max_entry_bytes = PRELOAD_MAX_ENTRY_BYTES;
+    Ok(EventProducer::connect(&redis, &bus, BusMetrics::default(), CancellationToken::new()).await?)
+}
+
+/// Publishes `events` to `stream`, untrimmed, 500 per batch (`publish_each`, as
+/// `publish_batch` without copying the events: one `MULTI`/`EXEC` of plain `XADD`s each, one
+/// round trip).
+///
+/// # Errors
+/// The bus's error.
+pub(crate) async fn preload(producer: &EventProducer, stream: &str, events: &[Event]) -> Result<()> {
+    let plain = PublishOptions::default();
     for chunk in events.chunks(PRELOAD_BATCH) {
-        let mut pipe = redis::pipe();
-        for e in chunk {
-            pipe.add_command(xadd(stream, e)).ignore();
+        let batch: Vec<(&Event, &PublishOptions)> = chunk.iter().map(|e| (e, &plain)).collect();
+        for published in producer.publish_each(stream, &batch).await? {
+            published?;
         }
-        pipe.query_async::<()>(conn).await?;
     }
     Ok(())
 }
 
 /// Makes the whole backlog visible to consumers blocked on `>` of a group created at `$`, in
-/// one step: `MULTI`, `XGROUP SETID <stream> <group> 0 ENTRIESREAD 0`, `XADD` of `last`,
-/// `EXEC`. The XADD wakes the blocked readers, which then read from the start.
+/// one step: `MULTI`, `XGROUP SETID <stream> <group> 0 ENTRIESREAD 0`, `XADD` of `last` (its
+/// fields as the bus writes them), `EXEC`. The XADD wakes the blocked readers, which then read
+/// from the start. The benchmark's start signal, so an administration step
+/// ([`Admin::rewind_group_and_add`]), not a publish.
 ///
 /// # Errors
-/// The driver's error.
-pub(crate) async fn release(conn: &mut MultiplexedConnection, streams: &Streams, last: &Event) -> Result<()> {
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .cmd("XGROUP")
-        .arg("SETID")
-        .arg(&streams.raw)
-        .arg(&streams.group)
-        .arg("0")
-        .arg("ENTRIESREAD")
-        .arg(0)
-        .ignore()
-        .add_command(xadd(&streams.raw, last))
-        .ignore();
-    pipe.query_async::<()>(conn).await?;
+/// The admin's error.
+pub(crate) async fn release(admin: &mut Admin, streams: &Streams, last: &Event) -> Result<()> {
+    admin
+        .rewind_group_and_add(&streams.raw, &streams.group, &last.to_fields())
+        .await?;
     Ok(())
 }
 

@@ -9,10 +9,11 @@
 //!   pairs are published by the reference's own producer (its envelope, untrimmed, pipelined);
 //!   the consumer processes (`filter_consumer.py`, as `bench.py` starts them) connect, say they
 //!   are ready and wait; the clock starts with the go signal.
-//! - **rust**: the server is emptied and its AOF compacted; N-1 `news.raw.v1` events are written
-//!   untrimmed and pipelined to fresh streams; the group is created at `$`; the `mt5-hub filter`
-//!   processes start and block on `>` of an empty view; the clock starts with one
-//!   `MULTI`/`XGROUP SETID 0`/`XADD` of the N-th event/`EXEC`, which shows them all N at once.
+//! - **rust**: the server is emptied and its AOF compacted; N-1 `news.raw.v1` events are
+//!   published untrimmed, 500 per batch, to fresh streams by the bus's `EventProducer`; the
+//!   group is created at `$`; the `mt5-hub filter` processes start and block on `>` of an empty
+//!   view; the clock starts with one `MULTI`/`XGROUP SETID 0`/`XADD` of the N-th event/`EXEC`
+//!   (`mt5_fixtures::admin`), which shows them all N at once.
 //!
 //! Both clocks stop at the first `XINFO GROUPS` poll (every ~0.6 ms) that shows the group with
 //! lag 0 and nothing pending. Redis's main-thread CPU (`INFO cpu`) is read at both ends. Each
@@ -28,8 +29,9 @@
 //! during a round.
 //!
 //! Layout: `server` (the private `redis-server`), `probe` (what is asked of Redis, the drain
-//! poller), `child` (consumer processes), `python` (the reference's side), `hub` (the Rust
-//! side), `compare` (passed sets), `checks` (issue 11's rules).
+//! poller; streams and groups through the bus, administration and measurement through
+//! `mt5_fixtures::admin`), `child` (consumer processes), `python` (the reference's side), `hub`
+//! (the Rust side), `compare` (passed sets), `checks` (issue 11's rules).
 
 mod checks;
 mod child;
@@ -45,8 +47,9 @@ use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use mt5_bus::{group, Connection, EventProducer, Redis};
 use mt5_chaos::harness::{target_dir, Streams};
-use redis::aio::MultiplexedConnection;
+use mt5_fixtures::admin::Admin;
 use serde_json::{json, Value as Json};
 
 pub use checks::{ScorerCalls, TextRule};
@@ -600,7 +603,8 @@ impl Report {
 /// # Errors
 /// [`LoadError::Setup`] when something is missing (the interpreter, the reference, `mt5-hub`,
 /// `redis-server`); [`LoadError::Check`] when a run lost, duplicated or dead-lettered events or
-/// did not drain; [`LoadError::Run`] or [`LoadError::Redis`] for anything else that failed.
+/// did not drain; [`LoadError::Run`], [`LoadError::Bus`] or [`LoadError::Admin`] for anything
+/// else that failed.
 /// Every child process is gone when this returns (also when the future is dropped).
 pub async fn run(opts: &Options) -> Result<Report> {
     if opts.events == 0 || opts.rounds == 0 || opts.consumers == 0 {
@@ -654,7 +658,12 @@ struct Harness<'a> {
     reference: &'a Reference,
     info: &'a ReferenceInfo,
     url: String,
-    conn: MultiplexedConnection,
+    /// Streams and groups (the bus's queries).
+    bus: Connection,
+    /// Administration and measurement (`INFO cpu`, `CLIENT LIST`, resets, the start signals).
+    admin: Admin,
+    /// The Rust side's preload.
+    producer: EventProducer,
     work: &'a Path,
     report: Report,
 }
@@ -682,17 +691,22 @@ impl<'a> Harness<'a> {
         work: &'a Path,
     ) -> Result<Harness<'a>> {
         let url = server.url().to_string();
-        let mut conn = redis::Client::open(url.as_str())?
-            .get_multiplexed_async_connection()
+        let mut bus = Redis::from_url(&url)?.connect().await?;
+        let mut admin = Admin::connect(&url).await?;
+        let producer = hub::producer(&url).await?;
+        let version = probe::server_version(&mut admin).await?;
+        let poll_cost = Poller::connect(&url)
+            .await?
+            .poll_cost_us(&mut admin, &mut bus, 2000)
             .await?;
-        let version = probe::server_version(&mut conn).await?;
-        let poll_cost = Poller::connect(&url).await?.poll_cost_us(&mut conn, 2000).await?;
         Ok(Harness {
             opts,
             reference,
             info,
             url,
-            conn,
+            bus,
+            admin,
+            producer,
             work,
             report: Report::new(opts, version, info, poll_cost),
         })
@@ -777,18 +791,11 @@ impl<'a> Harness<'a> {
     async fn python_run(&mut self, round: u32, dump: &Path) -> Result<Outcome> {
         let n = self.opts.events;
         let timeout = self.drain_timeout();
-        let conn = &mut self.conn;
-        probe::reset(conn).await?;
-        redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(python::RAW_STREAM)
-            .arg(python::GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async::<()>(conn)
-            .await?;
+        let (bus, admin) = (&mut self.bus, &mut self.admin);
+        probe::reset(admin).await?;
+        group::create_group(bus, python::RAW_STREAM, python::GROUP, "0").await?;
         let published = self.reference.preload(&self.url, dump).await?;
-        let len = probe::xlen(conn, python::RAW_STREAM).await?;
+        let len = probe::xlen(bus, python::RAW_STREAM).await?;
         check(published == n && len == n, || {
             format!("the reference's producer published {published} events ({len} in the stream), not {n}")
         })?;
@@ -806,7 +813,7 @@ impl<'a> Harness<'a> {
         }
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let ready: u64 = redis::cmd("LLEN").arg(python::READY_KEY).query_async(conn).await?;
+            let ready = admin.list_len(python::READY_KEY).await?;
             if ready >= procs.len() as u64 {
                 break;
             }
@@ -824,22 +831,18 @@ impl<'a> Harness<'a> {
 
         let poller = Poller::connect(&self.url).await?;
         let consumers0 = consumers_cpu_s(&procs)?;
-        let cpu0 = probe::main_thread_cpu_s(conn).await?;
+        let go = vec!["go"; procs.len()];
+        let cpu0 = probe::main_thread_cpu_s(admin).await?;
         let t0 = Instant::now();
-        let mut go = redis::cmd("RPUSH");
-        go.arg(python::GO_KEY);
-        for _ in &procs {
-            go.arg("go");
-        }
-        go.query_async::<()>(conn).await?;
+        admin.push(python::GO_KEY, &go).await?;
         let drained = poller
             .wait_drained(python::RAW_STREAM, python::GROUP, t0, timeout)
             .await?;
-        let cpu1 = probe::main_thread_cpu_s(conn).await?;
+        let cpu1 = probe::main_thread_cpu_s(admin).await?;
         let consumers1 = consumers_cpu_s(&procs)?;
         let peak_rss_kib = peak_rss(&procs)?;
 
-        stop_python(conn, &mut procs).await?;
+        stop_python(admin, &mut procs).await?;
         let mut sum = python::ConsumerStats::default();
         for s in &stats {
             let s = python::read_stats(s)?;
@@ -863,7 +866,7 @@ impl<'a> Harness<'a> {
                 format!("python round {round}: the consumers processed {} of {n} events, {} errors, {} dead-lettered, {} trimmed while pending", sum.processed, sum.errors, sum.dead_lettered, sum.trimmed_while_pending)
             },
         )?;
-        let passed = verify(conn, Side::Python, round, &streams, sum.passed).await?;
+        let passed = verify(bus, Side::Python, round, &streams, sum.passed).await?;
         Ok(Outcome {
             run: Run {
                 side: Side::Python,
@@ -941,25 +944,18 @@ impl<'a> Harness<'a> {
     async fn rust_run(&mut self, round: u32, pairs: &[(String, Json)], scorer: hub::ScorerSettings) -> Result<Outcome> {
         let n = self.opts.events;
         let timeout = self.drain_timeout();
-        let conn = &mut self.conn;
-        probe::reset(conn).await?;
+        let (bus, admin) = (&mut self.bus, &mut self.admin);
+        probe::reset(admin).await?;
         let streams = Streams::under(&format!("drain:r{round}"));
         let fetch_time = mt5_bus::envelope::format_time(&chrono::Utc::now());
         let events: Vec<mt5_bus::Event> = pairs.iter().map(|(t, a)| hub::raw_event(t, a, &fetch_time)).collect();
         let Some((last, backlog)) = events.split_last() else {
             return Err(LoadError::Setup("no events".into()));
         };
-        hub::preload(conn, &streams.raw, backlog).await?;
+        hub::preload(&self.producer, &streams.raw, backlog).await?;
         // The group exists before the filters start (a service refuses a missing group on a
         // non-empty stream) and shows them an empty view until the release.
-        redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&streams.raw)
-            .arg(&streams.group)
-            .arg("$")
-            .arg("MKSTREAM")
-            .query_async::<()>(conn)
-            .await?;
+        group::create_group(bus, &streams.raw, &streams.group, "$").await?;
         let config = self.work.join(format!("round{round}-rust.toml"));
         std::fs::write(
             &config,
@@ -978,7 +974,7 @@ impl<'a> Harness<'a> {
             addrs.push(hub::http_addr(p, START_TIMEOUT).await?);
         }
         let deadline = Instant::now() + START_TIMEOUT;
-        while probe::blocked_readers(conn).await? < procs.len() {
+        while probe::blocked_readers(admin).await? < procs.len() {
             for p in &mut procs {
                 p.ensure_running()?;
             }
@@ -993,11 +989,11 @@ impl<'a> Harness<'a> {
 
         let poller = Poller::connect(&self.url).await?;
         let consumers0 = consumers_cpu_s(&procs)?;
-        let cpu0 = probe::main_thread_cpu_s(conn).await?;
+        let cpu0 = probe::main_thread_cpu_s(admin).await?;
         let t0 = Instant::now();
-        hub::release(conn, &streams, last).await?;
+        hub::release(admin, &streams, last).await?;
         let drained = poller.wait_drained(&streams.raw, &streams.group, t0, timeout).await?;
-        let cpu1 = probe::main_thread_cpu_s(conn).await?;
+        let cpu1 = probe::main_thread_cpu_s(admin).await?;
         let consumers1 = consumers_cpu_s(&procs)?;
         let peak_rss_kib = peak_rss(&procs)?;
 
@@ -1021,7 +1017,7 @@ impl<'a> Harness<'a> {
         check(said.decided == n, || {
             format!("rust round {round}: the filters decided {} of {n} events", said.decided)
         })?;
-        let passed = verify(conn, Side::Rust, round, &streams, said.passed).await?;
+        let passed = verify(bus, Side::Rust, round, &streams, said.passed).await?;
         Ok(Outcome {
             run: Run {
                 side: Side::Rust,
@@ -1061,19 +1057,15 @@ fn peak_rss(procs: &[Proc]) -> Result<u64> {
 
 /// SIGTERMs the reference's consumers and unblocks their blocked reads until they exit (their
 /// `BLOCK` is 5 s), as `bench.py` stops them; each must exit 0.
-async fn stop_python(conn: &mut MultiplexedConnection, procs: &mut [Proc]) -> Result<()> {
+async fn stop_python(admin: &mut Admin, procs: &mut [Proc]) -> Result<()> {
     for p in procs.iter_mut() {
         p.sigterm()?;
     }
     let names: Vec<String> = procs.iter().map(|p| p.label().to_string()).collect();
     let deadline = Instant::now() + STOP_TIMEOUT;
     while procs.iter_mut().any(|p| p.exited().is_none()) && Instant::now() < deadline {
-        for id in probe::blocked_client_ids(conn, &names).await? {
-            redis::cmd("CLIENT")
-                .arg("UNBLOCK")
-                .arg(id)
-                .query_async::<()>(conn)
-                .await?;
+        for id in probe::blocked_client_ids(admin, &names).await? {
+            admin.client_unblock(id).await?;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -1089,13 +1081,7 @@ async fn stop_python(conn: &mut MultiplexedConnection, procs: &mut [Proc]) -> Re
 /// Checks a drained run: nothing pending and lag 0, the filtered stream holds exactly the
 /// `said_passed` events the consumers say they passed with no event twice, and the dead letter
 /// stream is empty. Returns the passed events.
-async fn verify(
-    conn: &mut MultiplexedConnection,
-    side: Side,
-    round: u32,
-    streams: &Streams,
-    said_passed: u64,
-) -> Result<Passed> {
+async fn verify(conn: &mut Connection, side: Side, round: u32, streams: &Streams, said_passed: u64) -> Result<Passed> {
     let what = format!("{} round {round}", side.as_str());
     let state = probe::group_state(conn, &streams.raw, &streams.group).await?;
     check(state.is_some_and(|s: GroupState| s.drained()), || {

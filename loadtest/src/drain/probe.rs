@@ -1,19 +1,24 @@
 //! What the harness asks Redis: the group's lag and pending count (the drain's end), the
-//! main thread's CPU time, stream lengths, blocked readers; and the reset between runs.
+//! main thread's CPU time, stream lengths, blocked readers; and the reset between runs. Streams
+//! and groups go through the bus (`mt5_bus::query`, `stats`, `group`); server administration and
+//! measurement (`INFO`, `CLIENT LIST`, `FLUSHALL`, AOF rewrites, the poller's blocking
+//! `XINFO GROUPS`) through `mt5_fixtures::admin`.
 
 use std::time::{Duration, Instant};
 
-use mt5_bus::reply::{int, items, pairs, text};
-use redis::aio::MultiplexedConnection;
-use redis::Value;
+use mt5_bus::{group, query, stats, Connection};
+use mt5_fixtures::admin::{Admin, BlockingAdmin, ClientInfo, GroupInfo};
 
 use crate::{LoadError, Result};
 
 /// Time from the start of one `XINFO GROUPS` poll of [`Poller::wait_drained`] to the start of
 /// the next: the poller sleeps for what the poll left of it (a tokio timer would round a sleep
-/// up to the next millisecond tick, so the poller runs on a thread of its own). On a loaded
-/// machine the thread may wake later; the run reports the mean interval it achieved.
+/// up to the next millisecond tick, so the poller runs on a thread of its own, on a blocking
+/// connection). On a loaded machine the thread may wake later; the run reports the mean
+/// interval it achieved.
 const POLL_INTERVAL: Duration = Duration::from_micros(900);
+/// How long the reset waits for the AOF rewrite.
+const REWRITE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One group of `XINFO GROUPS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,6 +38,26 @@ impl GroupState {
     }
 }
 
+impl From<&GroupInfo> for GroupState {
+    fn from(g: &GroupInfo) -> Self {
+        GroupState {
+            pending: g.pending,
+            lag: g.lag,
+            entries_read: g.entries_read,
+        }
+    }
+}
+
+impl From<&stats::GroupStats> for GroupState {
+    fn from(g: &stats::GroupStats) -> Self {
+        GroupState {
+            pending: g.pending,
+            lag: g.lag,
+            entries_read: g.entries_read,
+        }
+    }
+}
+
 impl std::fmt::Display for GroupState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let opt = |v: Option<u64>| v.map_or_else(|| "nil".to_string(), |v| v.to_string());
@@ -46,91 +71,59 @@ impl std::fmt::Display for GroupState {
     }
 }
 
-/// `group` in an `XINFO GROUPS` reply.
-pub(crate) fn group_state_of(reply: &Value, group: &str) -> Option<GroupState> {
-    let count = |v: Option<&Value>| v.and_then(int).and_then(|i| u64::try_from(i).ok());
-    items(reply).iter().map(pairs).find_map(|g| {
-        (g.get("name").and_then(text).as_deref() == Some(group)).then(|| GroupState {
-            pending: count(g.get("pending")).unwrap_or(0),
-            lag: count(g.get("lag")),
-            entries_read: count(g.get("entries-read")),
-        })
-    })
+/// `group` among the groups of an `XINFO GROUPS`.
+pub(crate) fn group_state_of(groups: &[GroupInfo], group: &str) -> Option<GroupState> {
+    groups.iter().find(|g| g.name == group).map(GroupState::from)
 }
 
-/// The state of `group` on `stream` (`None` when the group does not exist).
+/// The state of `group` on `stream` (`None` when the group or the stream does not exist).
 ///
 /// # Errors
-/// The driver's error (also when the stream does not exist).
-pub(crate) async fn group_state(
-    conn: &mut MultiplexedConnection,
-    stream: &str,
-    group: &str,
-) -> Result<Option<GroupState>> {
-    let v: Value = redis::cmd("XINFO").arg("GROUPS").arg(stream).query_async(conn).await?;
-    Ok(group_state_of(&v, group))
+/// The bus's error.
+pub(crate) async fn group_state(bus: &mut Connection, stream: &str, group: &str) -> Result<Option<GroupState>> {
+    let s = stats::stream_stats(bus, stream).await?;
+    Ok(s.groups.iter().find(|g| g.name == group).map(GroupState::from))
 }
 
 /// `used_cpu_sys_main_thread + used_cpu_user_main_thread`, in seconds.
 ///
 /// # Errors
-/// The driver's error, or a Redis without these fields (before 6.2).
-pub(crate) async fn main_thread_cpu_s(conn: &mut MultiplexedConnection) -> Result<f64> {
-    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
-    main_thread_cpu_of(&info).ok_or_else(|| {
-        LoadError::Run(format!(
-            "INFO cpu has no used_cpu_*_main_thread (Redis 6.2 or newer needed): {info:?}"
-        ))
-    })
-}
-
-fn main_thread_cpu_of(info: &str) -> Option<f64> {
-    let field = |name: &str| -> Option<f64> {
-        info.lines()
-            .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))?
-            .parse()
-            .ok()
-    };
-    Some(field("used_cpu_sys_main_thread")? + field("used_cpu_user_main_thread")?)
+/// The admin's error, also for a Redis without these fields (before 6.2).
+pub(crate) async fn main_thread_cpu_s(admin: &mut Admin) -> Result<f64> {
+    Ok(admin.used_cpu_main_thread().await?)
 }
 
 /// `redis_version` from `INFO server`.
 ///
 /// # Errors
-/// The driver's error.
-pub(crate) async fn server_version(conn: &mut MultiplexedConnection) -> Result<String> {
-    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
-    Ok(info
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("redis_version:"))
-        .unwrap_or("?")
-        .to_string())
+/// The admin's error.
+pub(crate) async fn server_version(admin: &mut Admin) -> Result<String> {
+    Ok(admin.server_version().await?)
 }
 
-/// `XLEN key`.
+/// The length of `stream` (0 when it does not exist).
 ///
 /// # Errors
-/// The driver's error.
-pub(crate) async fn xlen(conn: &mut MultiplexedConnection, key: &str) -> Result<u64> {
-    Ok(redis::cmd("XLEN").arg(key).query_async(conn).await?)
+/// The bus's error.
+pub(crate) async fn xlen(bus: &mut Connection, stream: &str) -> Result<u64> {
+    Ok(query::len(bus, stream).await?)
 }
 
 /// Clients blocked in `XREADGROUP` right now (`CLIENT LIST`: `cmd=xreadgroup`, flag `b`).
 ///
 /// # Errors
-/// The driver's error.
-pub(crate) async fn blocked_readers(conn: &mut MultiplexedConnection) -> Result<usize> {
-    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(conn).await?;
-    Ok(list.lines().filter(|l| blocked_in_xreadgroup(l)).count())
+/// The admin's error.
+pub(crate) async fn blocked_readers(admin: &mut Admin) -> Result<usize> {
+    Ok(admin
+        .client_list()
+        .await?
+        .iter()
+        .filter(|c| blocked_in_xreadgroup(c))
+        .count())
 }
 
-fn blocked_in_xreadgroup(client_line: &str) -> bool {
-    let field = |name: &str| {
-        client_line
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-    };
-    field("cmd") == Some("xreadgroup") && field("flags").is_some_and(|f| f.contains('b'))
+fn blocked_in_xreadgroup(c: &ClientInfo) -> bool {
+    c.cmd == "xreadgroup" && c.blocked()
 }
 
 /// Ids of the clients named `name` whose last command is a blocking one (`XREADGROUP`, `BLPOP`):
@@ -138,24 +131,14 @@ fn blocked_in_xreadgroup(client_line: &str) -> bool {
 /// of after its 5 s `BLOCK`.
 ///
 /// # Errors
-/// The driver's error.
-pub(crate) async fn blocked_client_ids(conn: &mut MultiplexedConnection, names: &[String]) -> Result<Vec<i64>> {
-    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(conn).await?;
-    Ok(list
-        .lines()
-        .filter_map(|l| {
-            let field = |name: &str| {
-                l.split_whitespace()
-                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            };
-            let named = field("name").is_some_and(|n| names.iter().any(|x| x == n));
-            let blocking = matches!(field("cmd"), Some("xreadgroup" | "blpop"));
-            if named && blocking {
-                field("id")?.parse().ok()
-            } else {
-                None
-            }
-        })
+/// The admin's error.
+pub(crate) async fn blocked_client_ids(admin: &mut Admin, names: &[String]) -> Result<Vec<u64>> {
+    Ok(admin
+        .client_list()
+        .await?
+        .into_iter()
+        .filter(|c| names.contains(&c.name) && matches!(c.cmd.as_str(), "xreadgroup" | "blpop"))
+        .map(|c| c.id)
         .collect())
 }
 
@@ -164,23 +147,10 @@ pub(crate) async fn blocked_client_ids(conn: &mut MultiplexedConnection, names: 
 /// `reset`); then lets the machine settle for half a second.
 ///
 /// # Errors
-/// The driver's error, or a rewrite still running after 120 s.
-pub(crate) async fn reset(conn: &mut MultiplexedConnection) -> Result<()> {
-    redis::cmd("FLUSHALL").arg("SYNC").query_async::<()>(conn).await?;
-    // An error here means a rewrite is already running or scheduled: waited for below.
-    let _ = redis::cmd("BGREWRITEAOF").query_async::<Value>(conn).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let info: String = redis::cmd("INFO").arg("persistence").query_async(conn).await?;
-        let busy = |f: &str| info.lines().any(|l| l.trim() == format!("{f}:1"));
-        if !busy("aof_rewrite_in_progress") && !busy("aof_rewrite_scheduled") {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(LoadError::Run("the AOF rewrite did not finish within 120 s".into()));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// The admin's error, also a rewrite still running after 120 s.
+pub(crate) async fn reset(admin: &mut Admin) -> Result<()> {
+    admin.flushall().await?;
+    admin.rewrite_aof_and_wait(REWRITE_TIMEOUT).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(())
 }
@@ -194,9 +164,10 @@ pub(crate) struct Drained {
     pub(crate) polls: u64,
 }
 
-/// A connection of its own for timing a drain, made before the clock starts.
+/// A connection of its own for timing a drain (blocking, for the poller's thread), made before
+/// the clock starts.
 pub(crate) struct Poller {
-    conn: redis::Connection,
+    conn: BlockingAdmin,
 }
 
 impl std::fmt::Debug for Poller {
@@ -209,10 +180,10 @@ impl Poller {
     /// Connects to `url`.
     ///
     /// # Errors
-    /// The driver's error.
+    /// The admin's error.
     pub(crate) async fn connect(url: &str) -> Result<Self> {
-        let client = redis::Client::open(url)?;
-        let conn = tokio::task::spawn_blocking(move || client.get_connection())
+        let url = url.to_string();
+        let conn = tokio::task::spawn_blocking(move || BlockingAdmin::connect(&url))
             .await
             .map_err(|e| LoadError::Run(format!("the poller's thread: {e}")))??;
         Ok(Poller { conn })
@@ -222,7 +193,7 @@ impl Poller {
     /// lag 0 and nothing pending; the time is taken from `t0`.
     ///
     /// # Errors
-    /// The driver's error, or [`LoadError::Run`] when the group is not drained by `timeout`.
+    /// The admin's error, or [`LoadError::Run`] when the group is not drained by `timeout`.
     pub(crate) async fn wait_drained(
         mut self,
         stream: &str,
@@ -237,10 +208,10 @@ impl Poller {
             let mut last = None;
             loop {
                 let started = Instant::now();
-                let v: Value = redis::cmd("XINFO").arg("GROUPS").arg(&stream).query(&mut self.conn)?;
+                let groups = self.conn.groups(&stream)?;
                 let now = Instant::now();
                 polls += 1;
-                let state = group_state_of(&v, &group);
+                let state = group_state_of(&groups, &group);
                 if state.is_some_and(|s| s.drained()) {
                     return Ok(Drained {
                         elapsed: now - t0,
@@ -268,26 +239,15 @@ impl Poller {
     /// the harness's own polls; this says how much that is.
     ///
     /// # Errors
-    /// The driver's error.
-    pub(crate) async fn poll_cost_us(mut self, conn: &mut MultiplexedConnection, polls: u32) -> Result<f64> {
+    /// The bus's or the admin's error.
+    pub(crate) async fn poll_cost_us(mut self, admin: &mut Admin, bus: &mut Connection, polls: u32) -> Result<f64> {
         const STREAM: &str = "drain:calibration";
-        redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(STREAM)
-            .arg("g")
-            .arg("$")
-            .arg("MKSTREAM")
-            .query_async::<()>(conn)
-            .await?;
-        let before = main_thread_cpu_s(conn).await?;
+        group::create_group(bus, STREAM, "g", "$").await?;
+        let before = main_thread_cpu_s(admin).await?;
         let (poller, result) = tokio::task::spawn_blocking(move || {
             let mut r = Ok(());
             for _ in 0..polls {
-                if let Err(e) = redis::cmd("XINFO")
-                    .arg("GROUPS")
-                    .arg(STREAM)
-                    .query::<Value>(&mut self.conn)
-                {
+                if let Err(e) = self.conn.groups(STREAM) {
                     r = Err(e);
                     break;
                 }
@@ -298,8 +258,8 @@ impl Poller {
         .map_err(|e| LoadError::Run(format!("the poller's thread: {e}")))?;
         drop(poller);
         result?;
-        let after = main_thread_cpu_s(conn).await?;
-        redis::cmd("DEL").arg(STREAM).query_async::<()>(conn).await?;
+        let after = main_thread_cpu_s(admin).await?;
+        query::delete(bus, &[STREAM]).await?;
         Ok((after - before) * 1e6 / f64::from(polls.max(1)))
     }
 }
@@ -308,59 +268,43 @@ impl Poller {
 mod tests {
     use super::*;
 
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
+    fn group(name: &str, pending: u64, lag: Option<u64>) -> GroupInfo {
+        GroupInfo {
+            name: name.into(),
+            consumers: 2,
+            pending,
+            last_delivered_id: "1-0".into(),
+            entries_read: Some(10),
+            lag,
+        }
     }
 
-    /// XINFO GROUPS in RESP2: lag nil while Redis cannot tell, 0 when drained.
+    /// The group is found by name; a nil lag (Redis cannot tell) is not drained, nor is anything
+    /// pending.
     #[test]
     fn the_group_is_found_by_name_and_nil_lag_is_not_drained() {
-        let group = |name: &str, pending: i64, lag: Value| {
-            Value::Array(vec![
-                bulk("name"),
-                bulk(name),
-                bulk("consumers"),
-                Value::Int(2),
-                bulk("pending"),
-                Value::Int(pending),
-                bulk("last-delivered-id"),
-                bulk("1-0"),
-                bulk("entries-read"),
-                Value::Int(10),
-                bulk("lag"),
-                lag,
-            ])
-        };
-        let reply = Value::Array(vec![group("other", 0, Value::Int(0)), group("g", 0, Value::Nil)]);
-        let g = group_state_of(&reply, "g").unwrap();
+        let groups = [group("other", 0, Some(0)), group("g", 0, None)];
+        let g = group_state_of(&groups, "g").unwrap();
         assert_eq!(g.lag, None);
         assert!(!g.drained());
-        let reply = Value::Array(vec![group("g", 3, Value::Int(0))]);
-        assert!(!group_state_of(&reply, "g").unwrap().drained());
-        let reply = Value::Array(vec![group("g", 0, Value::Int(0))]);
-        assert!(group_state_of(&reply, "g").unwrap().drained());
-        assert_eq!(group_state_of(&reply, "missing"), None);
-    }
-
-    /// The main thread's user + sys seconds, not the whole process's.
-    #[test]
-    fn main_thread_cpu_adds_user_and_sys() {
-        let info = "# CPU\r\nused_cpu_sys:9.0\r\nused_cpu_user:9.0\r\nused_cpu_sys_main_thread:1.25\r\nused_cpu_user_main_thread:2.5\r\n";
-        assert_eq!(main_thread_cpu_of(info), Some(3.75));
-        assert_eq!(main_thread_cpu_of("used_cpu_sys:1.0\r\n"), None);
+        assert!(!group_state_of(&[group("g", 3, Some(0))], "g").unwrap().drained());
+        let groups = [group("g", 0, Some(0))];
+        assert!(group_state_of(&groups, "g").unwrap().drained());
+        assert_eq!(group_state_of(&groups, "missing"), None);
     }
 
     /// Only clients blocked right now in XREADGROUP count.
     #[test]
     fn blocked_readers_are_xreadgroup_clients_with_flag_b() {
-        assert!(blocked_in_xreadgroup(
+        let c = |line: &str| ClientInfo::parse(line).unwrap();
+        assert!(blocked_in_xreadgroup(&c(
             "id=7 addr=127.0.0.1:1 name= age=1 idle=0 flags=b db=0 cmd=xreadgroup user=default"
-        ));
-        assert!(!blocked_in_xreadgroup(
+        )));
+        assert!(!blocked_in_xreadgroup(&c(
             "id=7 addr=127.0.0.1:1 name= age=1 idle=0 flags=N db=0 cmd=xreadgroup user=default"
-        ));
-        assert!(!blocked_in_xreadgroup(
+        )));
+        assert!(!blocked_in_xreadgroup(&c(
             "id=8 addr=127.0.0.1:1 name= age=1 idle=0 flags=b db=0 cmd=blpop user=default"
-        ));
+        )));
     }
 }

@@ -1,8 +1,10 @@
 //! The comparison's own `redis-server`: a child on a free loopback port in a temporary
 //! directory, with the reference benchmark's settings (`python_ref/redis_server.py`).
 //!
-//! Not `mt5-fixtures` (a dev-dependency only, for tests) and not the hub's demo server (private
-//! to the binary): the few lines are here. The child is `kill_on_drop`, so every way out of a
+//! Not `mt5-fixtures`'s `RedisFixture` (the test suite's server: its own settings, ports and
+//! cleanup) and not the hub's demo server (private to the binary): the few lines are here. What
+//! the harness asks this server besides streams (`INFO`, `CLIENT`, `FLUSHALL`, ...) goes through
+//! `mt5_fixtures::admin`. The child is `kill_on_drop`, so every way out of a
 //! run (an error, a panic, a signal handled by `main`) ends the server; [`PrivateRedis::stop`]
 //! is the ordinary one.
 
@@ -12,6 +14,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use mt5_bus::{Redis, RedisConfig};
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
@@ -31,6 +34,8 @@ pub const SERVER_SETTINGS: &[(&str, &str)] = &[
 
 /// How long a fresh server may take to answer `PING`.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one start-up probe may take to connect, and then to get its `PING` answered.
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
 /// Ports tried when the chosen one is taken between picking it and Redis binding it.
 const PORT_ATTEMPTS: usize = 5;
 
@@ -103,7 +108,10 @@ impl PrivateRedis {
                 ))
             })?;
         let url = format!("redis://127.0.0.1:{port}");
-        let client = redis::Client::open(url.as_str()).map_err(|e| fatal(format!("bad Redis URL {url}: {e}")))?;
+        let mut cfg = RedisConfig::default().with_url(&url);
+        cfg.connect_timeout_ms = PING_TIMEOUT.as_millis() as u64;
+        cfg.response_timeout_ms = PING_TIMEOUT.as_millis() as u64;
+        let client = Redis::new(&cfg).map_err(|e| fatal(format!("bad Redis URL {url}: {e}")))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -148,19 +156,14 @@ enum Start {
     Fatal(LoadError),
 }
 
-async fn ping(client: &redis::Client) -> bool {
-    let Ok(Ok(mut conn)) =
-        tokio::time::timeout(Duration::from_millis(500), client.get_multiplexed_async_connection()).await
-    else {
+/// Whether the server answers `PING` (connecting and answering within [`PING_TIMEOUT`] each).
+async fn ping(client: &Redis) -> bool {
+    let Ok(Ok(mut conn)) = tokio::time::timeout(PING_TIMEOUT, client.connect()).await else {
         return false;
     };
     matches!(
-        tokio::time::timeout(
-            Duration::from_millis(500),
-            redis::cmd("PING").query_async::<String>(&mut conn)
-        )
-        .await,
-        Ok(Ok(_))
+        tokio::time::timeout(PING_TIMEOUT, mt5_bus::query::ping(&mut conn)).await,
+        Ok(Ok(()))
     )
 }
 

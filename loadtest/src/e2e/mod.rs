@@ -131,12 +131,9 @@ pub async fn run(name: &str, redis_url: &str, prefix: &str, load: &Load) -> Resu
     let s = &sc.streams;
     let deleted: std::result::Result<(), String> = async {
         let mut conn = checker.connection().await.map_err(|e| e.to_string())?;
-        redis::cmd("DEL")
-            .arg(&s.raw)
-            .arg(&s.filtered)
-            .arg(&s.deadletter)
-            .query_async::<()>(&mut conn)
+        mt5_bus::query::delete(&mut conn, &[&s.raw, &s.filtered, &s.deadletter])
             .await
+            .map(drop)
             .map_err(|e| e.to_string())
     }
     .await;

@@ -5,14 +5,15 @@
 //! into its output. This reader, on a Redis connection of its own, follows the filtered stream
 //! with `XREAD BLOCK` from where it ended before the load began, stamps each reply's arrival with
 //! the same wall clock and keeps `arrival − published_us` of every entry. The reader's own delay
-//! (the reply's trip back, the harness's scheduling) is inside the figure: it is conservative.
+//! (the reply's trip back, its conversion into entries by the bus, the harness's scheduling) is
+//! inside the figure: it is conservative.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
-use redis::Value;
+use mt5_bus::query::{self, ReadOptions};
+use mt5_bus::{Connection, StreamEntry};
 use tokio::task::JoinHandle;
 
 use crate::{LoadError, Percentiles, Result};
@@ -55,21 +56,9 @@ impl Tail {
     ///
     /// # Errors
     /// The stream's end cannot be read.
-    pub(crate) async fn start(
-        mut conn: MultiplexedConnection,
-        stream: &str,
-        expected: u64,
-        deadline: Instant,
-    ) -> Result<Tail> {
-        let last: Vec<(String, Value)> = redis::cmd("XREVRANGE")
-            .arg(stream)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut conn)
-            .await?;
-        let from = last.into_iter().next().map_or_else(|| "0-0".to_string(), |(id, _)| id);
+    pub(crate) async fn start(mut conn: Connection, stream: &str, expected: u64, deadline: Instant) -> Result<Tail> {
+        let last = query::last_entry(&mut conn, stream).await?;
+        let from = last.map_or_else(|| "0-0".to_string(), |e| e.id);
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(follow(conn, stream.to_string(), from, expected, deadline, stop.clone()));
         Ok(Tail { stop, task: Some(task) })
@@ -104,7 +93,7 @@ impl Drop for Tail {
 
 /// The reader's loop.
 async fn follow(
-    mut conn: MultiplexedConnection,
+    mut conn: Connection,
     stream: String,
     mut from: String,
     expected: u64,
@@ -114,29 +103,13 @@ async fn follow(
     let mut latencies: Vec<u64> = Vec::with_capacity(expected.min(10_000_000) as usize);
     let mut untimed = 0u64;
     let mut seen = 0u64;
+    let read = ReadOptions::count(READ_COUNT).block(Duration::from_millis(BLOCK_MS));
     while seen < expected && Instant::now() < deadline {
-        let reply: Value = redis::cmd("XREAD")
-            .arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("BLOCK")
-            .arg(BLOCK_MS)
-            .arg("STREAMS")
-            .arg(&stream)
-            .arg(&from)
-            .query_async(&mut conn)
-            .await?;
-        // One stamp per reply, taken before any parsing: every entry in it arrived now.
+        let entries = query::read_after(&mut conn, &stream, &from, &read).await?;
+        // One stamp per reply, taken before the entries' data is looked at: every entry in it
+        // arrived now.
         let arrival_us = now_us();
-        let mut n = 0u64;
-        for_each_entry(&reply, |id, data| {
-            n += 1;
-            from.clear();
-            from.push_str(id);
-            match data.and_then(published_us) {
-                Some(p) => latencies.push(u64::try_from(arrival_us - p).unwrap_or(0)),
-                None => untimed += 1,
-            }
-        });
+        let n = absorb(&entries, arrival_us, &mut from, &mut latencies, &mut untimed);
         seen += n;
         if n == 0 && stop.load(Ordering::Acquire) {
             break;
@@ -150,52 +123,26 @@ async fn follow(
     })
 }
 
-/// Calls `f(entry id, data field)` for every entry of an `XREAD` reply (RESP2 arrays or a RESP3
-/// map; nil when the block timed out).
-fn for_each_entry(reply: &Value, mut f: impl FnMut(&str, Option<&str>)) {
-    let per_stream: Vec<&Value> = match reply {
-        Value::Array(streams) => streams
-            .iter()
-            .filter_map(|s| match s {
-                Value::Array(pair) if pair.len() == 2 => Some(&pair[1]),
-                _ => None,
-            })
-            .collect(),
-        Value::Map(pairs) => pairs.iter().map(|(_, v)| v).collect(),
-        _ => Vec::new(),
-    };
-    for entries in per_stream {
-        let Value::Array(entries) = entries else { continue };
-        for entry in entries {
-            let Value::Array(parts) = entry else { continue };
-            let [id, fields] = parts.as_slice() else { continue };
-            let Some(id) = text(id) else { continue };
-            f(id, data_field(fields));
+/// Takes one reply's `entries`, which arrived at `arrival_us`: the latency of each stamped one
+/// into `latencies`, the others counted in `untimed`; `from` becomes the last entry's id.
+/// Returns how many entries there were.
+fn absorb(
+    entries: &[StreamEntry],
+    arrival_us: i64,
+    from: &mut String,
+    latencies: &mut Vec<u64>,
+    untimed: &mut u64,
+) -> u64 {
+    if let Some(last) = entries.last() {
+        from.clone_from(&last.id);
+    }
+    for e in entries {
+        match e.field("data").and_then(published_us) {
+            Some(p) => latencies.push(u64::try_from(arrival_us - p).unwrap_or(0)),
+            None => *untimed += 1,
         }
     }
-}
-
-/// The `data` field of an entry's fields (a flat array, or a map under RESP3).
-fn data_field(fields: &Value) -> Option<&str> {
-    match fields {
-        Value::Array(kv) => kv
-            .chunks(2)
-            .find(|p| p.len() == 2 && text(&p[0]) == Some("data"))
-            .and_then(|p| text(&p[1])),
-        Value::Map(pairs) => pairs
-            .iter()
-            .find(|(k, _)| text(k) == Some("data"))
-            .and_then(|(_, v)| text(v)),
-        _ => None,
-    }
-}
-
-fn text(v: &Value) -> Option<&str> {
-    match v {
-        Value::BulkString(b) => std::str::from_utf8(b).ok(),
-        Value::SimpleString(s) => Some(s),
-        _ => None,
-    }
+    entries.len() as u64
 }
 
 /// `published_us` of a JSON data text, found by its key instead of parsing the whole document:
@@ -212,10 +159,6 @@ fn published_us(data: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
-
     /// The stamp is read wherever the key sits, with or without a space after the colon.
     #[test]
     fn published_us_is_read_from_the_data_text() {
@@ -228,26 +171,30 @@ mod tests {
         assert_eq!(published_us(r#"{"published_us":"x"}"#), None);
     }
 
-    /// RESP2 `XREAD` replies give every entry's id and data; nil gives nothing.
+    /// Every entry of a reply counts: stamped ones give `arrival − published_us`, others (no
+    /// stamp, no data, a deleted entry) are untimed; the next read starts after the last id.
     #[test]
-    fn xread_replies_are_walked_entry_by_entry() {
-        let entry = |id: &str, data: &str| {
-            Value::Array(vec![
-                bulk(id),
-                Value::Array(vec![bulk("id"), bulk("e"), bulk("data"), bulk(data)]),
-            ])
+    fn replies_are_taken_entry_by_entry() {
+        let entry = |id: &str, fields: Option<&[(&str, &str)]>| StreamEntry {
+            id: id.to_string(),
+            fields: fields.map(|f| {
+                f.iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                    .collect()
+            }),
         };
-        let reply = Value::Array(vec![Value::Array(vec![
-            bulk("s"),
-            Value::Array(vec![entry("1-0", r#"{"published_us":5}"#), entry("1-1", "{}")]),
-        ])]);
-        let mut seen = Vec::new();
-        for_each_entry(&reply, |id, data| {
-            seen.push((id.to_string(), data.and_then(published_us)))
-        });
-        assert_eq!(seen, vec![("1-0".to_string(), Some(5)), ("1-1".to_string(), None)]);
-        let mut n = 0;
-        for_each_entry(&Value::Nil, |_, _| n += 1);
-        assert_eq!(n, 0);
+        let entries = [
+            entry("1-0", Some(&[("id", "e"), ("data", r#"{"published_us":5}"#)])),
+            entry("1-1", Some(&[("data", "{}")])),
+            entry("1-2", None),
+        ];
+        let (mut from, mut latencies, mut untimed) = ("0-0".to_string(), Vec::new(), 0);
+        assert_eq!(absorb(&entries, 105, &mut from, &mut latencies, &mut untimed), 3);
+        assert_eq!(
+            (from.as_str(), latencies.as_slice(), untimed),
+            ("1-2", &[100u64][..], 2)
+        );
+        assert_eq!(absorb(&[], 200, &mut from, &mut latencies, &mut untimed), 0);
+        assert_eq!(from, "1-2");
     }
 }

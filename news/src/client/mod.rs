@@ -52,7 +52,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mt5_bus::retry::Backoff;
+use mt5_bus::Backoff;
 use mt5_bus::{InvalidConfig, Secret};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use mt5_bus::keys::NEWS_RAW_STREAM;
 use mt5_bus::validate::{at_most, ensure, non_empty, within};
 use mt5_bus::InvalidConfig;
+use mt5_bus::NEWS_RAW_STREAM;
 use serde::{Deserialize, Serialize};
 
 /// The shortest allowed round interval, in seconds (5 min).

@@ -34,8 +34,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, TimeDelta, Utc};
 use futures_util::stream::{self, StreamExt};
-use mt5_bus::{Event, EventProducer, PublishOptions};
-use redis::aio::ConnectionManager;
+use mt5_bus::{query, Connection, Event, EventProducer, PublishOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -111,7 +110,7 @@ pub struct Fetcher {
     cfg: FetcherConfig,
     client: EodhdClient,
     producer: EventProducer,
-    conn: ConnectionManager,
+    conn: Connection,
 }
 
 impl Fetcher {
@@ -163,33 +162,20 @@ impl Fetcher {
         let floor_ms = from.and_time(NaiveTime::MIN).and_utc().timestamp_millis();
         let key = self.seen_key(ticker);
         let mut conn = self.conn.clone();
-        let (links,): (Vec<String>,) = redis::pipe()
-            .cmd("ZREMRANGEBYSCORE")
-            .arg(&key)
-            .arg("-inf")
-            .arg(format!("({floor_ms}"))
-            .ignore()
-            .cmd("ZRANGE")
-            .arg(&key)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut conn)
-            .await?;
-        Ok(links.into_iter().collect())
+        Ok(query::seen_since(&mut conn, &key, floor_ms)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     /// Adds `articles` (published now or by an earlier round) to `ticker`'s record.
     async fn record_seen(&self, ticker: &str, articles: &[&Article]) -> Result<()> {
-        if articles.is_empty() {
-            return Ok(());
-        }
-        let mut cmd = redis::cmd("ZADD");
-        cmd.arg(self.seen_key(ticker));
-        for a in articles {
-            cmd.arg(a.date.timestamp_millis()).arg(&a.link);
-        }
+        let names: Vec<(i64, &str)> = articles
+            .iter()
+            .map(|a| (a.date.timestamp_millis(), a.link.as_str()))
+            .collect();
         let mut conn = self.conn.clone();
-        let _: i64 = cmd.query_async(&mut conn).await?;
+        query::record_seen(&mut conn, &self.seen_key(ticker), &names).await?;
         Ok(())
     }
 
@@ -199,29 +185,14 @@ impl Fetcher {
     /// [`Error::Bus`](crate::Error::Bus) when Redis fails.
     pub async fn cursor(&self, ticker: &str) -> Result<Option<DateTime<Utc>>> {
         let mut conn = self.conn.clone();
-        let ms: Option<i64> = redis::cmd("GET")
-            .arg(self.cursor_key(ticker))
-            .query_async(&mut conn)
-            .await?;
+        let ms = query::cursor(&mut conn, &self.cursor_key(ticker)).await?;
         Ok(ms.and_then(DateTime::from_timestamp_millis))
     }
 
     /// Moves `ticker`'s cursor to `to`, never backwards. Returns the cursor after the call.
     async fn advance_cursor(&self, ticker: &str, to: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        const SCRIPT: &str = r"
-local cur = tonumber(redis.call('GET', KEYS[1]))
-local new = tonumber(ARGV[1])
-if cur == nil or new > cur then
-  redis.call('SET', KEYS[1], ARGV[1])
-  return new
-end
-return cur";
         let mut conn = self.conn.clone();
-        let ms: i64 = redis::Script::new(SCRIPT)
-            .key(self.cursor_key(ticker))
-            .arg(to.timestamp_millis())
-            .invoke_async(&mut conn)
-            .await?;
+        let ms = query::advance_cursor(&mut conn, &self.cursor_key(ticker), to.timestamp_millis()).await?;
         Ok(DateTime::from_timestamp_millis(ms))
     }
 

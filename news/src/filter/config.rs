@@ -1,8 +1,8 @@
 //! `[news.filter]`: the filter consumer's settings, with every default in one place.
 
-use mt5_bus::keys::{NEWS_FILTERED_STREAM, NEWS_FILTER_GROUP, NEWS_RAW_STREAM};
 use mt5_bus::validate::{ensure, non_empty, positive};
 use mt5_bus::InvalidConfig;
+use mt5_bus::{NEWS_FILTERED_STREAM, NEWS_FILTER_GROUP, NEWS_RAW_STREAM};
 use serde::{Deserialize, Serialize};
 
 use super::keywords::Keyword;

@@ -1,5 +1,6 @@
 //! Rounds, overlap, restarts and the quota pause.
 
+use mt5_fixtures::redis;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -177,7 +178,7 @@ async fn wait_for_idempotency_keys_to_expire(fx: &RedisFixture, stream: &str, li
     let mut conn = fx.connection().await;
     let keys: Vec<String> = links
         .iter()
-        .map(|l| mt5_bus::keys::idempotency_key(stream, &format!("MSFT.US|{l}")))
+        .map(|l| mt5_bus::idempotency_key(stream, &format!("MSFT.US|{l}")))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

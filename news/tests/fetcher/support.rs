@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use mt5_bus::config::GroupSpec;
 use mt5_bus::{BusConfig, BusMetrics, EventProducer, RedisConfig};
 use mt5_fixtures::eodhd::article_date;
+use mt5_fixtures::redis::aio::MultiplexedConnection;
 use mt5_fixtures::{MockEodhd, RedisFixture};
 use mt5_news::{Fetcher, FetcherConfig, NewsMetrics};
-use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use mt5_fixtures::streams::read_all;

@@ -170,7 +170,7 @@ impl RedisContainer {
     }
 
     async fn wait_ready(&self, cancel: &CancellationToken) -> Result<(), HubError> {
-        let client = redis::Client::open(self.url().as_str())
+        let client = mt5_bus::Redis::from_url(&self.url())
             .map_err(|e| HubError::Failed(format!("bad local Redis URL {}: {e}", self.url())))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {

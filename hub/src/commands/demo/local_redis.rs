@@ -150,7 +150,7 @@ impl LocalRedis {
             .spawn()
             .map_err(|e| StartError::Fatal(HubError::io(format!("starting {}", binary.display()), e)))?;
         let url = format!("redis://127.0.0.1:{port}");
-        let client = redis::Client::open(url.as_str())
+        let client = mt5_bus::Redis::from_url(&url)
             .map_err(|e| StartError::Fatal(HubError::Failed(format!("bad local Redis URL {url}: {e}"))))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -210,10 +210,10 @@ enum StartError {
 }
 
 /// Whether the server answers `PING` within 500 ms.
-pub(super) async fn ping(client: &redis::Client) -> bool {
+pub(super) async fn ping(client: &mt5_bus::Redis) -> bool {
     let attempt = async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
+        let mut conn = client.connect().await?;
+        mt5_bus::query::ping(&mut conn).await
     };
     matches!(
         tokio::time::timeout(Duration::from_millis(500), attempt).await,

@@ -84,8 +84,8 @@ pub(crate) async fn run(
         progress.note(format!(
             "Using the configured Redis at {}: the demo writes to its streams ({}, {}).",
             cfg.redis.redacted_url(),
-            mt5_bus::keys::NEWS_RAW_STREAM,
-            mt5_bus::keys::NEWS_FILTERED_STREAM
+            mt5_bus::NEWS_RAW_STREAM,
+            mt5_bus::NEWS_FILTERED_STREAM
         ));
         None
     } else {

@@ -5,12 +5,12 @@
 use std::time::{Duration, Instant};
 
 use mt5_bus::envelope::entry_millis;
-use mt5_bus::reply::{entries, StreamEntry};
+use mt5_bus::query::{self, RangeOptions};
 use mt5_bus::stats::stream_stats;
+use mt5_bus::{Connection, StreamEntry};
 use mt5_news::filter::metrics::{INVALID, PASSED, REJECTED};
 use mt5_news::filter::RejectReason;
 use mt5_news::{EodhdClient, FilterMetrics, RoundReport};
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -127,7 +127,7 @@ async fn fetch_and_drain(
     cancel: &CancellationToken,
     progress: &mut Progress,
     consumers: &mut JoinSet<Result<(), HubError>>,
-) -> Result<(RoundReport, ConnectionManager, Marks), HubError> {
+) -> Result<(RoundReport, Connection, Marks), HubError> {
     let (fetch_cfg, filter_cfg) = (&cfg.news.fetcher, &cfg.news.filter);
     progress.start("connecting to Redis");
     let producer = services::producer(cfg, telemetry, cancel, Retries::Bounded).await?;
@@ -226,37 +226,17 @@ fn interrupted() -> HubError {
 }
 
 /// The newest entry id of `stream`, `0-0` when empty or missing.
-async fn last_id(conn: &ConnectionManager, stream: &str) -> Result<String, HubError> {
-    let mut c = conn.clone();
-    let v: redis::Value = redis::cmd("XREVRANGE")
-        .arg(stream)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(&mut c)
-        .await
-        .map_err(mt5_bus::Error::from)?;
-    Ok(entries(v, "XREVRANGE")?
-        .into_iter()
-        .next()
-        .map_or_else(|| "0-0".to_string(), |e| e.id))
+async fn last_id(conn: &Connection, stream: &str) -> Result<String, HubError> {
+    let last = query::last_entry(&mut conn.clone(), stream).await?;
+    Ok(last.map_or_else(|| "0-0".to_string(), |e| e.id))
 }
 
 /// Entries of `stream` after `after`.
-async fn entries_after(conn: &ConnectionManager, stream: &str, after: &str) -> Result<Vec<StreamEntry>, HubError> {
-    let mut c = conn.clone();
-    let v: redis::Value = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg(format!("({after}"))
-        .arg("+")
-        .query_async(&mut c)
-        .await
-        .map_err(mt5_bus::Error::from)?;
-    Ok(entries(v, "XRANGE")?)
+async fn entries_after(conn: &Connection, stream: &str, after: &str) -> Result<Vec<StreamEntry>, HubError> {
+    Ok(query::range(&mut conn.clone(), stream, &RangeOptions::after(after)).await?)
 }
 
-async fn read_passed(conn: &ConnectionManager, stream: &str, after: &str) -> Result<Vec<PassedNews>, HubError> {
+async fn read_passed(conn: &Connection, stream: &str, after: &str) -> Result<Vec<PassedNews>, HubError> {
     let found = entries_after(conn, stream, after).await?;
     Ok(found.iter().filter_map(passed_news).collect())
 }
@@ -290,12 +270,7 @@ fn passed_news(entry: &StreamEntry) -> Option<PassedNews> {
     })
 }
 
-async fn count_dead_letters(
-    conn: &ConnectionManager,
-    dlq: &str,
-    after: &str,
-    from_stream: &str,
-) -> Result<u64, HubError> {
+async fn count_dead_letters(conn: &Connection, dlq: &str, after: &str, from_stream: &str) -> Result<u64, HubError> {
     let found = entries_after(conn, dlq, after).await?;
     Ok(found
         .iter()

@@ -141,7 +141,6 @@ fn sorted(passed: &[PassedNews]) -> Vec<&PassedNews> {
 
 /// The text report: header, table, summary.
 pub(crate) fn text(setting: &Setting, out: &Outcome) -> String {
-    let mut s = String::new();
     let redis = match setting.redis {
         "local" => format!("a temporary redis-server at {} (removed on exit)", setting.redis_url),
         "container" => format!("a temporary Redis container at {} (removed on exit)", setting.redis_url),
@@ -151,34 +150,51 @@ pub(crate) fn text(setting: &Setting, out: &Outcome) -> String {
         "sample" => "bundled sample news (dates relative to now)",
         _ => "the EODHD API",
     };
-    s.push_str(&format!("mt5-hub demo: {source} for {}\n", setting.tickers.join(", ")));
-    s.push_str(&format!("through {redis}\n\n"));
+    let mut s = format!(
+        "mt5-hub demo: {source} for {}
+",
+        setting.tickers.join(", ")
+    );
+    s.push_str(&format!(
+        "through {redis}
 
-    let rows = sorted(&out.passed);
+"
+    ));
+    s.push_str(&passed_table(setting, &out.passed));
+    s.push_str(&summary(setting, out));
+    s
+}
+
+/// The table of the news that passed, or a line saying none did.
+fn passed_table(setting: &Setting, passed: &[PassedNews]) -> String {
+    let rows = sorted(passed);
     if rows.is_empty() {
-        s.push_str("No news passed the filter in this run.\n");
-    } else {
-        let reasons: Vec<String> = rows
-            .iter()
-            .map(|n| truncate(&reason(n, &setting.sentiment_rule), REASON_WIDTH))
-            .collect();
-        let ticker_w = rows.iter().map(|n| width(&n.ticker)).max().unwrap_or(0).max(6);
-        let reason_w = reasons.iter().map(|r| width(r)).max().unwrap_or(0).max(6);
-        let title_w = WIDTH
-            .saturating_sub(ticker_w + 2 + "SENTIMENT".len() + 2 + reason_w + 2)
-            .max(MIN_TITLE_WIDTH);
-        let mut table = vec![vec![
-            "TICKER".into(),
-            "SENTIMENT".into(),
-            "TITLE".into(),
-            "REASON".into(),
-        ]];
-        for (n, r) in rows.iter().zip(reasons) {
-            table.push(vec![n.ticker.clone(), score(n.score), truncate(&n.title, title_w), r]);
-        }
-        s.push_str(&render(&table));
+        return "No news passed the filter in this run.\n".to_string();
     }
+    let reasons: Vec<String> = rows
+        .iter()
+        .map(|n| truncate(&reason(n, &setting.sentiment_rule), REASON_WIDTH))
+        .collect();
+    let ticker_w = rows.iter().map(|n| width(&n.ticker)).max().unwrap_or(0).max(6);
+    let reason_w = reasons.iter().map(|r| width(r)).max().unwrap_or(0).max(6);
+    let title_w = WIDTH
+        .saturating_sub(ticker_w + 2 + "SENTIMENT".len() + 2 + reason_w + 2)
+        .max(MIN_TITLE_WIDTH);
+    let mut table = vec![vec![
+        "TICKER".into(),
+        "SENTIMENT".into(),
+        "TITLE".into(),
+        "REASON".into(),
+    ]];
+    for (n, r) in rows.iter().zip(reasons) {
+        table.push(vec![n.ticker.clone(), score(n.score), truncate(&n.title, title_w), r]);
+    }
+    render(&table)
+}
 
+/// The summary lines: fetched, published, passed, rejected, dead-lettered, latency, time, and
+/// the tickers that failed.
+fn summary(setting: &Setting, out: &Outcome) -> String {
     let r = &out.round;
     let invalid: usize = r.tickers.iter().map(|t| t.rejected).sum();
     let c = &out.filter;
@@ -190,20 +206,16 @@ pub(crate) fn text(setting: &Setting, out: &Outcome) -> String {
         .filter(|(_, n)| *n > 0)
         .map(|(reason, n)| format!("{reason} {n}"))
         .collect();
-    s.push_str("\nSummary\n");
+    let skipped = match invalid {
+        0 => String::new(),
+        1 => " (1 invalid item skipped)".to_string(),
+        n => format!(" ({n} invalid items skipped)"),
+    };
+    let mut s = String::from("\nSummary\n");
     let mut line = |k: &str, v: String| s.push_str(&format!("  {k:<16}{v}\n"));
     line(
         "fetched",
-        format!(
-            "{} articles for {} tickers{}",
-            r.fetched(),
-            r.tickers.len(),
-            match invalid {
-                0 => String::new(),
-                1 => " (1 invalid item skipped)".to_string(),
-                n => format!(" ({n} invalid items skipped)"),
-            }
-        ),
+        format!("{} articles for {} tickers{skipped}", r.fetched(), r.tickers.len()),
     );
     line(
         "published",

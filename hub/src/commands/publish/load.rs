@@ -16,8 +16,8 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mt5_bus::retry::sleep_or_cancel;
-use mt5_bus::{BusMetrics, Data, Event, EventProducer, PublishOptions, Published};
+use mt5_bus::sleep_or_cancel;
+use mt5_bus::{BusMetrics, Data, Event, PublishOptions, Published};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +28,7 @@ use crate::config::HubConfig;
 use crate::error::HubError;
 use crate::output::println;
 use crate::redis_conn::classify;
+use crate::services::{self, Retries};
 
 /// The event type when `--type` is not given.
 const DEFAULT_TYPE: &str = "load.v1";
@@ -41,8 +42,6 @@ const MAX_AUTO_BATCH: usize = 500;
 const PUBLISHED_US: &str = "published_us";
 /// Pause after a refused (backpressure) batch.
 const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(500);
-/// Pause between connection attempts while Redis is unreachable at start.
-const CONNECT_PAUSE: Duration = Duration::from_secs(1);
 /// Events the token bucket may hold beyond one batch, as time at the target rate.
 const BURST_WINDOW: Duration = Duration::from_millis(50);
 /// How often progress is logged.
@@ -108,7 +107,124 @@ fn stable_event_id(prefix: &str, seq: u64) -> String {
     uuid::Builder::from_custom_bytes(bytes).into_uuid().to_string()
 }
 
-/// Runs the load.
+/// How the load's events are made: the template, type, source and padding of the arguments,
+/// and stable ids and idempotency keys under `--idempotency-key-prefix`.
+struct EventMaker {
+    template: LoadTemplate,
+    event_type: String,
+    source: String,
+    pad: String,
+    prefix: Option<String>,
+    #[cfg(feature = "chaos")]
+    poison: Option<super::poison::Poison>,
+}
+
+impl EventMaker {
+    fn new(args: &PublishArgs) -> Result<Self, HubError> {
+        let template = args.load.template;
+        let default_type = match template {
+            LoadTemplate::Seq => DEFAULT_TYPE,
+            LoadTemplate::News => template::NEWS_RAW_TYPE,
+        };
+        Ok(EventMaker {
+            template,
+            event_type: args.event_type.clone().unwrap_or_else(|| default_type.to_string()),
+            source: args.source_or(SOURCE),
+            pad: "x".repeat(args.load.payload_bytes),
+            prefix: args.load.idempotency_key_prefix.clone(),
+            #[cfg(feature = "chaos")]
+            poison: super::poison::Poison::from_args(&args.load.poison, template)?,
+        })
+    }
+
+    /// Event `i` and its publish options.
+    fn event(&self, i: u64) -> (Event, PublishOptions) {
+        let mut e = match self.template {
+            LoadTemplate::Seq => {
+                let data = serde_json::json!({ "seq": i, "payload": self.pad });
+                Event::new(self.source.as_str(), self.event_type.as_str(), data)
+            }
+            LoadTemplate::News => {
+                let mut e = template::news_event(self.source.as_str(), i);
+                e.event_type.clone_from(&self.event_type);
+                e
+            }
+        };
+        #[cfg(feature = "chaos")]
+        if let Some(p) = &self.poison {
+            p.apply(&mut e, i);
+        }
+        let mut opts = PublishOptions::default();
+        if let Some(p) = &self.prefix {
+            e = e.with_id(stable_event_id(p, i));
+            opts = PublishOptions::idempotent(format!("{p}-{i}"));
+        }
+        (e, opts)
+    }
+}
+
+/// What the load does after a batch.
+enum AfterBatch {
+    Go,
+    Stop,
+    Fail(mt5_bus::Error),
+}
+
+impl Summary {
+    /// Counts a batch's outcome (`events` starting at `seq`) and writes its history lines.
+    async fn record(
+        &mut self,
+        outcome: mt5_bus::Result<Vec<Published>>,
+        seq: u64,
+        events: &[(Event, PublishOptions)],
+        history: Option<&mut BufWriter<File>>,
+        cancel: &CancellationToken,
+    ) -> Result<AfterBatch, HubError> {
+        let n = events.len() as u64;
+        match outcome {
+            Ok(results) => {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                if let Some(h) = history {
+                    write_history(h, seq, events, &results, now_ms)?;
+                }
+                self.acknowledged += results.len() as u64;
+                self.duplicates += results.iter().filter(|p| p.duplicate).count() as u64;
+                self.failed += n - results.len() as u64;
+                Ok(AfterBatch::Go)
+            }
+            Err(mt5_bus::Error::Cancelled) => {
+                self.unconfirmed += n;
+                Ok(AfterBatch::Stop)
+            }
+            Err(e @ mt5_bus::Error::Backpressure { .. }) => {
+                self.failed += n;
+                tracing::warn!(error = %e, seq, "A batch was refused by backpressure; pausing before the next one.");
+                Ok(match sleep_or_cancel(BACKPRESSURE_PAUSE, cancel).await {
+                    Ok(()) => AfterBatch::Go,
+                    Err(_) => AfterBatch::Stop,
+                })
+            }
+            Err(e) => {
+                self.failed += n;
+                tracing::error!(error = %e, seq, "A batch failed permanently; stopping the load.");
+                Ok(AfterBatch::Fail(e))
+            }
+        }
+    }
+
+    /// Sets the time and rate figures at the end of the run.
+    fn finish(&mut self, started: Instant) {
+        self.elapsed_s = started.elapsed().as_secs_f64();
+        self.rate_achieved = if self.elapsed_s > 0.0 {
+            self.acknowledged as f64 / self.elapsed_s
+        } else {
+            0.0
+        };
+    }
+}
+
+/// Runs the paced load: `count` events at `rate` per second in batches, until done or
+/// cancelled, then prints the summary.
 ///
 /// # Errors
 /// Usage errors (bad rate), a history file that cannot be written, or a permanent publish error
@@ -129,31 +245,24 @@ pub(crate) async fn run(
         .batch
         .map_or_else(|| auto_batch(rate), |b| b as usize)
         .min(count.max(1) as usize);
-    let template = args.load.template;
-    #[cfg(feature = "chaos")]
-    let poison = super::poison::Poison::from_args(&args.load.poison, template)?;
-    let default_type = match template {
-        LoadTemplate::Seq => DEFAULT_TYPE,
-        LoadTemplate::News => template::NEWS_RAW_TYPE,
-    };
-    let event_type = args.event_type.clone().unwrap_or_else(|| default_type.to_string());
+    let maker = EventMaker::new(args)?;
     let mut history = match &args.load.history {
         Some(path) => Some(open_history(path)?),
         None => None,
     };
-    let pad = "x".repeat(args.load.payload_bytes);
-    let source = args.source_or(SOURCE);
-    let prefix = args.load.idempotency_key_prefix.as_deref();
     let mut summary = Summary {
         rate_target: rate,
         ..Summary::default()
     };
 
-    let Some(producer) = connect_until_up(cfg, cancel).await? else {
-        summary.interrupted = true;
-        return print_summary(&summary, args.json);
+    let producer = match services::connect_producer(cfg, BusMetrics::default(), cancel, Retries::Unbounded).await {
+        Ok(p) => p,
+        Err(HubError::Bus(mt5_bus::Error::Cancelled)) => {
+            summary.interrupted = true;
+            return print_summary(&summary, args.json);
+        }
+        Err(e) => return Err(e),
     };
-    let producer = producer.with_unbounded_retries();
     tracing::info!(stream = %args.stream, rate, count, batch, "Starting the paced load.");
 
     // A bucket of exactly one batch would lose the timer's oversleep on every wait (and run
@@ -169,58 +278,15 @@ pub(crate) async fn run(
         if cancel.is_cancelled() || !bucket.acquire(n as usize, cancel).await {
             break;
         }
-        let mut events: Vec<(Event, PublishOptions)> = (seq..seq + n)
-            .map(|i| {
-                let mut e = match template {
-                    LoadTemplate::Seq => {
-                        let data = serde_json::json!({ "seq": i, "payload": pad });
-                        Event::new(source.as_str(), event_type.as_str(), data)
-                    }
-                    LoadTemplate::News => {
-                        let mut e = template::news_event(source.as_str(), i);
-                        e.event_type.clone_from(&event_type);
-                        e
-                    }
-                };
-                #[cfg(feature = "chaos")]
-                if let Some(p) = &poison {
-                    p.apply(&mut e, i);
-                }
-                let mut opts = PublishOptions::default();
-                if let Some(p) = prefix {
-                    e = e.with_id(stable_event_id(p, i));
-                    opts = PublishOptions::idempotent(format!("{p}-{i}"));
-                }
-                (e, opts)
-            })
-            .collect();
+        let mut events: Vec<(Event, PublishOptions)> = (seq..seq + n).map(|i| maker.event(i)).collect();
         summary.sent += n;
         // Stamped last, after the batch is built, so the figure starts when the batch is sent.
         stamp_published_us(&mut events, chrono::Utc::now().timestamp_micros());
-        match producer.publish_batch(&args.stream, &events).await {
-            Ok(results) => {
-                let now_ms = chrono::Utc::now().timestamp_millis();
-                if let Some(h) = history.as_mut() {
-                    write_history(h, seq, &events, &results, now_ms)?;
-                }
-                summary.acknowledged += results.len() as u64;
-                summary.duplicates += results.iter().filter(|p| p.duplicate).count() as u64;
-                summary.failed += n - results.len() as u64;
-            }
-            Err(mt5_bus::Error::Cancelled) => {
-                summary.unconfirmed += n;
-                break;
-            }
-            Err(e @ mt5_bus::Error::Backpressure { .. }) => {
-                summary.failed += n;
-                tracing::warn!(error = %e, seq, "A batch was refused by backpressure; pausing before the next one.");
-                if sleep_or_cancel(BACKPRESSURE_PAUSE, cancel).await.is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                summary.failed += n;
-                tracing::error!(error = %e, seq, "A batch failed permanently; stopping the load.");
+        let outcome = producer.publish_batch(&args.stream, &events).await;
+        match summary.record(outcome, seq, &events, history.as_mut(), cancel).await? {
+            AfterBatch::Go => {}
+            AfterBatch::Stop => break,
+            AfterBatch::Fail(e) => {
                 fatal = Some(e);
                 break;
             }
@@ -237,12 +303,7 @@ pub(crate) async fn run(
         }
     }
     summary.interrupted = seq < count && fatal.is_none();
-    summary.elapsed_s = started.elapsed().as_secs_f64();
-    summary.rate_achieved = if summary.elapsed_s > 0.0 {
-        summary.acknowledged as f64 / summary.elapsed_s
-    } else {
-        0.0
-    };
+    summary.finish(started);
     if let Some(h) = history.as_mut() {
         h.flush().map_err(|e| HubError::io("flushing the history file", e))?;
     }
@@ -276,24 +337,6 @@ fn stamp_published_us(events: &mut [(Event, PublishOptions)], published_us: i64)
                 Err(_) => continue,
             }
         };
-    }
-}
-
-/// Connects, retrying while Redis is unreachable (the load may start during a restart). `None`
-/// when a signal came first.
-async fn connect_until_up(cfg: &HubConfig, cancel: &CancellationToken) -> Result<Option<EventProducer>, HubError> {
-    loop {
-        match EventProducer::connect(&cfg.redis, &cfg.bus, BusMetrics::default(), cancel.clone()).await {
-            Ok(p) => return Ok(Some(p)),
-            Err(mt5_bus::Error::Cancelled) => return Ok(None),
-            Err(e) if e.is_unavailable() => {
-                tracing::warn!(error = %e, redis = %cfg.redis.redacted_url(), "Redis is unreachable; retrying until it answers.");
-                if sleep_or_cancel(CONNECT_PAUSE, cancel).await.is_err() {
-                    return Ok(None);
-                }
-            }
-            Err(e) => return Err(classify(cfg, e)),
-        }
     }
 }
 

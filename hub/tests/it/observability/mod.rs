@@ -6,11 +6,12 @@
 
 mod external;
 
+use mt5_fixtures::redis;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mt5_fixtures::eodhd::MockEodhd;
-use redis::AsyncCommands as _;
+use mt5_fixtures::redis::AsyncCommands as _;
 use serde_json::Value;
 
 use self::external::{binary, free_port, External};
