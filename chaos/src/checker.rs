@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use mt5_bus::query::{self, RangeReader};
 use mt5_bus::{stats, Connection, Redis, RedisConfig, StreamEntry, StreamId};
+use mt5_fixtures::Percentiles;
 
 use crate::harness::{HarnessError, Result, Scenario, Streams};
 use crate::history::History;
@@ -48,19 +49,6 @@ const RESPONSE_TIMEOUT_MS: u64 = 10_000;
 pub struct Checker {
     redis_url: String,
     streams: Streams,
-}
-
-/// End-to-end latency percentiles (output entry id ms − raw entry id ms), in ms.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Latency {
-    /// Median.
-    pub p50_ms: i64,
-    /// 95th percentile.
-    pub p95_ms: i64,
-    /// 99th percentile.
-    pub p99_ms: i64,
-    /// Maximum.
-    pub max_ms: i64,
 }
 
 /// What happened to the published events.
@@ -96,8 +84,9 @@ pub struct Verdict {
     pub unrecorded: u64,
     /// Entries still in the group's PEL.
     pub pending: u64,
-    /// End-to-end latency of the effects.
-    pub latency: Option<Latency>,
+    /// End-to-end latency of the effects (output entry id ms − raw entry id ms), in ms; `None`
+    /// without effects.
+    pub latency: Option<Percentiles>,
     /// Time to recover, measured by the scenario.
     pub recovery: Option<Duration>,
 }
@@ -141,10 +130,9 @@ impl Verdict {
 
     /// The one-line summary with every figure.
     pub fn line(&self) -> String {
-        let lat = self.latency.map_or_else(
-            || "n/a".to_string(),
-            |l| format!("{}/{}/{} ms", l.p50_ms, l.p95_ms, l.p99_ms),
-        );
+        let lat = self
+            .latency
+            .map_or_else(|| "n/a".to_string(), |l| format!("{}/{}/{} ms", l.p50, l.p95, l.p99));
         let rec = self
             .recovery
             .map_or_else(|| "n/a".to_string(), |d| format!("{:.2}s", d.as_secs_f64()));
@@ -181,20 +169,9 @@ impl Verdict {
     }
 }
 
-/// A nearest-rank percentile of sorted values.
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// The milliseconds part of an entry id.
-fn entry_ms(id: &str) -> Option<i64> {
-    id.parse::<StreamId>()
-        .ok()
-        .and_then(|id| i64::try_from(id.millis()).ok())
+fn entry_ms(id: &str) -> Option<u64> {
+    id.parse::<StreamId>().ok().map(StreamId::millis)
 }
 
 /// An entry id read from Redis, parsed.
@@ -371,7 +348,7 @@ impl Checker {
                 entry_ms(entry_id),
                 data.get("raw_entry_id").and_then(|v| v.as_str()).and_then(entry_ms),
             ) {
-                latencies.push(out_ms - in_ms);
+                latencies.push(out_ms.saturating_sub(in_ms));
             }
         }
         let mut dead_by_id: HashMap<String, (u64, String)> = HashMap::new();
@@ -420,14 +397,8 @@ impl Checker {
             .collect::<HashSet<_>>()
             .len() as u64;
         v.pending = self.pending().await?;
-        latencies.sort_unstable();
         if !latencies.is_empty() {
-            v.latency = Some(Latency {
-                p50_ms: percentile(&latencies, 50.0),
-                p95_ms: percentile(&latencies, 95.0),
-                p99_ms: percentile(&latencies, 99.0),
-                max_ms: latencies.last().copied().unwrap_or(0),
-            });
+            v.latency = Some(Percentiles::of(&mut latencies));
         }
         Ok(v)
     }
@@ -436,17 +407,6 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Nearest-rank percentiles.
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<i64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), 50);
-        assert_eq!(percentile(&v, 95.0), 95);
-        assert_eq!(percentile(&v, 99.0), 99);
-        assert_eq!(percentile(&[7], 99.0), 7);
-        assert_eq!(percentile(&[], 50.0), 0);
-    }
 
     /// Entry ids compare numerically, not as text.
     #[test]

@@ -125,7 +125,7 @@ fn cells(scenario: &str, v: &Verdict) -> Vec<String> {
         v.dead_lettered_text(),
         v.recovery
             .map_or_else(|| "n/a".into(), |d| format!("{:.2} s", d.as_secs_f64())),
-        v.latency.map_or_else(|| "n/a".into(), |l| format!("{} ms", l.p95_ms)),
+        v.latency.map_or_else(|| "n/a".into(), |l| format!("{} ms", l.p95)),
     ]
 }
 

@@ -30,48 +30,7 @@ pub mod e2e;
 pub mod gateway;
 pub mod report;
 
-/// Percentiles of a set of figures (ms, or µs where a field says so).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Percentiles {
-    /// Median.
-    pub p50: u64,
-    /// 95th percentile.
-    pub p95: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// Maximum.
-    pub max: u64,
-}
-
-impl Percentiles {
-    /// Nearest-rank percentiles of `values` (sorted here); all 0 when empty.
-    pub fn of(values: &mut [u64]) -> Self {
-        if values.is_empty() {
-            return Percentiles::default();
-        }
-        values.sort_unstable();
-        let rank = |p: f64| {
-            let idx = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
-            values[idx]
-        };
-        Percentiles {
-            p50: rank(0.50),
-            p95: rank(0.95),
-            p99: rank(0.99),
-            max: values[values.len() - 1],
-        }
-    }
-}
-
-impl std::fmt::Display for Percentiles {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
-            self.p50, self.p95, self.p99, self.max
-        )
-    }
-}
+pub use mt5_fixtures::Percentiles;
 
 /// The loadtest's errors.
 #[derive(Debug, thiserror::Error)]
@@ -108,18 +67,3 @@ pub enum LoadError {
 
 /// The loadtest's result.
 pub type Result<T> = std::result::Result<T, LoadError>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Nearest rank: p50 of 1..=100 is 50, p95 is 95, p99 is 99; empty is all zero.
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let mut v: Vec<u64> = (1..=100).rev().collect();
-        let p = Percentiles::of(&mut v);
-        assert_eq!((p.p50, p.p95, p.p99, p.max), (50, 95, 99, 100));
-        assert_eq!(Percentiles::of(&mut []), Percentiles::default());
-        assert_eq!(Percentiles::of(&mut [7]).p99, 7);
-    }
-}

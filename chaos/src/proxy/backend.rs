@@ -179,8 +179,9 @@ impl Drop for Backend {
     }
 }
 
-/// A loopback address with a port that was free a moment ago.
+/// A loopback address with a port that was free a moment ago (the fixtures' picker: below the
+/// ephemeral range, never one this process handed out before).
 fn free_port() -> std::io::Result<SocketAddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    l.local_addr()
+    let port = mt5_fixtures::free_port().map_err(std::io::Error::other)?;
+    Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)))
 }

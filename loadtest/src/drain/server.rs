@@ -9,7 +9,6 @@
 //! is the ordinary one.
 
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -82,7 +81,7 @@ impl PrivateRedis {
             .prefix("mt5-drain-redis-")
             .tempdir()
             .map_err(|e| fatal(format!("creating a temporary directory for redis-server: {e}")))?;
-        let port = free_port().map_err(|e| fatal(format!("finding a free loopback port: {e}")))?;
+        let port = mt5_fixtures::free_port().map_err(|e| fatal(format!("finding a free loopback port: {e}")))?;
         let log = dir.path().join("redis.log");
         let mut cmd = Command::new(binary);
         cmd.arg("--port")
@@ -165,11 +164,6 @@ async fn ping(client: &Redis) -> bool {
         tokio::time::timeout(PING_TIMEOUT, mt5_bus::query::ping(&mut conn)).await,
         Ok(Ok(()))
     )
-}
-
-/// A port free on 127.0.0.1 now (the OS's choice for port 0).
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
 /// The last `n` lines of `path`, joined with ` | ` (empty when unreadable).

@@ -193,12 +193,7 @@ async fn measure(sc: &Scenario, checker: &Checker, load: &Load) -> Result<Report
     let verdict = checker.check(&[history]).await.map_err(run_err)?;
     let (first, last) = checker.output_span().await.map_err(run_err)?;
     let span_s = (last.saturating_sub(first) as f64 / 1000.0).max(0.001);
-    let e2e = verdict.latency.map_or_else(Percentiles::default, |l| Percentiles {
-        p50: l.p50_ms.max(0) as u64,
-        p95: l.p95_ms.max(0) as u64,
-        p99: l.p99_ms.max(0) as u64,
-        max: l.max_ms.max(0) as u64,
-    });
+    let e2e = verdict.latency.unwrap_or_default();
     Ok(Report {
         published: verdict.published,
         publish_rate: verdict.published as f64 / publish_wall.as_secs_f64().max(0.001),
