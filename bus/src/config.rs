@@ -43,13 +43,28 @@ impl Serialize for Secret {
     }
 }
 
+/// How the bus finds its Redis master.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// One server at `redis.url`.
+    #[default]
+    Standalone,
+    /// The master named `redis.sentinel_master`, as `redis.sentinels` report it: every connection
+    /// asks them for the current master (and checks its `ROLE`), so the services follow a
+    /// failover without a restart. `redis.url` then gives only the scheme (TLS), the user, the
+    /// password and the database; its host and port are ignored.
+    Sentinel,
+}
+
 /// `[redis]`: where the bus's Redis is.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// Redis URL: `redis://[user:pass@]host:port[/db]` or `rediss://` for TLS. Standalone Redis 7.0+
-    /// only for now. Default `redis://127.0.0.1:6379` (env `MT5_REDIS_URL`).
+    /// Redis URL: `redis://[user:pass@]host:port[/db]` or `rediss://` for TLS; Redis 7.0+. In
+    /// sentinel mode only its scheme, user, password and database count. Default
+    /// `redis://127.0.0.1:6379` (env `MT5_REDIS_URL`).
     pub url: String,
     /// Password, when not in the URL (env `MT5_REDIS_PASSWORD`). Default none.
     pub password: Option<Secret>,
@@ -58,6 +73,16 @@ pub struct RedisConfig {
     /// Time to wait for a reply to an ordinary command, in ms. Default 5000. Blocking reads use
     /// their own connection with `block_ms` plus this margin.
     pub response_timeout_ms: u64,
+    /// `standalone` (default) or `sentinel`.
+    pub mode: RedisMode,
+    /// The master's name in the sentinels' configuration (`sentinel monitor <name> ...`), in
+    /// sentinel mode. Default `mymaster`.
+    pub sentinel_master: String,
+    /// The sentinels, `host:port` each, asked in order, in sentinel mode. Default none.
+    pub sentinels: Vec<String>,
+    /// The sentinels' password (`requirepass` of the sentinels), only from the env
+    /// `MT5_REDIS_SENTINEL_PASSWORD`. Default none.
+    pub sentinel_password: Secret,
 }
 
 impl Default for RedisConfig {
@@ -67,6 +92,10 @@ impl Default for RedisConfig {
             password: None,
             connect_timeout_ms: 2000,
             response_timeout_ms: 5000,
+            mode: RedisMode::Standalone,
+            sentinel_master: "mymaster".into(),
+            sentinels: Vec::new(),
+            sentinel_password: Secret::default(),
         }
     }
 }
@@ -84,7 +113,22 @@ impl RedisConfig {
         redact_url(&self.url)
     }
 
-    /// Checks the URL: a scheme we support, not a cluster or sentinel URL.
+    /// Sentinel mode for `master` as `sentinels` (`host:port` each) report it; the URL keeps
+    /// giving the scheme, credentials and database.
+    #[must_use]
+    pub fn with_sentinels(
+        mut self,
+        master: impl Into<String>,
+        sentinels: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.mode = RedisMode::Sentinel;
+        self.sentinel_master = master.into();
+        self.sentinels = sentinels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Checks the URL: a scheme we support, not a cluster or sentinel URL (sentinel mode is
+    /// `mode = "sentinel"`); in sentinel mode, the master's name and the sentinels' addresses.
     ///
     /// # Errors
     /// [`InvalidConfig`] naming `redis.url` or a timeout.
@@ -94,7 +138,7 @@ impl RedisConfig {
         let reason = match scheme {
             "redis" | "rediss" | "redis+unix" | "unix" if url.contains("://") => None,
             "redis-sentinel" | "sentinel" => Some(
-                "Redis Sentinel is not supported yet (wave 1 targets standalone Redis 7.0+); point redis.url at the primary"
+                "a sentinel URL is not read: set redis.mode = \"sentinel\", redis.sentinel_master and redis.sentinels, and keep redis.url for the scheme, user, password and database"
                     .to_string(),
             ),
             "redis-cluster" | "cluster" => Some(
@@ -111,12 +155,43 @@ impl RedisConfig {
         ensure(
             !url.contains(','),
             "redis.url",
-            "several hosts look like a cluster or sentinel seed list; only standalone Redis is supported yet",
+            "several hosts look like a cluster or sentinel seed list: for Sentinel set redis.mode = \"sentinel\" and list them in redis.sentinels; Redis Cluster is not supported yet",
         )?;
         positive("redis.connect_timeout_ms", self.connect_timeout_ms)?;
         positive("redis.response_timeout_ms", self.response_timeout_ms)?;
+        if self.mode == RedisMode::Sentinel {
+            non_empty("redis.sentinel_master", &self.sentinel_master)?;
+            ensure(
+                !self.sentinels.is_empty(),
+                "redis.sentinels",
+                "sentinel mode needs at least one sentinel, as \"host:port\" (three, on separate hosts, for a quorum of two)",
+            )?;
+            for s in &self.sentinels {
+                sentinel_addr(s)?;
+            }
+        }
         Ok(())
     }
+}
+
+/// A sentinel's `host:port`.
+///
+/// # Errors
+/// [`InvalidConfig`] naming `redis.sentinels`.
+pub(crate) fn sentinel_addr(s: &str) -> Result<(String, u16), InvalidConfig> {
+    let bad = || {
+        InvalidConfig::new(
+            "redis.sentinels",
+            format!("{s:?} is not host:port (e.g. 10.0.0.5:26379)"),
+        )
+    };
+    let (host, port) = s.trim().rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
 }
 
 /// Replaces the password part of a Redis URL with `***`.
@@ -468,22 +543,64 @@ mod tests {
 
     #[test]
     fn cluster_and_sentinel_urls_are_rejected_with_a_reason() {
-        for url in [
-            "redis-sentinel://h:26379/mymaster",
-            "redis-cluster://h:7000",
-            "redis://a:1,b:2",
+        for (url, reason) in [
+            ("redis-sentinel://h:26379/mymaster", "redis.mode = \"sentinel\""),
+            ("redis-cluster://h:7000", "Cluster is not supported"),
+            ("redis://a:1,b:2", "redis.sentinels"),
         ] {
             let err = RedisConfig::default().with_url(url).validate().unwrap_err().to_string();
-            assert!(
-                err.contains("not supported") || err.contains("only standalone"),
-                "{url}: {err}"
-            );
+            assert!(err.contains(reason), "{url}: {err}");
         }
         assert!(RedisConfig::default().with_url("http://x").validate().is_err());
         RedisConfig::default()
             .with_url("rediss://user:pw@h:6380/0")
             .validate()
             .unwrap();
+    }
+
+    /// Sentinel mode needs a master name and at least one `host:port` sentinel; each address is
+    /// checked, IPv6 in brackets included, and the error names `redis.sentinels`.
+    #[test]
+    fn sentinel_mode_needs_a_master_and_valid_sentinels() {
+        let ok = RedisConfig::default().with_sentinels("mymaster", ["10.0.0.1:26379", "[::1]:26380", "s3:1"]);
+        ok.validate().unwrap();
+        assert_eq!(ok.mode, RedisMode::Sentinel);
+        assert_eq!(sentinel_addr("[::1]:26380").unwrap(), ("::1".to_string(), 26380));
+        assert_eq!(sentinel_addr(" h:26379 ").unwrap(), ("h".to_string(), 26379));
+        let none = RedisConfig::default().with_sentinels("mymaster", Vec::<String>::new());
+        assert!(none.validate().unwrap_err().to_string().contains("redis.sentinels"));
+        let unnamed = RedisConfig::default().with_sentinels(" ", ["h:26379"]);
+        assert!(unnamed
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("redis.sentinel_master"));
+        for bad in ["h", "h:", ":26379", "h:0", "h:70000", "h:port"] {
+            let err = RedisConfig::default()
+                .with_sentinels("m", [bad])
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("redis.sentinels") && err.contains("host:port"),
+                "{bad}: {err}"
+            );
+        }
+        // Standalone mode ignores the sentinel settings.
+        let standalone = RedisConfig {
+            sentinels: vec!["nonsense".into()],
+            ..RedisConfig::default()
+        };
+        standalone.validate().unwrap();
+    }
+
+    /// The mode is read from TOML in lowercase; unknown modes are refused.
+    #[test]
+    fn the_mode_is_read_in_lowercase() {
+        let c: RedisConfig = toml::from_str("mode = \"sentinel\"\nsentinels = [\"h:1\"]\n").unwrap();
+        assert_eq!(c.mode, RedisMode::Sentinel);
+        assert_eq!(c.sentinel_master, "mymaster");
+        assert!(toml::from_str::<RedisConfig>("mode = \"cluster\"\n").is_err());
     }
 
     #[test]

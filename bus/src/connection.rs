@@ -1,19 +1,23 @@
-//! Building clients and connections from [`RedisConfig`].
+//! The one connection layer: [`Redis`] builds every connection of the workspace from a
+//! [`RedisConfig`], to one standalone server or, in sentinel mode, to the master the sentinels
+//! name (checked with `ROLE`), so every connection follows a failover.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
-use crate::config::RedisConfig;
-use crate::error::{Error, Result};
+use crate::config::{sentinel_addr, RedisConfig, RedisMode};
+use crate::error::{needs_new_connection, Error, Result};
 use crate::validate::InvalidConfig;
 
-/// A Redis client for the configured URL, with the password from the config when the URL has none.
+/// The connection settings of the configured URL, with the password from the config when the
+/// URL has none.
 ///
 /// # Errors
 /// [`Error::Config`] for an invalid URL (the message never contains the password).
-pub(crate) fn client(cfg: &RedisConfig) -> Result<Client> {
+fn connection_info(cfg: &RedisConfig) -> Result<ConnectionInfo> {
     cfg.validate()?;
     let mut info = cfg.url.as_str().into_connection_info().map_err(|e| {
         InvalidConfig::new(
@@ -27,6 +31,11 @@ pub(crate) fn client(cfg: &RedisConfig) -> Result<Client> {
             info = info.set_redis_settings(settings);
         }
     }
+    Ok(info)
+}
+
+/// A client for `info`; an error names `redis.url` without showing the password.
+fn open(info: ConnectionInfo, cfg: &RedisConfig) -> Result<Client> {
     Client::open(info).map_err(|e| {
         Error::from(InvalidConfig::new(
             "redis.url",
@@ -50,11 +59,7 @@ impl KindStr for redis::RedisError {
 ///
 /// # Errors
 /// The driver's error (transient when Redis is unreachable).
-pub(crate) async fn connect(
-    client: &Client,
-    cfg: &RedisConfig,
-    response_timeout: Duration,
-) -> Result<MultiplexedConnection> {
+async fn connect(client: &Client, cfg: &RedisConfig, response_timeout: Duration) -> Result<MultiplexedConnection> {
     let conn_cfg = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
         .set_response_timeout(Some(response_timeout));
@@ -65,7 +70,7 @@ pub(crate) async fn connect(
 ///
 /// # Errors
 /// The driver's error when the first connection cannot be made.
-pub(crate) async fn connection_manager(client: &Client, cfg: &RedisConfig) -> Result<ConnectionManager> {
+async fn connection_manager(client: &Client, cfg: &RedisConfig) -> Result<ConnectionManager> {
     let mcfg = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
         .set_response_timeout(Some(Duration::from_millis(cfg.response_timeout_ms)))
@@ -78,15 +83,38 @@ pub(crate) async fn connection_manager(client: &Client, cfg: &RedisConfig) -> Re
 /// hands out [`Connection`]s. Cheap to clone.
 #[derive(Clone)]
 pub struct Redis {
-    client: Client,
-    cfg: RedisConfig,
+    cfg: Arc<RedisConfig>,
+    target: Arc<Target>,
+}
+
+/// Where connections go.
+enum Target {
+    /// The server of `redis.url`.
+    Standalone(Client),
+    /// The master the sentinels name.
+    Sentinel(Sentinels),
+}
+
+/// Sentinel mode's settings, resolved once.
+struct Sentinels {
+    /// `redis.url`'s settings (scheme, user, password, database); the address is replaced by
+    /// the master's.
+    template: ConnectionInfo,
+    /// `(host, port)` of each sentinel, asked in order.
+    addrs: Vec<(String, u16)>,
+    master: String,
+    password: Option<String>,
+    tls: bool,
 }
 
 impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Redis")
-            .field("url", &self.cfg.redacted_url())
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("Redis");
+        d.field("url", &self.cfg.redacted_url());
+        if let Target::Sentinel(s) = &*self.target {
+            d.field("sentinel_master", &s.master).field("sentinels", &s.addrs);
+        }
+        d.finish_non_exhaustive()
     }
 }
 
@@ -96,9 +124,24 @@ impl Redis {
     /// # Errors
     /// [`Error::Config`] for an invalid URL or setting (the message never contains the password).
     pub fn new(cfg: &RedisConfig) -> Result<Redis> {
+        let info = connection_info(cfg)?;
+        let target = match cfg.mode {
+            RedisMode::Standalone => Target::Standalone(open(info, cfg)?),
+            RedisMode::Sentinel => Target::Sentinel(Sentinels {
+                tls: matches!(info.addr(), ConnectionAddr::TcpTls { .. }),
+                template: info,
+                addrs: cfg
+                    .sentinels
+                    .iter()
+                    .map(|s| sentinel_addr(s))
+                    .collect::<std::result::Result<_, _>>()?,
+                master: cfg.sentinel_master.clone(),
+                password: (!cfg.sentinel_password.is_empty()).then(|| cfg.sentinel_password.expose().to_string()),
+            }),
+        };
         Ok(Redis {
-            client: client(cfg)?,
-            cfg: cfg.clone(),
+            cfg: Arc::new(cfg.clone()),
+            target: Arc::new(target),
         })
     }
 
@@ -108,10 +151,7 @@ impl Redis {
     /// # Errors
     /// As [`Redis::new`].
     pub fn from_url(url: &str) -> Result<Redis> {
-        Redis::new(&RedisConfig {
-            url: url.to_string(),
-            ..RedisConfig::default()
-        })
+        Redis::new(&RedisConfig::default().with_url(url))
     }
 
     /// The settings.
@@ -134,20 +174,120 @@ impl Redis {
     /// # Errors
     /// The driver's error (transient when Redis is unreachable).
     pub async fn connect_with_timeout(&self, response_timeout: Duration) -> Result<Connection> {
-        Ok(Connection(Inner::Direct(
-            connect(&self.client, &self.cfg, response_timeout).await?,
-        )))
+        Ok(Connection(Inner::Direct(self.multiplexed(response_timeout).await?)))
     }
 
-    /// A self-reconnecting connection for ordinary (non-blocking) commands.
+    /// A self-reconnecting connection for ordinary (non-blocking) commands. In sentinel mode it
+    /// asks the sentinels again after a lost connection or a reply that says the server is no
+    /// longer the master (`READONLY`, `MASTERDOWN`, `UNBLOCKED`, `LOADING`).
     ///
     /// # Errors
     /// The driver's error when the first connection cannot be made.
     pub async fn managed(&self) -> Result<Connection> {
-        Ok(Connection(Inner::Managed(
-            connection_manager(&self.client, &self.cfg).await?,
-        )))
+        match &*self.target {
+            Target::Standalone(client) => Ok(Connection(Inner::Managed(connection_manager(client, &self.cfg).await?))),
+            Target::Sentinel(_) => {
+                let first = self
+                    .multiplexed(Duration::from_millis(self.cfg.response_timeout_ms))
+                    .await?;
+                Ok(Connection(Inner::Following(Arc::new(Following {
+                    redis: self.clone(),
+                    slot: tokio::sync::Mutex::new(Some(first)),
+                }))))
+            }
+        }
     }
+
+    /// A multiplexed connection to the server (standalone) or the current master (sentinel).
+    pub(crate) async fn multiplexed(&self, response_timeout: Duration) -> Result<MultiplexedConnection> {
+        match &*self.target {
+            Target::Standalone(client) => connect(client, &self.cfg, response_timeout).await,
+            Target::Sentinel(s) => self.master_connection(s, response_timeout).await,
+        }
+    }
+
+    /// Asks each sentinel in turn for the master's address, connects there and checks `ROLE`;
+    /// the first master found wins.
+    async fn master_connection(&self, s: &Sentinels, response_timeout: Duration) -> Result<MultiplexedConnection> {
+        let mut tried = Vec::with_capacity(s.addrs.len());
+        for (host, port) in &s.addrs {
+            match self.ask_sentinel(s, host, *port).await {
+                Ok(Some((mhost, mport))) => {
+                    let addr = if s.tls {
+                        ConnectionAddr::TcpTls {
+                            host: mhost.clone(),
+                            port: mport,
+                            insecure: false,
+                            tls_params: None,
+                        }
+                    } else {
+                        ConnectionAddr::Tcp(mhost.clone(), mport)
+                    };
+                    let client = open(s.template.clone().set_addr(addr), &self.cfg)?;
+                    match connect(&client, &self.cfg, response_timeout).await {
+                        Ok(mut conn) => match role(&mut conn).await {
+                            Ok(r) if r == "master" => {
+                                tracing::debug!(master = %s.master, addr = %format!("{mhost}:{mport}"), "Connected to the master the sentinels name.");
+                                return Ok(conn);
+                            }
+                            Ok(r) => tried.push(format!("{host}:{port} names {mhost}:{mport}, whose ROLE is {r}")),
+                            Err(e) => tried.push(format!("{host}:{port} names {mhost}:{mport}: ROLE failed: {e}")),
+                        },
+                        Err(e) => tried.push(format!("{host}:{port} names {mhost}:{mport}, unreachable: {e}")),
+                    }
+                }
+                Ok(None) => tried.push(format!("{host}:{port} knows no master named {}", s.master)),
+                Err(e) => tried.push(format!("{host}:{port}: {e}")),
+            }
+        }
+        Err(Error::Redis(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            format!(
+                "no master {} found through the sentinels: {}",
+                s.master,
+                tried.join("; ")
+            ),
+        ))))
+    }
+
+    /// `SENTINEL GET-MASTER-ADDR-BY-NAME` on one sentinel.
+    async fn ask_sentinel(&self, s: &Sentinels, host: &str, port: u16) -> Result<Option<(String, u16)>> {
+        let addr = if s.tls {
+            ConnectionAddr::TcpTls {
+                host: host.to_string(),
+                port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(host.to_string(), port)
+        };
+        let mut settings = RedisConnectionInfo::default();
+        if let Some(pw) = &s.password {
+            settings = settings.set_password(pw);
+        }
+        let info = s.template.clone().set_addr(addr).set_redis_settings(settings);
+        let client = Client::open(info)?;
+        let mut conn = connect(&client, &self.cfg, Duration::from_millis(self.cfg.connect_timeout_ms)).await?;
+        let addr: Option<(String, String)> = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(&s.master)
+            .query_async(&mut conn)
+            .await?;
+        Ok(addr.and_then(|(h, p)| Some((h, p.parse().ok()?))))
+    }
+}
+
+/// The first element of `ROLE`: `master`, `slave` or `sentinel`.
+async fn role(conn: &mut MultiplexedConnection) -> Result<String> {
+    let v: redis::Value = redis::cmd("ROLE").query_async(conn).await?;
+    crate::reply::items(&v)
+        .first()
+        .and_then(crate::reply::text)
+        .ok_or_else(|| Error::UnexpectedReply {
+            command: "ROLE",
+            detail: format!("{v:?}"),
+        })
 }
 
 /// A connection made by [`Redis`]: pass it to the bus's queries and operations ([`crate::query`],
@@ -160,6 +300,41 @@ pub struct Connection(Inner);
 enum Inner {
     Direct(MultiplexedConnection),
     Managed(ConnectionManager),
+    Following(Arc<Following>),
+}
+
+/// Sentinel mode's self-reconnecting connection: the current master's connection, forgotten
+/// after an error that says it is gone or demoted, so the next command asks the sentinels again.
+struct Following {
+    redis: Redis,
+    slot: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+}
+
+impl Following {
+    async fn current(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let mut slot = self.slot.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let timeout = Duration::from_millis(self.redis.cfg.response_timeout_ms);
+        let conn = self.redis.multiplexed(timeout).await.map_err(|e| match e {
+            Error::Redis(e) => e,
+            other => redis::RedisError::from(std::io::Error::other(other.to_string())),
+        })?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Forgets the connection after `e` when `e` means it is gone or no longer the master's.
+    async fn check<T>(&self, r: redis::RedisResult<T>) -> redis::RedisResult<T> {
+        if let Err(e) = &r {
+            if needs_new_connection(e) {
+                tracing::warn!(error = %e, "Lost the master; asking the sentinels again on the next command.");
+                *self.slot.lock().await = None;
+            }
+        }
+        r
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -167,13 +342,8 @@ impl std::fmt::Debug for Connection {
         f.write_str(match self.0 {
             Inner::Direct(_) => "Connection(direct)",
             Inner::Managed(_) => "Connection(managed)",
+            Inner::Following(_) => "Connection(sentinel)",
         })
-    }
-}
-
-impl From<ConnectionManager> for Connection {
-    fn from(c: ConnectionManager) -> Self {
-        Connection(Inner::Managed(c))
     }
 }
 
@@ -188,6 +358,14 @@ impl redis::aio::ConnectionLike for Connection {
         match &mut self.0 {
             Inner::Direct(c) => c.req_packed_command(cmd),
             Inner::Managed(c) => c.req_packed_command(cmd),
+            Inner::Following(f) => {
+                let f = Arc::clone(f);
+                Box::pin(async move {
+                    let mut c = f.current().await?;
+                    let r = c.req_packed_command(cmd).await;
+                    f.check(r).await
+                })
+            }
         }
     }
 
@@ -200,6 +378,14 @@ impl redis::aio::ConnectionLike for Connection {
         match &mut self.0 {
             Inner::Direct(c) => c.req_packed_commands(cmd, offset, count),
             Inner::Managed(c) => c.req_packed_commands(cmd, offset, count),
+            Inner::Following(f) => {
+                let f = Arc::clone(f);
+                Box::pin(async move {
+                    let mut c = f.current().await?;
+                    let r = c.req_packed_commands(cmd, offset, count).await;
+                    f.check(r).await
+                })
+            }
         }
     }
 
@@ -207,6 +393,10 @@ impl redis::aio::ConnectionLike for Connection {
         match &self.0 {
             Inner::Direct(c) => c.get_db(),
             Inner::Managed(c) => c.get_db(),
+            Inner::Following(f) => match &*f.redis.target {
+                Target::Sentinel(s) => s.template.redis_settings().db(),
+                Target::Standalone(_) => 0,
+            },
         }
     }
 }

@@ -117,12 +117,13 @@ impl Error {
         matches!(self, Error::RetriesExhausted { .. }) || self.is_transient() || self.is_connection_dropped()
     }
 
-    /// Whether the connection this error came from should be dropped and re-established.
+    /// Whether the connection this error came from should be dropped and re-established: it is
+    /// lost, or its server is no longer a master that can serve us (`READONLY`, `MASTERDOWN`,
+    /// `UNBLOCKED`: a demoted master; `LOADING`: a restart). In sentinel mode the new connection
+    /// goes to the master the sentinels name then.
     pub fn is_connection_dropped(&self) -> bool {
         match self {
-            Error::Redis(e) => {
-                e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
-            }
+            Error::Redis(e) => needs_new_connection(e),
             _ => false,
         }
     }
@@ -147,6 +148,18 @@ impl Error {
     pub fn has_code(&self, code: &str) -> bool {
         matches!(self, Error::Redis(e) if e.code() == Some(code))
     }
+}
+
+/// Replies after which a connection is replaced (see [`Error::is_connection_dropped`]).
+const NEW_CONNECTION_CODES: &[&str] = &["READONLY", "MASTERDOWN", "UNBLOCKED", "LOADING"];
+
+/// Whether a driver error means the connection must be replaced.
+pub(crate) fn needs_new_connection(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.code().is_some_and(|c| NEW_CONNECTION_CODES.contains(&c))
 }
 
 /// The classifier for raw driver errors, shared with code that holds a `RedisError`.

@@ -69,7 +69,9 @@ pub mod stats;
 pub mod trim;
 pub mod validate;
 
-pub use config::{BusConfig, ConsumerConfig, ReclaimConfig, RedisConfig, RetryConfig, Secret, TrimConfig, TrimMode};
+pub use config::{
+    BusConfig, ConsumerConfig, ReclaimConfig, RedisConfig, RedisMode, RetryConfig, Secret, TrimConfig, TrimMode,
+};
 pub use connection::{Connection, Redis};
 pub use consumer::{
     BatchReport, Consumer, ConsumerOptions, DeadLetterReason, Delivery, Emission, Handler, Outcome, ReadEntry,

@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use redis::aio::ConnectionManager;
 use redis::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BusConfig, RedisConfig, TrimMode};
-use crate::connection;
 use crate::envelope::Event;
 use crate::error::{Error, Result};
 use crate::group;
@@ -50,7 +48,7 @@ pub struct Published {
 /// Publishes events to streams. Cheap to clone: clones share one self-reconnecting connection.
 #[derive(Clone)]
 pub struct EventProducer {
-    conn: ConnectionManager,
+    conn: crate::Connection,
     cfg: BusConfig,
     metrics: BusMetrics,
     cancel: CancellationToken,
@@ -85,13 +83,13 @@ impl EventProducer {
         cancel: CancellationToken,
     ) -> Result<Self> {
         cfg.validate()?;
-        let client = connection::client(redis)?;
+        let client = crate::Redis::new(redis)?;
         let conn = retry_transient(
             &cfg.retry,
             Some(cfg.retry.max_attempts),
             &cancel,
             "connecting to Redis",
-            || connection::connection_manager(&client, redis),
+            || client.managed(),
         )
         .await?;
         let producer = EventProducer {
@@ -116,7 +114,7 @@ impl EventProducer {
 
     /// The connection (self-reconnecting), for callers that share it (stats, trimming, queries).
     pub fn connection(&self) -> crate::Connection {
-        crate::Connection::from(self.conn.clone())
+        self.conn.clone()
     }
 
     /// The bus configuration.

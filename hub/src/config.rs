@@ -8,9 +8,10 @@
 //!
 //! Secrets are read only from their own env vars: the EODHD API key from `EODHD_API_KEY`, the
 //! DingTalk robot's access token from `DINGTALK_ACCESS_TOKEN` and its signing secret from
-//! `DINGTALK_SECRET`, the gateway's bearer token from `MT5_GATEWAY_TOKEN`. Setting
-//! `news.eodhd.api_key`, `alerts.access_token`, `alerts.secret` or `http.gateway.token` in the
-//! file or through another `MT5_*` variable is an error.
+//! `DINGTALK_SECRET`, the gateway's bearer token from `MT5_GATEWAY_TOKEN`, the sentinels'
+//! password from `MT5_REDIS_SENTINEL_PASSWORD`. Setting `news.eodhd.api_key`,
+//! `alerts.access_token`, `alerts.secret`, `http.gateway.token` or `redis.sentinel_password` in
+//! the file or through another `MT5_*` variable is an error.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -59,6 +60,10 @@ const DINGTALK_SECRET: &str = "alerts.secret";
 pub(crate) const GATEWAY_TOKEN_ENV: &str = "MT5_GATEWAY_TOKEN";
 /// The dotted key of the gateway's bearer token.
 const GATEWAY_TOKEN: &str = "http.gateway.token";
+/// The env var holding the sentinels' password, the only way to set it.
+pub(crate) const SENTINEL_PASSWORD_ENV: &str = "MT5_REDIS_SENTINEL_PASSWORD";
+/// The dotted key of the sentinels' password.
+const SENTINEL_PASSWORD: &str = "redis.sentinel_password";
 /// Secrets read only from their own env var: (env var, dotted key, provider name).
 const SECRET_ENVS: &[(&str, &str, &str)] = &[
     (EODHD_API_KEY_ENV, EODHD_API_KEY, API_KEY_SOURCE),
@@ -77,6 +82,11 @@ const SECRET_ENVS: &[(&str, &str, &str)] = &[
         GATEWAY_TOKEN,
         "environment variable MT5_GATEWAY_TOKEN",
     ),
+    (
+        SENTINEL_PASSWORD_ENV,
+        SENTINEL_PASSWORD,
+        "environment variable MT5_REDIS_SENTINEL_PASSWORD",
+    ),
 ];
 /// The name of the env override providers in error messages.
 const ENV_SOURCE: &str = "environment variables";
@@ -84,6 +94,7 @@ const ENV_SOURCE: &str = "environment variables";
 const SECRET_KEYS: &[&str] = &[
     "redis.url",
     "redis.password",
+    SENTINEL_PASSWORD,
     EODHD_API_KEY,
     DINGTALK_ACCESS_TOKEN,
     DINGTALK_SECRET,
@@ -239,6 +250,7 @@ impl HubConfig {
             DINGTALK_ACCESS_TOKEN => Some(&self.alerts.access_token),
             DINGTALK_SECRET => Some(&self.alerts.secret),
             GATEWAY_TOKEN => Some(&self.http.gateway.token),
+            SENTINEL_PASSWORD => Some(&self.redis.sentinel_password),
             _ => None,
         }
     }
@@ -680,11 +692,21 @@ mod tests {
             (DINGTALK_ACCESS_TOKEN_ENV, "access_token"),
             (DINGTALK_SECRET_ENV, "secret ="),
             (GATEWAY_TOKEN_ENV, "token ="),
+            (SENTINEL_PASSWORD_ENV, "sentinel_password ="),
         ] {
             assert!(text.contains(var) && text.contains(key), "{key} must be documented");
         }
         missing
-            .retain(|k| ![EODHD_API_KEY, DINGTALK_ACCESS_TOKEN, DINGTALK_SECRET, GATEWAY_TOKEN].contains(&k.as_str()));
+            .retain(|k| {
+                ![
+                    EODHD_API_KEY,
+                    DINGTALK_ACCESS_TOKEN,
+                    DINGTALK_SECRET,
+                    GATEWAY_TOKEN,
+                    SENTINEL_PASSWORD,
+                ]
+                .contains(&k.as_str())
+            });
         assert!(
             missing.is_empty(),
             "keys missing from configs/mt5-hub.toml: {missing:?}"
@@ -797,6 +819,25 @@ mod tests {
 
     /// The DingTalk token and secret come from their env vars only, are redacted, and are
     /// refused (without being echoed) in the file or an `MT5_*` override.
+    #[test]
+    fn sentinel_mode_loads_with_its_password_only_from_the_env() {
+        let toml = "[redis]\nmode = \"sentinel\"\nsentinel_master = \"m1\"\nsentinels = [\"10.0.0.1:26379\", \"10.0.0.2:26379\"]\n";
+        let cfg = load_toml(toml, &[(SENTINEL_PASSWORD_ENV, "s3nt-s3cr3t")]).unwrap();
+        assert_eq!(cfg.redis.mode, mt5_bus::RedisMode::Sentinel);
+        assert_eq!(cfg.redis.sentinel_master, "m1");
+        assert_eq!(cfg.redis.sentinels, ["10.0.0.1:26379", "10.0.0.2:26379"]);
+        assert_eq!(cfg.redis.sentinel_password.expose(), "s3nt-s3cr3t");
+        let printed = cfg.to_redacted_toml();
+        assert!(printed.contains("mode = \"sentinel\"") && !printed.contains("s3nt-s3cr3t"), "{printed}");
+
+        let err = load_toml("[redis]\nsentinel_password = \"f1le-pw\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(SENTINEL_PASSWORD_ENV) && !err.contains("f1le-pw"), "{err}");
+        let err = load_toml("[redis]\nmode = \"sentinel\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("redis.sentinels"), "{err}");
+    }
+
     #[test]
     fn the_dingtalk_secrets_come_only_from_their_env_and_are_redacted() {
         let cfg = load_env(&[

@@ -11,11 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{Client, Value};
+use redis::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RedisConfig;
-use crate::connection;
+use crate::connection::Redis;
 use crate::error::Result;
 use crate::id::StreamId;
 use crate::reply::id_list;
@@ -148,13 +147,12 @@ impl Beat {
 
     /// Beats every `every` on a connection of its own until `stop` fires. Runs inside the
     /// consumer's `run` future, never as a detached task: a dropped consumer stops beating.
-    pub(crate) async fn run(self, client: Client, redis: RedisConfig, every: Duration, stop: CancellationToken) {
+    pub(crate) async fn run(self, client: Redis, every: Duration, stop: CancellationToken) {
         let mut conn: Option<MultiplexedConnection> = None;
         while sleep_or_cancel(every, &stop).await.is_ok() {
             if conn.is_none() {
-                conn = connection::connect(&client, &redis, Duration::from_millis(redis.response_timeout_ms))
-                    .await
-                    .ok();
+                let timeout = Duration::from_millis(client.config().response_timeout_ms);
+                conn = client.multiplexed(timeout).await.ok();
             }
             if let Some(c) = conn.as_mut() {
                 if let Err(e) = self.beat(c).await {

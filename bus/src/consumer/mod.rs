@@ -25,14 +25,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use redis::aio::MultiplexedConnection;
-use redis::{Client, Value};
+use redis::Value;
 use tokio_util::sync::CancellationToken;
 
 use self::heartbeat::{Beat, Flight, InFlight};
 use self::plan::{Read, ReadPlan};
 use self::settle::{Decided, Kind};
 use crate::config::{BusConfig, RedisConfig};
-use crate::connection;
+use crate::connection::Redis;
 use crate::dead_letter;
 use crate::envelope::Event;
 use crate::error::{Error, Result};
@@ -140,7 +140,7 @@ struct Conns {
 
 /// One consumer of a group.
 pub struct Consumer<H: Handler> {
-    client: Client,
+    client: Redis,
     redis: RedisConfig,
     cfg: BusConfig,
     opts: ConsumerOptions,
@@ -191,7 +191,7 @@ impl<H: Handler> Consumer<H> {
         validate::non_empty("consumer.stream", &opts.stream)?;
         validate::non_empty("consumer.group", &opts.group)?;
         validate::non_empty("consumer.name", &opts.name)?;
-        let client = connection::client(redis)?;
+        let client = Redis::new(redis)?;
         metrics.init_consumer_series(&opts.stream, &opts.group);
         let reclaimer = Reclaimer::new(&opts.stream, &opts.group, &opts.name, cfg, metrics.clone());
         let processing_duration = metrics
@@ -247,13 +247,11 @@ impl<H: Handler> Consumer<H> {
             return Ok(());
         }
         let read_timeout = self.cfg.consumer.block() + READ_TIMEOUT_MARGIN;
-        let read = connection::connect(&self.client, &self.redis, read_timeout).await?;
-        let mut cmd = connection::connect(
-            &self.client,
-            &self.redis,
-            Duration::from_millis(self.redis.response_timeout_ms),
-        )
-        .await?;
+        let read = self.client.multiplexed(read_timeout).await?;
+        let mut cmd = self
+            .client
+            .multiplexed(Duration::from_millis(self.redis.response_timeout_ms))
+            .await?;
         group::ensure_group(&mut cmd, &self.opts.stream, &self.opts.group).await?;
         self.beat().write_key(&mut cmd).await?;
         tracing::info!(stream = %self.opts.stream, group = %self.opts.group, consumer = %self.opts.name, "Consumer connected.");
@@ -760,7 +758,6 @@ impl<H: Handler> Consumer<H> {
         let stop_beating = CancellationToken::new();
         let beating = self.beat().run(
             self.client.clone(),
-            self.redis.clone(),
             Duration::from_millis(self.cfg.consumer.heartbeat_interval_ms),
             stop_beating.clone(),
         );
@@ -888,12 +885,10 @@ impl<H: Handler> Consumer<H> {
         let key = keys::heartbeat_key(&self.opts.stream, &self.opts.group, &self.opts.name);
         if self.conns.is_none() {
             // Never connected, or cut off: connect without touching the group.
-            let cmd = connection::connect(
-                &self.client,
-                &self.redis,
-                Duration::from_millis(self.redis.response_timeout_ms),
-            )
-            .await?;
+            let cmd = self
+                .client
+                .multiplexed(Duration::from_millis(self.redis.response_timeout_ms))
+                .await?;
             let read = cmd.clone();
             self.conns = Some(Conns { read, cmd });
         }

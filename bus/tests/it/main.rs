@@ -11,6 +11,7 @@ mod groups;
 mod producer;
 mod query;
 mod reclaim;
+mod sentinel;
 mod settle;
 mod shutdown;
 mod support;

@@ -1,0 +1,125 @@
+//! Sentinel mode against a real replicated Redis: a master, a replica and three sentinels on
+//! loopback (`SentinelFixture`). A producer and a running consumer made once, in sentinel mode,
+//! keep working across a SIGKILL of the master and the promotion of the replica: nothing
+//! acknowledged before the kill (and replicated) is lost, nothing is processed twice, and no
+//! process is restarted.
+
+use std::time::{Duration, Instant};
+
+use mt5_bus::query::{self, RangeReader};
+use mt5_bus::{Redis, RedisConfig};
+use mt5_fixtures::SentinelFixture;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{configs, consumer, producer, scripted, Names};
+
+/// The sentinels call the master down after this long without an answer.
+const DOWN_AFTER_MS: u64 = 1000;
+
+/// The `seq` of every event in `stream`, read through the sentinels' current master.
+async fn seqs(redis: &RedisConfig, stream: &str) -> Vec<u64> {
+    let mut conn = Redis::new(redis).unwrap().connect().await.unwrap();
+    RangeReader::new(stream, 500)
+        .read_to_end(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(e.field("data").unwrap()).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Waits until `stream` holds `count` events (through the current master).
+async fn wait_for_outputs(redis: &RedisConfig, stream: &str, count: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = seqs(redis, stream).await.len();
+        if got >= count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{got} of {count} outputs after {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_producer_and_a_consumer_follow_a_failover_without_a_restart() {
+    let mut fx = SentinelFixture::start(1, DOWN_AFTER_MS).await.unwrap();
+    let n = Names::new(&fx.servers()[0]);
+    let (redis, mut bus) = configs(&fx.servers()[0], &n);
+    // The URL's host and port are ignored in sentinel mode: point it nowhere to prove it.
+    let redis = redis
+        .with_url("redis://127.0.0.1:1")
+        .with_sentinels(fx.master_name(), fx.sentinel_addrs());
+    bus.retry.max_ms = 200;
+    let p = producer(&redis, &bus).await.with_unbounded_retries();
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn(consumer(&redis, &bus, &n, Some("c1")).run(cancel.clone()));
+
+    for seq in 0..50 {
+        p.publish(&n.input, &scripted(seq, &["emit"])).await.unwrap();
+    }
+    wait_for_outputs(&redis, &n.output, 50, Duration::from_secs(10)).await;
+    let old = fx.master_port().await.unwrap();
+    assert_eq!(old, fx.servers()[0].port());
+    fx.wait_replicas_in_sync(old, Duration::from_secs(5)).await.unwrap();
+
+    fx.server_mut(0).kill().await.unwrap();
+    let killed = Instant::now();
+    // The same producer: its first publish after the kill waits out the failover.
+    tokio::time::timeout(Duration::from_secs(30), p.publish(&n.input, &scripted(50, &["emit"])))
+        .await
+        .expect("the producer did not follow the failover within 30 s")
+        .unwrap();
+    let first_ack = killed.elapsed();
+    let new = fx.wait_for_promotion(old, Duration::from_secs(1)).await.unwrap();
+    assert_ne!(new, old);
+    for seq in 51..100 {
+        p.publish(&n.input, &scripted(seq, &["emit"])).await.unwrap();
+    }
+    wait_for_outputs(&redis, &n.output, 100, Duration::from_secs(20)).await;
+    let settled = killed.elapsed();
+    eprintln!("failover: first acknowledged publish {first_ack:?} after the kill, 100 outputs after {settled:?}");
+
+    let mut out = seqs(&redis, &n.output).await;
+    out.sort_unstable();
+    assert_eq!(out, (0..100).collect::<Vec<u64>>(), "every event once, none twice");
+    let mut conn = Redis::new(&redis).unwrap().connect().await.unwrap();
+    let pending = query::pending_summary(&mut conn, &n.input, &n.group)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pending.count, 0, "{pending:?}");
+
+    cancel.cancel();
+    running.await.unwrap().unwrap();
+}
+
+/// With no sentinel reachable, connecting fails as "Redis is unavailable" (so services retry and
+/// one-shot commands exit 3) and the error says which sentinels were asked.
+#[tokio::test]
+async fn unreachable_sentinels_are_an_unavailable_redis() {
+    let port = mt5_fixtures::free_port().unwrap();
+    let redis = RedisConfig::default().with_sentinels("mt5master", [format!("127.0.0.1:{port}")]);
+    let err = Redis::new(&redis).unwrap().connect().await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("mt5master") && text.contains(&port.to_string()), "{text}");
+}
+
+/// A sentinel that does not know the master's name is not taken for an answer.
+#[tokio::test]
+async fn a_wrong_master_name_is_reported() {
+    let fx = SentinelFixture::start(0, DOWN_AFTER_MS).await.unwrap();
+    let redis = RedisConfig::default().with_sentinels("nosuchmaster", fx.sentinel_addrs());
+    let err = Redis::new(&redis).unwrap().connect().await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(err.to_string().contains("knows no master named nosuchmaster"), "{err}");
+    // The right name connects, to the master.
+    let redis = RedisConfig::default().with_sentinels(fx.master_name(), fx.sentinel_addrs());
+    let mut conn = Redis::new(&redis).unwrap().connect().await.unwrap();
+    query::ping(&mut conn).await.unwrap();
+}
