@@ -206,38 +206,47 @@ impl Redis {
         }
     }
 
-    /// Asks each sentinel in turn for the master's address, connects there and checks `ROLE`;
-    /// the first master found wins.
+    /// Asks every sentinel for the master (`SENTINEL MASTER <name>`), tries the addresses named
+    /// with the newest configuration epoch first (a sentinel that has not yet heard of a failover
+    /// still names the old master, which may be back, or replaced, and answer as a master), and
+    /// uses the first whose `ROLE` is `master`.
     async fn master_connection(&self, s: &Sentinels, response_timeout: Duration) -> Result<MultiplexedConnection> {
+        let answers =
+            futures_util::future::join_all(s.addrs.iter().map(|(host, port)| self.ask_sentinel(s, host, *port))).await;
         let mut tried = Vec::with_capacity(s.addrs.len());
-        for (host, port) in &s.addrs {
-            match self.ask_sentinel(s, host, *port).await {
-                Ok(Some((mhost, mport))) => {
-                    let addr = if s.tls {
-                        ConnectionAddr::TcpTls {
-                            host: mhost.clone(),
-                            port: mport,
-                            insecure: false,
-                            tls_params: None,
-                        }
-                    } else {
-                        ConnectionAddr::Tcp(mhost.clone(), mport)
-                    };
-                    let client = open(s.template.clone().set_addr(addr), &self.cfg)?;
-                    match connect(&client, &self.cfg, response_timeout).await {
-                        Ok(mut conn) => match role(&mut conn).await {
-                            Ok(r) if r == "master" => {
-                                tracing::debug!(master = %s.master, addr = %format!("{mhost}:{mport}"), "Connected to the master the sentinels name.");
-                                return Ok(conn);
-                            }
-                            Ok(r) => tried.push(format!("{host}:{port} names {mhost}:{mport}, whose ROLE is {r}")),
-                            Err(e) => tried.push(format!("{host}:{port} names {mhost}:{mport}: ROLE failed: {e}")),
-                        },
-                        Err(e) => tried.push(format!("{host}:{port} names {mhost}:{mport}, unreachable: {e}")),
-                    }
-                }
+        let mut sightings: Vec<(u64, String, u16)> = Vec::new();
+        for ((host, port), answer) in s.addrs.iter().zip(answers) {
+            match answer {
+                Ok(Some(seen)) => sightings.push(seen),
                 Ok(None) => tried.push(format!("{host}:{port} knows no master named {}", s.master)),
                 Err(e) => tried.push(format!("{host}:{port}: {e}")),
+            }
+        }
+        // Newest epoch first; among equals, the sentinels' order.
+        sightings.sort_by_key(|s| std::cmp::Reverse(s.0));
+        sightings.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
+        for (epoch, mhost, mport) in sightings {
+            let addr = if s.tls {
+                ConnectionAddr::TcpTls {
+                    host: mhost.clone(),
+                    port: mport,
+                    insecure: false,
+                    tls_params: None,
+                }
+            } else {
+                ConnectionAddr::Tcp(mhost.clone(), mport)
+            };
+            let client = open(s.template.clone().set_addr(addr), &self.cfg)?;
+            match connect(&client, &self.cfg, response_timeout).await {
+                Ok(mut conn) => match role(&mut conn).await {
+                    Ok(r) if r == "master" => {
+                        tracing::debug!(master = %s.master, addr = %format!("{mhost}:{mport}"), epoch, "Connected to the master the sentinels name.");
+                        return Ok(conn);
+                    }
+                    Ok(r) => tried.push(format!("{mhost}:{mport} (epoch {epoch}) has ROLE {r}")),
+                    Err(e) => tried.push(format!("{mhost}:{mport} (epoch {epoch}): ROLE failed: {e}")),
+                },
+                Err(e) => tried.push(format!("{mhost}:{mport} (epoch {epoch}) is unreachable: {e}")),
             }
         }
         Err(Error::Redis(redis::RedisError::from(std::io::Error::new(
@@ -250,8 +259,9 @@ impl Redis {
         ))))
     }
 
-    /// `SENTINEL GET-MASTER-ADDR-BY-NAME` on one sentinel.
-    async fn ask_sentinel(&self, s: &Sentinels, host: &str, port: u16) -> Result<Option<(String, u16)>> {
+    /// `SENTINEL MASTER <name>` on one sentinel: the master's configuration epoch and address, or
+    /// `None` when it does not monitor that name.
+    async fn ask_sentinel(&self, s: &Sentinels, host: &str, port: u16) -> Result<Option<(u64, String, u16)>> {
         let addr = if s.tls {
             ConnectionAddr::TcpTls {
                 host: host.to_string(),
@@ -269,12 +279,26 @@ impl Redis {
         let info = s.template.clone().set_addr(addr).set_redis_settings(settings);
         let client = Client::open(info)?;
         let mut conn = connect(&client, &self.cfg, Duration::from_millis(self.cfg.connect_timeout_ms)).await?;
-        let addr: Option<(String, String)> = redis::cmd("SENTINEL")
-            .arg("GET-MASTER-ADDR-BY-NAME")
+        let reply: redis::RedisResult<redis::Value> = redis::cmd("SENTINEL")
+            .arg("MASTER")
             .arg(&s.master)
             .query_async(&mut conn)
-            .await?;
-        Ok(addr.and_then(|(h, p)| Some((h, p.parse().ok()?))))
+            .await;
+        let v = match reply {
+            Ok(v) => v,
+            Err(e) if e.to_string().contains("No such master") => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let fields = crate::reply::pairs(&v);
+        let text = |k: &str| fields.get(k).and_then(crate::reply::text);
+        let (Some(ip), Some(mport)) = (text("ip"), text("port").and_then(|p| p.parse().ok())) else {
+            return Err(Error::UnexpectedReply {
+                command: "SENTINEL MASTER",
+                detail: format!("no ip/port in {v:?}"),
+            });
+        };
+        let epoch = text("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+        Ok(Some((epoch, ip, mport)))
     }
 }
 

@@ -48,6 +48,8 @@ const RESPONSE_TIMEOUT_MS: u64 = 10_000;
 #[derive(Debug, Clone)]
 pub struct Checker {
     redis_url: String,
+    /// `(master name, sentinels)` in sentinel mode: the checker reads the current master.
+    sentinels: Option<(String, Vec<String>)>,
     streams: Streams,
 }
 
@@ -188,8 +190,17 @@ impl Checker {
     pub fn new(redis_url: &str, streams: Streams) -> Self {
         Checker {
             redis_url: redis_url.to_string(),
+            sentinels: None,
             streams,
         }
+    }
+
+    /// Reads the master named `master` as `sentinels` (`host:port`) report it, on every
+    /// connection: the checker follows a failover as the services do.
+    #[must_use]
+    pub fn with_sentinels(mut self, master: &str, sentinels: &[String]) -> Self {
+        self.sentinels = Some((master.to_string(), sentinels.to_vec()));
+        self
     }
 
     /// A checker of the scenario's streams.
@@ -204,6 +215,9 @@ impl Checker {
     /// The URL is invalid, or Redis is unreachable.
     pub async fn connection(&self) -> Result<Connection> {
         let mut cfg = RedisConfig::default().with_url(self.redis_url.as_str());
+        if let Some((master, sentinels)) = &self.sentinels {
+            cfg = cfg.with_sentinels(master.as_str(), sentinels.iter().cloned());
+        }
         cfg.connect_timeout_ms = CONNECT_TIMEOUT_MS;
         cfg.response_timeout_ms = RESPONSE_TIMEOUT_MS;
         Ok(Redis::new(&cfg)?.connect().await?)

@@ -696,17 +696,16 @@ mod tests {
         ] {
             assert!(text.contains(var) && text.contains(key), "{key} must be documented");
         }
-        missing
-            .retain(|k| {
-                ![
-                    EODHD_API_KEY,
-                    DINGTALK_ACCESS_TOKEN,
-                    DINGTALK_SECRET,
-                    GATEWAY_TOKEN,
-                    SENTINEL_PASSWORD,
-                ]
-                .contains(&k.as_str())
-            });
+        missing.retain(|k| {
+            ![
+                EODHD_API_KEY,
+                DINGTALK_ACCESS_TOKEN,
+                DINGTALK_SECRET,
+                GATEWAY_TOKEN,
+                SENTINEL_PASSWORD,
+            ]
+            .contains(&k.as_str())
+        });
         assert!(
             missing.is_empty(),
             "keys missing from configs/mt5-hub.toml: {missing:?}"
@@ -828,13 +827,18 @@ mod tests {
         assert_eq!(cfg.redis.sentinels, ["10.0.0.1:26379", "10.0.0.2:26379"]);
         assert_eq!(cfg.redis.sentinel_password.expose(), "s3nt-s3cr3t");
         let printed = cfg.to_redacted_toml();
-        assert!(printed.contains("mode = \"sentinel\"") && !printed.contains("s3nt-s3cr3t"), "{printed}");
+        assert!(
+            printed.contains("mode = \"sentinel\"") && !printed.contains("s3nt-s3cr3t"),
+            "{printed}"
+        );
 
         let err = load_toml("[redis]\nsentinel_password = \"f1le-pw\"\n", &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains(SENTINEL_PASSWORD_ENV) && !err.contains("f1le-pw"), "{err}");
-        let err = load_toml("[redis]\nmode = \"sentinel\"\n", &[]).unwrap_err().to_string();
+        let err = load_toml("[redis]\nmode = \"sentinel\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("redis.sentinels"), "{err}");
     }
 

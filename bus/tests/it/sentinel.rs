@@ -123,3 +123,29 @@ async fn a_wrong_master_name_is_reported() {
     let mut conn = Redis::new(&redis).unwrap().connect().await.unwrap();
     query::ping(&mut conn).await.unwrap();
 }
+
+/// A sentinel that has not heard of the latest failover names an older master, which may answer
+/// as a master (restarted, or another server now on its address): the answer with the newest
+/// configuration epoch wins over it. Here the stale sentinel monitors another server under the
+/// same name (epoch 0) and is asked first; the real topology has failed over once (epoch 1).
+#[tokio::test]
+async fn the_newest_configuration_epoch_wins_over_a_stale_sentinel() {
+    let fx = SentinelFixture::start(1, DOWN_AFTER_MS).await.unwrap();
+    let new = fx.force_failover(Duration::from_secs(30)).await.unwrap();
+    let stale = SentinelFixture::start(0, DOWN_AFTER_MS).await.unwrap();
+    assert_eq!(stale.master_name(), fx.master_name());
+    let mut sentinels = vec![stale.sentinel_addrs()[0].clone()];
+    sentinels.extend(fx.sentinel_addrs());
+    let redis = RedisConfig::default().with_sentinels(fx.master_name(), sentinels);
+    let mut conn = Redis::new(&redis).unwrap().connect().await.unwrap();
+    let (_, port): (String, u16) = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("port")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        port, new,
+        "connected to the stale sentinel's master on {port}, not the promoted {new}"
+    );
+}

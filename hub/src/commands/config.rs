@@ -75,9 +75,18 @@ mod tests {
             .with_url("redis://u:pw-s3cret@ignored:1/2")
             .with_sentinels("m1", ["a:26379", "b:26379", "c:26379"]);
         let text = sentinel_setup(&three).unwrap();
-        assert!(text.contains("\"m1\"") && text.contains("a:26379, b:26379, c:26379"), "{text}");
-        assert!(text.contains("redis://u:***@ignored:1/2") && !text.contains("pw-s3cret"), "{text}");
-        assert!(text.contains("without a password") && !text.contains("warning"), "{text}");
+        assert!(
+            text.contains("\"m1\"") && text.contains("a:26379, b:26379, c:26379"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redis://u:***@ignored:1/2") && !text.contains("pw-s3cret"),
+            "{text}"
+        );
+        assert!(
+            text.contains("without a password") && !text.contains("warning"),
+            "{text}"
+        );
         let one = RedisConfig::default().with_sentinels("m1", ["a:26379"]);
         let text = sentinel_setup(&one).unwrap();
         assert!(text.contains("warning: 1 sentinel listed"), "{text}");
