@@ -138,7 +138,7 @@ impl RedisConfig {
         let reason = match scheme {
             "redis" | "rediss" | "redis+unix" | "unix" if url.contains("://") => None,
             "redis-sentinel" | "sentinel" => Some(
-                "a sentinel URL is not read: set redis.mode = \"sentinel\", redis.sentinel_master and redis.sentinels, and keep redis.url for the scheme, user, password and database"
+                "a Sentinel URL is not read: set redis.mode = \"sentinel\", redis.sentinel_master and redis.sentinels, and keep redis.url for the scheme, user, password and database"
                     .to_string(),
             ),
             "redis-cluster" | "cluster" => Some(

@@ -2,6 +2,7 @@
 //! [`RedisConfig`], to one standalone server or, in sentinel mode, to the master the sentinels
 //! name (checked with `ROLE`), so every connection follows a failover.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoC
 
 use crate::config::{sentinel_addr, RedisConfig, RedisMode};
 use crate::error::{needs_new_connection, Error, Result};
+use crate::metrics::BusMetrics;
 use crate::validate::InvalidConfig;
 
 /// The connection settings of the configured URL, with the password from the config when the
@@ -85,6 +87,15 @@ async fn connection_manager(client: &Client, cfg: &RedisConfig) -> Result<Connec
 pub struct Redis {
     cfg: Arc<RedisConfig>,
     target: Arc<Target>,
+    /// Where a master change is counted (sentinel mode), when set.
+    metrics: Option<BusMetrics>,
+}
+
+/// The master each sentinel topology (its name and sentinels) had when this process last
+/// connected with metrics: a change is a failover, counted once per process.
+fn known_masters() -> &'static std::sync::Mutex<HashMap<String, String>> {
+    static KNOWN: std::sync::OnceLock<std::sync::Mutex<HashMap<String, String>>> = std::sync::OnceLock::new();
+    KNOWN.get_or_init(Default::default)
 }
 
 /// Where connections go.
@@ -142,7 +153,42 @@ impl Redis {
         Ok(Redis {
             cfg: Arc::new(cfg.clone()),
             target: Arc::new(target),
+            metrics: None,
         })
+    }
+
+    /// Counts master changes (sentinel mode) in `metrics`: `mt5_redis_failovers_total` and
+    /// `mt5_redis_master_info{addr}`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: BusMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Notes that the master of `s` is at `addr`; logs and counts a change.
+    fn observe_master(&self, s: &Sentinels, addr: &str) {
+        let Some(metrics) = &self.metrics else { return };
+        let key = format!(
+            "{}@{}",
+            s.master,
+            s.addrs
+                .iter()
+                .map(|(h, p)| format!("{h}:{p}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let previous = {
+            let mut known = known_masters()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            known.insert(key, addr.to_string())
+        };
+        if previous.as_deref() != Some(addr) {
+            if let Some(prev) = &previous {
+                tracing::warn!(master = %s.master, from = %prev, to = %addr, "The master moved (failover).");
+            }
+            metrics.master_seen(previous.as_deref(), addr);
+        }
     }
 
     /// A client for `url` with the default timeouts: for tools and harnesses that are given a URL
@@ -240,7 +286,9 @@ impl Redis {
             match connect(&client, &self.cfg, response_timeout).await {
                 Ok(mut conn) => match role(&mut conn).await {
                     Ok(r) if r == "master" => {
-                        tracing::debug!(master = %s.master, addr = %format!("{mhost}:{mport}"), epoch, "Connected to the master the sentinels name.");
+                        let addr = format!("{mhost}:{mport}");
+                        tracing::debug!(master = %s.master, addr = %addr, epoch, "Connected to the master the sentinels name.");
+                        self.observe_master(s, &addr);
                         return Ok(conn);
                     }
                     Ok(r) => tried.push(format!("{mhost}:{mport} (epoch {epoch}) has ROLE {r}")),

@@ -1,6 +1,6 @@
 //! The contract's bus metrics, registered in a `prometheus::Registry` the binary serves.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::error::Result;
 
@@ -64,6 +64,15 @@ pub struct BusMetrics {
     /// (`NOGROUP`). Counted through [`BusMetrics::group_missing`]; the `ConsumerGroupMissing` alert
     /// fires on any increase.
     pub consumer_group_missing: IntCounterVec,
+    /// `mt5_redis_failovers_total`: times this process found the master (sentinel mode) at
+    /// another address than before.
+    pub redis_failovers: IntCounter,
+    /// `mt5_redis_master_info{addr}`: 1 for the master this process connects to (sentinel mode),
+    /// 0 for the ones before it.
+    pub redis_master_info: IntGaugeVec,
+    /// `mt5_redis_connected_replicas`: the master's `connected_slaves`, refreshed with the stream
+    /// gauges.
+    pub redis_connected_replicas: IntGauge,
 }
 
 impl BusMetrics {
@@ -87,6 +96,9 @@ impl BusMetrics {
         registry.register(Box::new(m.consumers_alive.clone()))?;
         registry.register(Box::new(m.oldest_pending_age.clone()))?;
         registry.register(Box::new(m.consumer_group_missing.clone()))?;
+        registry.register(Box::new(m.redis_failovers.clone()))?;
+        registry.register(Box::new(m.redis_master_info.clone()))?;
+        registry.register(Box::new(m.redis_connected_replicas.clone()))?;
         Ok(m)
     }
 
@@ -159,7 +171,34 @@ impl BusMetrics {
                 "Times a running consumer found its group missing (NOGROUP); the group is never recreated silently.",
                 &["stream", "group"],
             ),
+            redis_failovers: IntCounter::with_opts(Opts::new(
+                "mt5_redis_failovers_total",
+                "Times the master (sentinel mode) was found at another address than before.",
+            ))
+            .expect("valid metric"),
+            redis_master_info: gauge(
+                "mt5_redis_master_info",
+                "1 for the master this process uses (sentinel mode), 0 for earlier ones.",
+                &["addr"],
+            ),
+            redis_connected_replicas: IntGauge::with_opts(Opts::new(
+                "mt5_redis_connected_replicas",
+                "Replicas connected to the master (INFO replication connected_slaves).",
+            ))
+            .expect("valid metric"),
         }
+    }
+
+    /// Records that the master of a sentinel topology is at `addr`: a change of address from a
+    /// known one counts a failover. `previous` is what this process knew before.
+    pub(crate) fn master_seen(&self, previous: Option<&str>, addr: &str) {
+        if let Some(prev) = previous {
+            if prev != addr {
+                self.redis_failovers.inc();
+                self.redis_master_info.with_label_values(&[prev]).set(0);
+            }
+        }
+        self.redis_master_info.with_label_values(&[addr]).set(1);
     }
 }
 
@@ -219,6 +258,20 @@ fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first sighting of a master is not a failover; a new address is, once; the old
+    /// address's info drops to 0.
+    #[test]
+    fn a_master_change_counts_one_failover() {
+        let m = BusMetrics::unregistered();
+        let info = |a: &str| m.redis_master_info.with_label_values(&[a]).get();
+        m.master_seen(None, "a:1");
+        assert_eq!((m.redis_failovers.get(), info("a:1")), (0, 1));
+        m.master_seen(Some("a:1"), "a:1");
+        assert_eq!(m.redis_failovers.get(), 0);
+        m.master_seen(Some("a:1"), "b:2");
+        assert_eq!((m.redis_failovers.get(), info("a:1"), info("b:2")), (1, 0, 1));
+    }
 
     #[test]
     fn every_contract_metric_is_registered_once() {

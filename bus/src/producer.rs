@@ -83,7 +83,7 @@ impl EventProducer {
         cancel: CancellationToken,
     ) -> Result<Self> {
         cfg.validate()?;
-        let client = crate::Redis::new(redis)?;
+        let client = crate::Redis::new(redis)?.with_metrics(metrics.clone());
         let conn = retry_transient(
             &cfg.retry,
             Some(cfg.retry.max_attempts),

@@ -423,3 +423,19 @@ pub async fn record_seen<C: ConnectionLike + Send>(conn: &mut C, key: &str, name
     let _: i64 = cmd.query_async(conn).await?;
     Ok(())
 }
+
+/// The replicas connected to the server (`INFO replication`'s `connected_slaves`): 0 for a
+/// standalone server or a master whose replicas are gone.
+///
+/// # Errors
+/// The driver's error, or [`Error::UnexpectedReply`] when the field is missing.
+pub async fn connected_replicas<C: ConnectionLike + Send>(conn: &mut C) -> Result<u64> {
+    let info: String = redis::cmd("INFO").arg("replication").query_async(conn).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("connected_slaves:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Error::UnexpectedReply {
+            command: "INFO replication",
+            detail: "no connected_slaves".into(),
+        })
+}

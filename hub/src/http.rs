@@ -219,6 +219,12 @@ async fn refresh_stream_gauges(state: &AppState) -> mt5_bus::Result<()> {
             }
         }
     }
+    if refreshed.is_ok() {
+        match mt5_bus::query::connected_replicas(&mut conn).await {
+            Ok(n) => state.bus_metrics.redis_connected_replicas.set(n as i64),
+            Err(e) => refreshed = Err(e),
+        }
+    }
     *slot = refreshed.is_ok().then_some(conn);
     refreshed
 }

@@ -191,7 +191,7 @@ impl<H: Handler> Consumer<H> {
         validate::non_empty("consumer.stream", &opts.stream)?;
         validate::non_empty("consumer.group", &opts.group)?;
         validate::non_empty("consumer.name", &opts.name)?;
-        let client = Redis::new(redis)?;
+        let client = Redis::new(redis)?.with_metrics(metrics.clone());
         metrics.init_consumer_series(&opts.stream, &opts.group);
         let reclaimer = Reclaimer::new(&opts.stream, &opts.group, &opts.name, cfg, metrics.clone());
         let processing_duration = metrics

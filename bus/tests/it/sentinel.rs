@@ -7,11 +7,11 @@
 use std::time::{Duration, Instant};
 
 use mt5_bus::query::{self, RangeReader};
-use mt5_bus::{Redis, RedisConfig};
+use mt5_bus::{BusMetrics, Consumer, ConsumerOptions, EventProducer, Redis, RedisConfig};
 use mt5_fixtures::SentinelFixture;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{configs, consumer, producer, scripted, Names};
+use crate::support::{configs, scripted, Names, Scripted};
 
 /// The sentinels call the master down after this long without an answer.
 const DOWN_AFTER_MS: u64 = 1000;
@@ -55,9 +55,16 @@ async fn a_producer_and_a_consumer_follow_a_failover_without_a_restart() {
         .with_url("redis://127.0.0.1:1")
         .with_sentinels(fx.master_name(), fx.sentinel_addrs());
     bus.retry.max_ms = 200;
-    let p = producer(&redis, &bus).await.with_unbounded_retries();
+    // One process's metrics, shared by its producer and consumer as the binary shares them.
+    let metrics = BusMetrics::unregistered();
+    let p = EventProducer::connect(&redis, &bus, metrics.clone(), CancellationToken::new())
+        .await
+        .unwrap()
+        .with_unbounded_retries();
     let cancel = CancellationToken::new();
-    let running = tokio::spawn(consumer(&redis, &bus, &n, Some("c1")).run(cancel.clone()));
+    let opts = ConsumerOptions::new(&n.input, &n.group).with_name("c1");
+    let c = Consumer::new(&redis, &bus, opts, Scripted::new(&n.output), metrics.clone()).unwrap();
+    let running = tokio::spawn(c.run(cancel.clone()));
 
     for seq in 0..50 {
         p.publish(&n.input, &scripted(seq, &["emit"])).await.unwrap();
@@ -65,7 +72,16 @@ async fn a_producer_and_a_consumer_follow_a_failover_without_a_restart() {
     wait_for_outputs(&redis, &n.output, 50, Duration::from_secs(10)).await;
     let old = fx.master_port().await.unwrap();
     assert_eq!(old, fx.servers()[0].port());
+    let info = |port: u16| {
+        metrics
+            .redis_master_info
+            .with_label_values(&[&format!("127.0.0.1:{port}")])
+            .get()
+    };
+    assert_eq!((metrics.redis_failovers.get(), info(old)), (0, 1));
     fx.wait_replicas_in_sync(old, Duration::from_secs(5)).await.unwrap();
+    let mut before = Redis::new(&redis).unwrap().connect().await.unwrap();
+    assert_eq!(query::connected_replicas(&mut before).await.unwrap(), 1);
 
     fx.server_mut(0).kill().await.unwrap();
     let killed = Instant::now();
@@ -83,6 +99,16 @@ async fn a_producer_and_a_consumer_follow_a_failover_without_a_restart() {
     wait_for_outputs(&redis, &n.output, 100, Duration::from_secs(20)).await;
     let settled = killed.elapsed();
     eprintln!("failover: first acknowledged publish {first_ack:?} after the kill, 100 outputs after {settled:?}");
+
+    assert_eq!(
+        metrics.redis_failovers.get(),
+        1,
+        "one failover, counted once by the process"
+    );
+    assert_eq!((info(old), info(new)), (0, 1));
+    // The promoted replica has no replica of its own: the old master is dead.
+    let mut after = Redis::new(&redis).unwrap().connect().await.unwrap();
+    assert_eq!(query::connected_replicas(&mut after).await.unwrap(), 0);
 
     let mut out = seqs(&redis, &n.output).await;
     out.sort_unstable();

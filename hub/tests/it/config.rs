@@ -34,6 +34,47 @@ async fn config_check_rejects_an_unknown_key_with_exit_2() {
     assert!(run.stderr.contains("MT5_BUS__NOPE"), "{}", run.stderr);
 }
 
+/// Sentinel mode from env overrides: `config check` says how the master will be found; without
+/// sentinels it exits 2 naming `redis.sentinels`; the sentinels' password only from its env var.
+#[tokio::test]
+async fn config_check_explains_sentinel_mode() {
+    let sentinel = [
+        ("MT5_REDIS__MODE", "sentinel"),
+        ("MT5_REDIS__SENTINEL_MASTER", "m1"),
+        (
+            "MT5_REDIS__SENTINELS",
+            r#"["10.0.0.1:26379","10.0.0.2:26379","10.0.0.3:26379"]"#,
+        ),
+        ("MT5_REDIS_SENTINEL_PASSWORD", "s3nt-pw"),
+    ];
+    let run = run_with(&env(&sentinel), &["config", "check"], None).await;
+    let out = run.ok();
+    assert!(out.starts_with("config OK"), "{out}");
+    assert!(
+        out.contains("sentinel mode") && out.contains("10.0.0.1:26379, 10.0.0.2:26379, 10.0.0.3:26379"),
+        "{out}"
+    );
+    assert!(
+        out.contains("MT5_REDIS_SENTINEL_PASSWORD") && !out.contains("s3nt-pw"),
+        "{out}"
+    );
+    let run = run_with(&env(&sentinel[..1]), &["config", "check"], None).await;
+    run.code(2);
+    assert!(run.stderr.contains("redis.sentinels"), "{}", run.stderr);
+    let run = run_with(
+        &env(&[("MT5_REDIS__SENTINEL_PASSWORD", "s3nt-pw")]),
+        &["config", "check"],
+        None,
+    )
+    .await;
+    run.code(2);
+    assert!(
+        run.stderr.contains("MT5_REDIS_SENTINEL_PASSWORD") && !run.stderr.contains("s3nt-pw"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// Out-of-range values, bad URLs and a missing file exit 2 naming the field or file.
 #[tokio::test]
 async fn config_check_rejects_invalid_values_with_exit_2() {
