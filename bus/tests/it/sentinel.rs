@@ -175,3 +175,39 @@ async fn the_newest_configuration_epoch_wins_over_a_stale_sentinel() {
         "connected to the stale sentinel's master on {port}, not the promoted {new}"
     );
 }
+
+/// The shipped `configs/redis/sentinel.conf` (quorum 2 of 3, its `down-after-milliseconds`),
+/// its monitored address replaced by a loopback master: a publish through a producer made before
+/// the master's SIGKILL is acknowledged by the promoted replica within the 10 s target.
+#[tokio::test]
+async fn the_shipped_sentinel_config_fails_over_within_ten_seconds() {
+    let shipped = include_str!("../../../configs/redis/sentinel.conf");
+    let monitor = shipped
+        .lines()
+        .find(|l| l.starts_with("sentinel monitor "))
+        .expect("a monitor line");
+    assert!(monitor.ends_with(" 2"), "the shipped quorum is 2 of 3: {monitor}");
+    let mut fx = SentinelFixture::start_with_config(1, shipped).await.unwrap();
+    let n = Names::new(&fx.servers()[0]);
+    let (redis, mut bus) = configs(&fx.servers()[0], &n);
+    let redis = redis.with_sentinels(fx.master_name(), fx.sentinel_addrs());
+    bus.retry.max_ms = 200;
+    let p = EventProducer::connect(&redis, &bus, BusMetrics::unregistered(), CancellationToken::new())
+        .await
+        .unwrap()
+        .with_unbounded_retries();
+    p.publish(&n.input, &scripted(0, &["emit"])).await.unwrap();
+    let old = fx.master_port().await.unwrap();
+    fx.wait_replicas_in_sync(old, Duration::from_secs(5)).await.unwrap();
+    fx.server_mut(0).kill().await.unwrap();
+    let killed = Instant::now();
+    tokio::time::timeout(Duration::from_secs(30), p.publish(&n.input, &scripted(1, &["emit"])))
+        .await
+        .expect("no failover within 30 s")
+        .unwrap();
+    let took = killed.elapsed();
+    eprintln!("shipped sentinel.conf: first acknowledged publish {took:?} after the master's SIGKILL");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let mut conn = Redis::new(&redis).unwrap().connect().await.unwrap();
+    assert_eq!(query::len(&mut conn, &n.input).await.unwrap(), 2);
+}
