@@ -449,6 +449,20 @@ pub struct GroupSpec {
     pub group: String,
 }
 
+/// What an acknowledged publish has survived when `publish` returns.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// What Redis gives: the master applied it (and fsynced it with `appendfsync always`);
+    /// replicas get it asynchronously, so a failover can lose it.
+    #[default]
+    Async,
+    /// Also on `bus.durability_replicas` replicas: `WAIT` after each publish batch, on the same
+    /// connection, in the same round trip. Every publish is keyed (the event id when no key is
+    /// given), so a batch whose `WAIT` came back short is sent again without duplicates.
+    Replicated,
+}
+
 /// `[bus]`: the whole bus.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -471,6 +485,14 @@ pub struct BusConfig {
     pub reclaim: ReclaimConfig,
     /// Backoff for transient errors.
     pub retry: RetryConfig,
+    /// `async` (default) or `replicated` ([`Durability`]).
+    pub durability: Durability,
+    /// Replicas that must have a publish before it is acknowledged, in `replicated` mode.
+    /// Default 1.
+    pub durability_replicas: u32,
+    /// How long one `WAIT` waits for them, in ms; a short `WAIT` sends the batch again (keyed).
+    /// Default 1000.
+    pub durability_timeout_ms: u64,
 }
 
 impl Default for BusConfig {
@@ -487,6 +509,9 @@ impl Default for BusConfig {
             consumer: ConsumerConfig::default(),
             reclaim: ReclaimConfig::default(),
             retry: RetryConfig::default(),
+            durability: Durability::Async,
+            durability_replicas: 1,
+            durability_timeout_ms: 1000,
         }
     }
 }
@@ -498,6 +523,8 @@ impl BusConfig {
     /// [`InvalidConfig`] naming the first bad field.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         non_empty("bus.deadletter_stream", &self.deadletter_stream)?;
+        positive("bus.durability_replicas", self.durability_replicas)?;
+        positive("bus.durability_timeout_ms", self.durability_timeout_ms)?;
         positive("bus.max_entry_bytes", self.max_entry_bytes)?;
         positive("bus.idempotency_ttl_ms", self.idempotency_ttl_ms)?;
         for g in &self.groups {
@@ -592,6 +619,27 @@ mod tests {
             ..RedisConfig::default()
         };
         standalone.validate().unwrap();
+    }
+
+    /// Durability is read in lowercase; `replicated` needs at least one replica and a timeout.
+    #[test]
+    fn durability_needs_replicas_and_a_timeout() {
+        let c: BusConfig = toml::from_str("durability = \"replicated\"\ndurability_replicas = 2\n").unwrap();
+        assert_eq!(
+            (c.durability, c.durability_replicas, c.durability_timeout_ms),
+            (Durability::Replicated, 2, 1000)
+        );
+        c.validate().unwrap();
+        assert_eq!(BusConfig::default().durability, Durability::Async);
+        assert!(toml::from_str::<BusConfig>("durability = \"fsync\"\n").is_err());
+        for (field, text) in [
+            ("durability_replicas", "durability_replicas = 0"),
+            ("durability_timeout_ms", "durability_timeout_ms = 0"),
+        ] {
+            let c: BusConfig = toml::from_str(text).unwrap();
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("bus.{field}")), "{err}");
+        }
     }
 
     /// The mode is read from TOML in lowercase; unknown modes are refused.

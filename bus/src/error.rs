@@ -72,6 +72,18 @@ pub enum Error {
         /// The last error.
         last: Box<Error>,
     },
+    /// In `replicated` durability, fewer replicas than `bus.durability_replicas` acknowledged a
+    /// write within `bus.durability_timeout_ms` (`WAIT`). Transient: the write is sent again
+    /// under its idempotency key.
+    #[error("only {acked} of {wanted} replicas acknowledged the {op} within the WAIT timeout")]
+    DurabilityShort {
+        /// What was written (`publish`).
+        op: &'static str,
+        /// Replicas that acknowledged.
+        acked: i64,
+        /// Replicas asked for.
+        wanted: u32,
+    },
     /// The operation was cancelled by shutdown.
     #[error("cancelled by shutdown")]
     Cancelled,
@@ -104,6 +116,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Redis(e) => redis_is_transient(e),
+            Error::DurabilityShort { .. } => true,
             Error::RetriesExhausted { .. } => false,
             _ => false,
         }

@@ -70,7 +70,8 @@ pub mod trim;
 pub mod validate;
 
 pub use config::{
-    BusConfig, ConsumerConfig, ReclaimConfig, RedisConfig, RedisMode, RetryConfig, Secret, TrimConfig, TrimMode,
+    BusConfig, ConsumerConfig, Durability, ReclaimConfig, RedisConfig, RedisMode, RetryConfig, Secret, TrimConfig,
+    TrimMode,
 };
 pub use connection::{Connection, Redis};
 pub use consumer::{

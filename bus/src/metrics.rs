@@ -73,6 +73,9 @@ pub struct BusMetrics {
     /// `mt5_redis_connected_replicas`: the master's `connected_slaves`, refreshed with the stream
     /// gauges.
     pub redis_connected_replicas: IntGauge,
+    /// `mt5_durability_wait_short_total{op}`: `WAIT`s that came back with fewer replicas than
+    /// `bus.durability_replicas` (the write is then sent again).
+    pub durability_wait_short: IntCounterVec,
 }
 
 impl BusMetrics {
@@ -99,6 +102,7 @@ impl BusMetrics {
         registry.register(Box::new(m.redis_failovers.clone()))?;
         registry.register(Box::new(m.redis_master_info.clone()))?;
         registry.register(Box::new(m.redis_connected_replicas.clone()))?;
+        registry.register(Box::new(m.durability_wait_short.clone()))?;
         Ok(m)
     }
 
@@ -186,6 +190,11 @@ impl BusMetrics {
                 "Replicas connected to the master (INFO replication connected_slaves).",
             ))
             .expect("valid metric"),
+            durability_wait_short: counter(
+                "mt5_durability_wait_short_total",
+                "WAITs answered by fewer replicas than bus.durability_replicas (the write is sent again).",
+                &["op"],
+            ),
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use redis::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BusConfig, RedisConfig, TrimMode};
+use crate::config::{BusConfig, Durability, RedisConfig, TrimMode};
 use crate::envelope::Event;
 use crate::error::{Error, Result};
 use crate::group;
@@ -195,7 +195,19 @@ impl EventProducer {
             return Ok(Vec::new());
         }
         let started = Instant::now();
-        let out = if events.iter().any(|(_, o)| o.idempotency_key.is_some()) {
+        let out = if self.cfg.durability == Durability::Replicated {
+            // Every publish keyed (the event id unless a key is given): a batch whose WAIT came
+            // back short is sent again without duplicating what the master had applied.
+            let keyed: Vec<PublishOptions> = events
+                .iter()
+                .map(|(e, o)| match &o.idempotency_key {
+                    Some(_) => (*o).clone(),
+                    None => PublishOptions::idempotent(e.id.clone()),
+                })
+                .collect();
+            let refs: Vec<(&Event, &PublishOptions)> = events.iter().map(|(e, _)| *e).zip(keyed.iter()).collect();
+            self.publish_scripted(stream, &refs).await?
+        } else if events.iter().any(|(_, o)| o.idempotency_key.is_some()) {
             self.publish_scripted(stream, events).await?
         } else {
             self.publish_plain(stream, events).await?
@@ -225,10 +237,17 @@ impl EventProducer {
     ) -> Result<Vec<Result<Published>>> {
         let cmd = self.publish_cmd(stream, events)?;
         let script = &Scripts::get().publish;
+        let replicated = self.cfg.durability == Durability::Replicated;
         let reply: Value = retry_transient(&self.cfg.retry, self.max_attempts, &self.cancel, "publishing", || {
             let mut conn = self.conn.clone();
             let cmd = &cmd;
-            async move { script.run::<Value, _>(&mut conn, cmd).await }
+            async move {
+                if replicated {
+                    self.run_and_wait(&mut conn, cmd).await
+                } else {
+                    script.run::<Value, _>(&mut conn, cmd).await
+                }
+            }
         })
         .await?;
         let rows = items(&reply);
@@ -239,6 +258,40 @@ impl EventProducer {
             });
         }
         Ok(rows.iter().map(|row| self.parse_row(stream, row)).collect())
+    }
+
+    /// `replicated` durability: the publish script and `WAIT` in one round trip on one connection
+    /// (a `WAIT` covers only the earlier writes of its own connection); a short `WAIT` is
+    /// [`Error::DurabilityShort`], which the caller's retry sends again (keyed).
+    async fn run_and_wait(&self, conn: &mut crate::Connection, cmd: &redis::Cmd) -> Result<Value> {
+        let wanted = self.cfg.durability_replicas;
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone())
+            .cmd("WAIT")
+            .arg(wanted)
+            .arg(self.cfg.durability_timeout_ms);
+        let replied: redis::RedisResult<(Value, i64)> = pipe.query_async(conn).await;
+        let (reply, acked) = match replied.map_err(Error::from) {
+            Err(e) if e.is_noscript() => {
+                Scripts::get().publish.load(conn).await?;
+                pipe.query_async(conn).await?
+            }
+            other => other?,
+        };
+        if acked < i64::from(wanted) {
+            self.metrics.durability_wait_short.with_label_values(&["publish"]).inc();
+            tracing::warn!(
+                acked,
+                wanted,
+                "WAIT came back short; sending the batch again under its keys."
+            );
+            return Err(Error::DurabilityShort {
+                op: "publish",
+                acked,
+                wanted,
+            });
+        }
+        Ok(reply)
     }
 
     /// The un-keyed path: a pipeline of plain `XADD`s followed by `XLEN` (a script costs Redis

@@ -16,9 +16,25 @@ use crate::support::{configs, scripted, Names, Scripted};
 /// The sentinels call the master down after this long without an answer.
 const DOWN_AFTER_MS: u64 = 1000;
 
+/// A connection to the sentinels' current master, retried for up to 10 s (right after a
+/// failover the sentinels may still disagree, as a service's retries would ride out).
+async fn master(redis: &RedisConfig) -> mt5_bus::Connection {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Redis::new(redis).unwrap().connect().await {
+            Ok(c) => return c,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("no master yet: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no master within 10 s: {e}"),
+        }
+    }
+}
+
 /// The `seq` of every event in `stream`, read through the sentinels' current master.
 async fn seqs(redis: &RedisConfig, stream: &str) -> Vec<u64> {
-    let mut conn = Redis::new(redis).unwrap().connect().await.unwrap();
+    let mut conn = master(redis).await;
     RangeReader::new(stream, 500)
         .read_to_end(&mut conn)
         .await
@@ -107,13 +123,13 @@ async fn a_producer_and_a_consumer_follow_a_failover_without_a_restart() {
     );
     assert_eq!((info(old), info(new)), (0, 1));
     // The promoted replica has no replica of its own: the old master is dead.
-    let mut after = Redis::new(&redis).unwrap().connect().await.unwrap();
+    let mut after = master(&redis).await;
     assert_eq!(query::connected_replicas(&mut after).await.unwrap(), 0);
 
     let mut out = seqs(&redis, &n.output).await;
     out.sort_unstable();
     assert_eq!(out, (0..100).collect::<Vec<u64>>(), "every event once, none twice");
-    let mut conn = Redis::new(&redis).unwrap().connect().await.unwrap();
+    let mut conn = master(&redis).await;
     let pending = query::pending_summary(&mut conn, &n.input, &n.group)
         .await
         .unwrap()
@@ -208,6 +224,101 @@ async fn the_shipped_sentinel_config_fails_over_within_ten_seconds() {
     let took = killed.elapsed();
     eprintln!("shipped sentinel.conf: first acknowledged publish {took:?} after the master's SIGKILL");
     assert!(took < Duration::from_secs(10), "{took:?}");
-    let mut conn = Redis::new(&redis).unwrap().connect().await.unwrap();
+    let mut conn = master(&redis).await;
     assert_eq!(query::len(&mut conn, &n.input).await.unwrap(), 2);
+}
+
+/// Publishes events `from..to` (each its own call) through `p`, returning what each returned.
+async fn publish_range(
+    p: &EventProducer,
+    stream: &str,
+    from: u64,
+    to: u64,
+) -> Vec<mt5_bus::Result<mt5_bus::Published>> {
+    let mut out = Vec::new();
+    for seq in from..to {
+        out.push(p.publish(stream, &scripted(seq, &["emit"])).await);
+    }
+    out
+}
+
+/// The `seq`s in `stream` on the current master.
+async fn input_seqs(redis: &RedisConfig, stream: &str) -> Vec<u64> {
+    let mut s = seqs(redis, stream).await;
+    s.sort_unstable();
+    s
+}
+
+/// Both replicas frozen and cut off (the master drops their links, `CLIENT KILL TYPE replica`;
+/// frozen, they cannot reconnect), 10 publishes started, the master SIGKILLed with them applied
+/// but not replicated, the replicas thawed and one promoted.
+/// Returns what the promoted master holds and what the publishes returned.
+async fn publish_through_a_failover_with_frozen_replicas(
+    durability: mt5_bus::Durability,
+) -> (Vec<u64>, Vec<mt5_bus::Result<mt5_bus::Published>>, BusMetrics) {
+    let mut fx = SentinelFixture::start(2, DOWN_AFTER_MS).await.unwrap();
+    let n = Names::new(&fx.servers()[0]);
+    let (redis, mut bus) = configs(&fx.servers()[0], &n);
+    let redis = redis.with_sentinels(fx.master_name(), fx.sentinel_addrs());
+    bus.retry.max_ms = 200;
+    bus.durability = durability;
+    bus.durability_timeout_ms = 200;
+    let metrics = BusMetrics::unregistered();
+    let p = EventProducer::connect(&redis, &bus, metrics.clone(), CancellationToken::new())
+        .await
+        .unwrap()
+        .with_unbounded_retries();
+    assert!(publish_range(&p, &n.input, 0, 10).await.iter().all(Result::is_ok));
+    let old = fx.master_port().await.unwrap();
+    fx.wait_replicas_in_sync(old, Duration::from_secs(5)).await.unwrap();
+
+    for r in &fx.servers()[1..] {
+        r.pause().await.unwrap();
+    }
+    let _: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query_async(&mut fx.servers()[0].connection().await)
+        .await
+        .unwrap();
+    let stream = n.input.clone();
+    let publishing = tokio::spawn(async move { publish_range(&p, &stream, 10, 20).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fx.server_mut(0).kill().await.unwrap();
+    for r in &fx.servers()[1..] {
+        r.resume().await.unwrap();
+    }
+    let results = tokio::time::timeout(Duration::from_secs(60), publishing)
+        .await
+        .expect("the publishes did not finish within 60 s of the failover")
+        .unwrap();
+    fx.wait_for_promotion(old, Duration::from_secs(30)).await.unwrap();
+    (input_seqs(&redis, &n.input).await, results, metrics)
+}
+
+/// `replicated` durability: a publish is acknowledged only once a replica has it (`WAIT` in the
+/// same round trip), so every acknowledged publish survives the failover, exactly once (a short
+/// `WAIT` sends the batch again under the event id as its key).
+#[tokio::test]
+async fn replicated_durability_loses_no_acknowledged_publish_across_a_failover() {
+    let (held, results, metrics) =
+        publish_through_a_failover_with_frozen_replicas(mt5_bus::Durability::Replicated).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(held, (0..20).collect::<Vec<u64>>(), "every acknowledged publish once");
+    assert!(
+        metrics.durability_wait_short.with_label_values(&["publish"]).get() > 0,
+        "the frozen replicas made WAIT come back short"
+    );
+}
+
+/// The same schedule in `async` durability loses what the master acknowledged and the frozen
+/// replicas never received: what the test above proves `replicated` prevents.
+#[tokio::test]
+async fn async_durability_loses_what_the_replicas_never_received() {
+    let (held, results, _) = publish_through_a_failover_with_frozen_replicas(mt5_bus::Durability::Async).await;
+    let acknowledged = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(acknowledged, 10, "{results:?}");
+    assert!(held.len() < 20, "nothing was lost: {held:?}");
+    assert!(held.starts_with(&(0..10).collect::<Vec<u64>>()), "{held:?}");
 }
