@@ -180,20 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 terminals,
                 publish_wait_ms,
             };
-            let r = gateway::run(gateway::Target { url, token, stream }, &load).await?;
-            println!("{}", r.line());
-            report::record(&report::gateway_row(
-                &format!("gateway {users} users (mt5-loadtest)"),
-                &r,
-            ))?;
-            let errors = r.posts.failed + r.polls.failed;
-            if r.published == 0 || errors > 0 {
-                eprintln!(
-                    "mt5-loadtest: {errors} requests failed, {} publishes acknowledged: is the stream on both of the gateway's allow-lists, and the token right?",
-                    r.published
-                );
-            }
-            Ok(r.published > 0 && errors == 0 && r.lost == 0 && r.duplicates == 0 && r.out_of_order == 0)
+            run_gateway(gateway::Target { url, token, stream }, &load).await
         }
         Command::E2e {
             redis_url,
@@ -203,30 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             batch,
             steps: Some(steps),
             hold,
-        } => {
-            let prefix = format!("loadtest-{}", std::process::id());
-            let steps = steps.with_hold(hold);
-            let mut recorded: anyhow::Result<()> = Ok(());
-            let r = e2e::run_steps("loadtest-e2e", &redis_url, &prefix, &steps, filters, batch, |step| {
-                println!("{}", step.line());
-                if let (Ok(r), true) = (&step.outcome, recorded.is_ok()) {
-                    let run = format!("e2e step {:.0}/s (mt5-loadtest --steps)", step.rate);
-                    recorded = report::record(&report::e2e_row(&run, &step.load, r))
-                        .map(drop)
-                        .map_err(Into::into);
-                }
-            })
-            .await
-            .context("the e2e steps")?;
-            recorded?;
-            println!("{}", r.line());
-            // A step that could not be made (its backlog did not drain in time) marks the limit;
-            // a loss or a duplicate is a failure wherever it happens.
-            Ok(r.steps
-                .iter()
-                .filter_map(|s| s.outcome.as_ref().ok())
-                .all(|r| r.lost == 0 && r.duplicates == 0))
-        }
+        } => run_e2e_steps(&redis_url, &steps.with_hold(hold), filters, batch).await,
         Command::E2e {
             redis_url,
             rate,
@@ -236,19 +200,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             steps: None,
             hold: _,
         } => {
-            let prefix = format!("loadtest-{}", std::process::id());
             let load = e2e::Load {
                 rate,
                 count,
                 filters,
                 batch,
             };
-            let r = e2e::run("loadtest-e2e", &redis_url, &prefix, &load)
-                .await
-                .context("the e2e run")?;
-            println!("{}", r.line());
-            report::record(&report::e2e_row(&format!("e2e {rate}/s (mt5-loadtest)"), &load, &r))?;
-            Ok(r.lost == 0 && r.duplicates == 0)
+            run_e2e(&redis_url, &load).await
         }
         Command::Drain {
             events,
@@ -260,36 +218,135 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             python_ref,
             json,
         } => {
-            let mut opts = drain::Options::new(hub_bin().unwrap_or_else(|e| match e {
-                mt5_chaos::harness::HarnessError::HubBinaryMissing { path } => path,
-                _ => PathBuf::from("mt5-hub"),
-            }));
-            opts.events = events;
-            opts.rounds = rounds;
-            opts.consumers = consumers;
-            opts.sentiment = sentiment;
-            opts.seed = seed;
-            if let Some(p) = python {
-                opts.python = p;
-            }
-            if let Some(d) = python_ref {
-                opts.python_ref = d;
-            }
-            let r = drain::run(&opts).await.context("the drain comparison")?;
-            let row = report::drain_row(
-                &format!("drain {} {events} events ×{rounds} (mt5-loadtest)", sentiment.as_str()),
-                &r,
-            );
-            if json {
-                // stdout stays one JSON document; the report line goes to stderr.
-                println!("{:#}", r.to_json());
-                eprintln!("{}", row.line());
-                report::put(&row)?;
-            } else {
-                print!("{}", r.text());
-                report::record(&row)?;
-            }
-            Ok(true)
+            let opts = drain_options(events, rounds, consumers, sentiment, seed, python, python_ref);
+            run_drain(&opts, json).await
         }
     }
+}
+
+/// The drain comparison's options from `drain`'s arguments: the defaults of
+/// [`drain::Options::new`] with `mt5-hub` from [`hub_bin`] (its expected path when missing,
+/// so the comparison says where it looked), the interpreter and the reference's folder only
+/// when given.
+fn drain_options(
+    events: u64,
+    rounds: u32,
+    consumers: usize,
+    sentiment: drain::Sentiment,
+    seed: u64,
+    python: Option<PathBuf>,
+    python_ref: Option<PathBuf>,
+) -> drain::Options {
+    let mut opts = drain::Options::new(hub_bin().unwrap_or_else(|e| match e {
+        mt5_chaos::harness::HarnessError::HubBinaryMissing { path } => path,
+        _ => PathBuf::from("mt5-hub"),
+    }));
+    opts.events = events;
+    opts.rounds = rounds;
+    opts.consumers = consumers;
+    opts.sentiment = sentiment;
+    opts.seed = seed;
+    if let Some(p) = python {
+        opts.python = p;
+    }
+    if let Some(d) = python_ref {
+        opts.python_ref = d;
+    }
+    opts
+}
+
+/// `gateway`: loads the gateway at `target`, prints the result line and records its report
+/// row; says on stderr what to check when requests failed or nothing was acknowledged. `true`
+/// when every request succeeded, something was published, and every terminal got every event
+/// once, in order.
+async fn run_gateway(target: gateway::Target, load: &gateway::Load) -> anyhow::Result<bool> {
+    let users = load.users;
+    let r = gateway::run(target, load).await?;
+    println!("{}", r.line());
+    report::record(&report::gateway_row(
+        &format!("gateway {users} users (mt5-loadtest)"),
+        &r,
+    ))?;
+    let errors = r.posts.failed + r.polls.failed;
+    if r.published == 0 || errors > 0 {
+        eprintln!(
+            "mt5-loadtest: {errors} requests failed, {} publishes acknowledged: is the stream on both of the gateway's allow-lists, and the token right?",
+            r.published
+        );
+    }
+    Ok(r.published > 0 && errors == 0 && r.lost == 0 && r.duplicates == 0 && r.out_of_order == 0)
+}
+
+/// `e2e --steps`: runs the rate steps on `redis_url`, printing and recording each step as it
+/// ends (recording stops at the first failure, which is returned after the steps), then the
+/// summary line. `false` when a step that could be made lost or duplicated an event.
+async fn run_e2e_steps(
+    redis_url: &str,
+    steps: &e2e::Steps,
+    filters: usize,
+    batch: Option<u64>,
+) -> anyhow::Result<bool> {
+    let prefix = format!("loadtest-{}", std::process::id());
+    let mut recorded: anyhow::Result<()> = Ok(());
+    let r = e2e::run_steps("loadtest-e2e", redis_url, &prefix, steps, filters, batch, |step| {
+        println!("{}", step.line());
+        if let (Ok(r), true) = (&step.outcome, recorded.is_ok()) {
+            let run = format!("e2e step {:.0}/s (mt5-loadtest --steps)", step.rate);
+            recorded = report::record(&report::e2e_row(&run, &step.load, r))
+                .map(drop)
+                .map_err(Into::into);
+        }
+    })
+    .await
+    .context("the e2e steps")?;
+    recorded?;
+    println!("{}", r.line());
+    // A step that could not be made (its backlog did not drain in time) marks the limit;
+    // a loss or a duplicate is a failure wherever it happens.
+    Ok(r.steps
+        .iter()
+        .filter_map(|s| s.outcome.as_ref().ok())
+        .all(|r| r.lost == 0 && r.duplicates == 0))
+}
+
+/// `e2e` at one rate: runs `load` on `redis_url`, prints the result line and records its report
+/// row. `false` when an event was lost or duplicated.
+async fn run_e2e(redis_url: &str, load: &e2e::Load) -> anyhow::Result<bool> {
+    let prefix = format!("loadtest-{}", std::process::id());
+    let r = e2e::run("loadtest-e2e", redis_url, &prefix, load)
+        .await
+        .context("the e2e run")?;
+    println!("{}", r.line());
+    report::record(&report::e2e_row(
+        &format!("e2e {}/s (mt5-loadtest)", load.rate),
+        load,
+        &r,
+    ))?;
+    Ok(r.lost == 0 && r.duplicates == 0)
+}
+
+/// `drain`: runs the comparison of `opts` and prints it (as JSON with `json`, the report line
+/// then going to stderr), putting its report row. Always `true`: a run that does not check
+/// out is an error.
+async fn run_drain(opts: &drain::Options, json: bool) -> anyhow::Result<bool> {
+    let r = drain::run(opts).await.context("the drain comparison")?;
+    let row = report::drain_row(
+        &format!(
+            "drain {} {} events ×{} (mt5-loadtest)",
+            opts.sentiment.as_str(),
+            opts.events,
+            opts.rounds
+        ),
+        &r,
+    );
+    if json {
+        // stdout stays one JSON document; the report line goes to stderr.
+        println!("{:#}", r.to_json());
+        eprintln!("{}", row.line());
+        report::put(&row)?;
+    } else {
+        print!("{}", r.text());
+        report::record(&row)?;
+    }
+    Ok(true)
 }

@@ -44,6 +44,7 @@ mod server;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::BufRead as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -788,17 +789,40 @@ impl<'a> Harness<'a> {
         Ok(self.report.clone())
     }
 
+    /// The Python side's drain of `round`: the group created at `0`, `dump` published by the
+    /// reference's producer, its consumers started until they say they are ready, the clock
+    /// started by the go signal; then the consumers stopped, their summaries and the streams
+    /// checked.
     async fn python_run(&mut self, round: u32, dump: &Path) -> Result<Outcome> {
         let n = self.opts.events;
-        let timeout = self.drain_timeout();
-        let (bus, admin) = (&mut self.bus, &mut self.admin);
-        probe::reset(admin).await?;
-        group::create_group(bus, python::RAW_STREAM, python::GROUP, "0").await?;
+        probe::reset(&mut self.admin).await?;
+        group::create_group(&mut self.bus, python::RAW_STREAM, python::GROUP, "0").await?;
         let published = self.reference.preload(&self.url, dump).await?;
-        let len = probe::xlen(bus, python::RAW_STREAM).await?;
+        let len = probe::xlen(&mut self.bus, python::RAW_STREAM).await?;
         check(published == n && len == n, || {
             format!("the reference's producer published {published} events ({len} in the stream), not {n}")
         })?;
+        let (mut procs, stats) = self.spawn_reference_consumers(round)?;
+        self.wait_ready(Side::Python, &mut procs).await?;
+        let streams = python_streams();
+        let go = vec!["go"; procs.len()];
+        let window = self.timed_drain(&procs, &streams, Start::Go(&go)).await?;
+
+        stop_python(&mut self.admin, &mut procs).await?;
+        let sum = sum_stats(&stats)?;
+        check(
+            sum.processed == n && sum.errors == 0 && sum.dead_lettered == 0 && sum.trimmed_while_pending == 0,
+            || {
+                format!("python round {round}: the consumers processed {} of {n} events, {} errors, {} dead-lettered, {} trimmed while pending", sum.processed, sum.errors, sum.dead_lettered, sum.trimmed_while_pending)
+            },
+        )?;
+        let passed = verify(&mut self.bus, Side::Python, round, &streams, sum.passed).await?;
+        Ok(window.outcome(Side::Python, round, n, passed, sum.vader_calls, sum.cache_hits))
+    }
+
+    /// Starts the reference's consumers of `round` (`consumer-1`, ...), each with a stats file
+    /// and a log in the work dir. Returns them and their stats files.
+    fn spawn_reference_consumers(&self, round: u32) -> Result<(Vec<Proc>, Vec<PathBuf>)> {
         let mut procs = Vec::new();
         let mut stats = Vec::new();
         for i in 1..=self.opts.consumers {
@@ -811,77 +835,55 @@ impl<'a> Harness<'a> {
             );
             stats.push(stats_file);
         }
+        Ok((procs, stats))
+    }
+
+    /// Waits up to [`START_TIMEOUT`] until all of `side`'s `procs` are ready (see
+    /// [`ready_consumers`]); fails as soon as one of them has exited, or at the deadline.
+    async fn wait_ready(&mut self, side: Side, procs: &mut [Proc]) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let ready = admin.list_len(python::READY_KEY).await?;
-            if ready >= procs.len() as u64 {
-                break;
-            }
-            for p in &mut procs {
+        while ready_consumers(&mut self.admin, side).await? < procs.len() as u64 {
+            for p in procs.iter_mut() {
                 p.ensure_running()?;
             }
             if Instant::now() >= deadline {
-                return Err(LoadError::Run(format!(
-                    "the Python consumers did not get ready; logs in {}",
-                    self.work.display()
-                )));
+                let what = match side {
+                    Side::Python => "the Python consumers did not get ready",
+                    Side::Rust => "the mt5-hub filters did not block on the group",
+                };
+                return Err(LoadError::Run(format!("{what}; logs in {}", self.work.display())));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        Ok(())
+    }
 
+    /// The timed window of one side's run, the same for both: reads the consumers' CPU and
+    /// Redis's, starts the clock and sends `start` at once, polls until the group of `streams`
+    /// is drained (at most [`Self::drain_timeout`]), then reads both CPUs again and the
+    /// consumers' peak RSS while they still run.
+    async fn timed_drain(&mut self, procs: &[Proc], streams: &Streams, start: Start<'_>) -> Result<Window> {
+        let timeout = self.drain_timeout();
+        let admin = &mut self.admin;
         let poller = Poller::connect(&self.url).await?;
-        let consumers0 = consumers_cpu_s(&procs)?;
-        let go = vec!["go"; procs.len()];
+        let consumers0 = consumers_cpu_s(procs)?;
         let cpu0 = probe::main_thread_cpu_s(admin).await?;
         let t0 = Instant::now();
-        admin.push(python::GO_KEY, &go).await?;
-        let drained = poller
-            .wait_drained(python::RAW_STREAM, python::GROUP, t0, timeout)
-            .await?;
-        let cpu1 = probe::main_thread_cpu_s(admin).await?;
-        let consumers1 = consumers_cpu_s(&procs)?;
-        let peak_rss_kib = peak_rss(&procs)?;
-
-        stop_python(admin, &mut procs).await?;
-        let mut sum = python::ConsumerStats::default();
-        for s in &stats {
-            let s = python::read_stats(s)?;
-            sum.processed += s.processed;
-            sum.passed += s.passed;
-            sum.errors += s.errors;
-            sum.dead_lettered += s.dead_lettered;
-            sum.trimmed_while_pending += s.trimmed_while_pending;
-            sum.vader_calls += s.vader_calls;
-            sum.cache_hits += s.cache_hits;
+        match start {
+            Start::Go(go) => {
+                admin.push(python::GO_KEY, go).await?;
+            }
+            Start::Release(last) => hub::release(admin, streams, last).await?,
         }
-        let streams = Streams {
-            raw: python::RAW_STREAM.into(),
-            filtered: python::FILTERED_STREAM.into(),
-            deadletter: python::DEADLETTER_STREAM.into(),
-            group: python::GROUP.into(),
-        };
-        check(
-            sum.processed == n && sum.errors == 0 && sum.dead_lettered == 0 && sum.trimmed_while_pending == 0,
-            || {
-                format!("python round {round}: the consumers processed {} of {n} events, {} errors, {} dead-lettered, {} trimmed while pending", sum.processed, sum.errors, sum.dead_lettered, sum.trimmed_while_pending)
-            },
-        )?;
-        let passed = verify(bus, Side::Python, round, &streams, sum.passed).await?;
-        Ok(Outcome {
-            run: Run {
-                side: Side::Python,
-                round,
-                events: n,
-                elapsed: drained.elapsed,
-                redis_cpu_s: cpu1 - cpu0,
-                consumer_cpu_s: consumers1 - consumers0,
-                polls: drained.polls,
-                passed: passed.len() as u64,
-                peak_rss_kib,
-                scorer_calls: sum.vader_calls,
-                cache_hits: sum.cache_hits,
-            },
-            passed,
+        let drained = poller.wait_drained(&streams.raw, &streams.group, t0, timeout).await?;
+        let cpu1 = probe::main_thread_cpu_s(admin).await?;
+        let consumers1 = consumers_cpu_s(procs)?;
+        let peak_rss_kib = peak_rss(procs)?;
+        Ok(Window {
+            drained,
+            redis_cpu_s: cpu1 - cpu0,
+            consumer_cpu_s: consumers1 - consumers0,
+            peak_rss_kib,
         })
     }
 
@@ -941,11 +943,13 @@ impl<'a> Harness<'a> {
         }
     }
 
+    /// The Rust side's drain of `round`: N-1 events of `pairs` published to fresh streams, the
+    /// group created at `$`, the `mt5-hub filter` processes started until they block on it, the
+    /// clock started by releasing the N-th event; then the filters' counts scraped, the filters
+    /// stopped and the streams checked.
     async fn rust_run(&mut self, round: u32, pairs: &[(String, Json)], scorer: hub::ScorerSettings) -> Result<Outcome> {
         let n = self.opts.events;
-        let timeout = self.drain_timeout();
-        let (bus, admin) = (&mut self.bus, &mut self.admin);
-        probe::reset(admin).await?;
+        probe::reset(&mut self.admin).await?;
         let streams = Streams::under(&format!("drain:r{round}"));
         let fetch_time = mt5_bus::envelope::format_time(&chrono::Utc::now());
         let events: Vec<mt5_bus::Event> = pairs.iter().map(|(t, a)| hub::raw_event(t, a, &fetch_time)).collect();
@@ -955,86 +959,163 @@ impl<'a> Harness<'a> {
         hub::preload(&self.producer, &streams.raw, backlog).await?;
         // The group exists before the filters start (a service refuses a missing group on a
         // non-empty stream) and shows them an empty view until the release.
-        group::create_group(bus, &streams.raw, &streams.group, "$").await?;
+        group::create_group(&mut self.bus, &streams.raw, &streams.group, "$").await?;
+        let config = self.write_filter_config(round, &streams, scorer)?;
+        let (mut procs, addrs) = self.start_filters(round, &config).await?;
+        self.wait_ready(Side::Rust, &mut procs).await?;
+        let window = self.timed_drain(&procs, &streams, Start::Release(last)).await?;
+
+        let said = scrape_decisions(&addrs).await?;
+        stop_filters(&mut procs).await?;
+        check(said.decided == n, || {
+            format!("rust round {round}: the filters decided {} of {n} events", said.decided)
+        })?;
+        let passed = verify(&mut self.bus, Side::Rust, round, &streams, said.passed).await?;
+        Ok(window.outcome(Side::Rust, round, n, passed, said.scored, said.cache_hits))
+    }
+
+    /// Writes the filters' config of `round` (`round<r>-rust.toml` in the work dir) and returns
+    /// its path.
+    fn write_filter_config(&self, round: u32, streams: &Streams, scorer: hub::ScorerSettings) -> Result<PathBuf> {
         let config = self.work.join(format!("round{round}-rust.toml"));
         std::fs::write(
             &config,
-            hub::config_toml(&self.url, &streams, self.info, scorer, self.opts.sentiment),
+            hub::config_toml(&self.url, streams, self.info, scorer, self.opts.sentiment),
         )
         .map_err(|e| LoadError::Setup(format!("writing {}: {e}", config.display())))?;
+        Ok(config)
+    }
+
+    /// Starts the `mt5-hub filter` processes of `round` (`rust-1`, ...) on `config`, each with a
+    /// log in the work dir, then waits for each one's HTTP address. Returns them and their
+    /// addresses.
+    async fn start_filters(&self, round: u32, config: &Path) -> Result<(Vec<Proc>, Vec<SocketAddr>)> {
         let hub = hub::Hub::new(self.opts.hub_bin.clone());
         let mut procs = Vec::new();
         for i in 1..=self.opts.consumers {
             let name = format!("rust-{i}");
             let log = self.work.join(format!("round{round}-rust-{name}.log"));
-            procs.push(hub.spawn_filter(&config, &name, &log)?);
+            procs.push(hub.spawn_filter(config, &name, &log)?);
         }
         let mut addrs = Vec::new();
         for p in &mut procs {
             addrs.push(hub::http_addr(p, START_TIMEOUT).await?);
         }
-        let deadline = Instant::now() + START_TIMEOUT;
-        while probe::blocked_readers(admin).await? < procs.len() {
-            for p in &mut procs {
-                p.ensure_running()?;
-            }
-            if Instant::now() >= deadline {
-                return Err(LoadError::Run(format!(
-                    "the mt5-hub filters did not block on the group; logs in {}",
-                    self.work.display()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        Ok((procs, addrs))
+    }
+}
 
-        let poller = Poller::connect(&self.url).await?;
-        let consumers0 = consumers_cpu_s(&procs)?;
-        let cpu0 = probe::main_thread_cpu_s(admin).await?;
-        let t0 = Instant::now();
-        hub::release(admin, &streams, last).await?;
-        let drained = poller.wait_drained(&streams.raw, &streams.group, t0, timeout).await?;
-        let cpu1 = probe::main_thread_cpu_s(admin).await?;
-        let consumers1 = consumers_cpu_s(&procs)?;
-        let peak_rss_kib = peak_rss(&procs)?;
+/// How a side's consumers are told to start; sending it is when the clock starts.
+enum Start<'a> {
+    /// The reference's go signal: these values (one `go` per consumer) pushed to its go list.
+    Go(&'a [&'a str]),
+    /// mt5-hub's: the N-th event released onto the rewound group ([`hub::release`]).
+    Release(&'a mt5_bus::Event),
+}
 
-        let mut said = hub::Decisions::default();
-        for a in &addrs {
-            let d = hub::decisions(*a).await?;
-            said.passed += d.passed;
-            said.decided += d.decided;
-            said.scored += d.scored;
-            said.cache_hits += d.cache_hits;
-        }
-        for p in &mut procs {
-            p.sigterm()?;
-        }
-        for p in &mut procs {
-            let status = p.wait(STOP_TIMEOUT).await?;
-            check(status.success(), || {
-                format!("{} exited with {status}:\n{}", p.label(), p.log_tail(15))
-            })?;
-        }
-        check(said.decided == n, || {
-            format!("rust round {round}: the filters decided {} of {n} events", said.decided)
-        })?;
-        let passed = verify(bus, Side::Rust, round, &streams, said.passed).await?;
-        Ok(Outcome {
+/// What one side's timed window measured.
+struct Window {
+    /// The elapsed time and polls until the group was seen drained.
+    drained: probe::Drained,
+    /// Redis main-thread CPU over the window, seconds.
+    redis_cpu_s: f64,
+    /// The consumer processes' CPU over the window, seconds.
+    consumer_cpu_s: f64,
+    /// The consumers' highest peak RSS, KiB.
+    peak_rss_kib: u64,
+}
+
+impl Window {
+    /// `side`'s run of `round` over `events` with this window's figures, the `passed` events
+    /// and the side's scorer counts.
+    fn outcome(
+        self,
+        side: Side,
+        round: u32,
+        events: u64,
+        passed: Passed,
+        scorer_calls: u64,
+        cache_hits: u64,
+    ) -> Outcome {
+        Outcome {
             run: Run {
-                side: Side::Rust,
+                side,
                 round,
-                events: n,
-                elapsed: drained.elapsed,
-                redis_cpu_s: cpu1 - cpu0,
-                consumer_cpu_s: consumers1 - consumers0,
-                polls: drained.polls,
+                events,
+                elapsed: self.drained.elapsed,
+                redis_cpu_s: self.redis_cpu_s,
+                consumer_cpu_s: self.consumer_cpu_s,
+                polls: self.drained.polls,
                 passed: passed.len() as u64,
-                peak_rss_kib,
-                scorer_calls: said.scored,
-                cache_hits: said.cache_hits,
+                peak_rss_kib: self.peak_rss_kib,
+                scorer_calls,
+                cache_hits,
             },
             passed,
-        })
+        }
     }
+}
+
+/// How many of `side`'s consumers are ready: the reference's consumers' entries in its ready
+/// list; for mt5-hub, the clients blocked in a read (the filters on the group's empty view).
+async fn ready_consumers(admin: &mut Admin, side: Side) -> Result<u64> {
+    Ok(match side {
+        Side::Python => admin.list_len(python::READY_KEY).await?,
+        Side::Rust => probe::blocked_readers(admin).await? as u64,
+    })
+}
+
+/// The reference's fixed stream and group names.
+fn python_streams() -> Streams {
+    Streams {
+        raw: python::RAW_STREAM.into(),
+        filtered: python::FILTERED_STREAM.into(),
+        deadletter: python::DEADLETTER_STREAM.into(),
+        group: python::GROUP.into(),
+    }
+}
+
+/// The reference consumers' summaries (their `stats` files), added up.
+fn sum_stats(stats: &[PathBuf]) -> Result<python::ConsumerStats> {
+    let mut sum = python::ConsumerStats::default();
+    for s in stats {
+        let s = python::read_stats(s)?;
+        sum.processed += s.processed;
+        sum.passed += s.passed;
+        sum.errors += s.errors;
+        sum.dead_lettered += s.dead_lettered;
+        sum.trimmed_while_pending += s.trimmed_while_pending;
+        sum.vader_calls += s.vader_calls;
+        sum.cache_hits += s.cache_hits;
+    }
+    Ok(sum)
+}
+
+/// The filters' decisions and scorer counts, scraped from each of `addrs` and added up.
+async fn scrape_decisions(addrs: &[SocketAddr]) -> Result<hub::Decisions> {
+    let mut said = hub::Decisions::default();
+    for a in addrs {
+        let d = hub::decisions(*a).await?;
+        said.passed += d.passed;
+        said.decided += d.decided;
+        said.scored += d.scored;
+        said.cache_hits += d.cache_hits;
+    }
+    Ok(said)
+}
+
+/// SIGTERMs the filters, then waits for each (at most [`STOP_TIMEOUT`]); each must exit 0.
+async fn stop_filters(procs: &mut [Proc]) -> Result<()> {
+    for p in procs.iter_mut() {
+        p.sigterm()?;
+    }
+    for p in procs.iter_mut() {
+        let status = p.wait(STOP_TIMEOUT).await?;
+        check(status.success(), || {
+            format!("{} exited with {status}:\n{}", p.label(), p.log_tail(15))
+        })?;
+    }
+    Ok(())
 }
 
 /// The CPU time `procs` have used so far, seconds.

@@ -10,7 +10,7 @@ use mt5_bus::stats::stream_stats;
 use mt5_bus::{Connection, StreamEntry};
 use mt5_news::filter::metrics::{INVALID, PASSED, REJECTED};
 use mt5_news::filter::RejectReason;
-use mt5_news::{EodhdClient, FilterMetrics, RoundReport};
+use mt5_news::{EodhdClient, Fetcher, FetcherConfig, FilterConfig, FilterMetrics, RoundReport};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -120,6 +120,8 @@ struct Marks {
     deadletter: String,
 }
 
+/// Connects to Redis, marks the output streams, runs one fetch round and waits until the filter
+/// consumers have drained what it published.
 async fn fetch_and_drain(
     cfg: &HubConfig,
     telemetry: &Telemetry,
@@ -137,7 +139,19 @@ async fn fetch_and_drain(
         deadletter: last_id(&conn, &cfg.bus.deadletter_stream).await?,
     };
     let fetcher = services::fetcher(cfg, eodhd, producer)?;
+    let round = fetch_round(&fetcher, fetch_cfg, cancel, progress).await?;
+    wait_for_filter(&conn, filter_cfg, cancel, progress, consumers).await?;
+    Ok((round, conn, marks))
+}
 
+/// Runs one fetch round of `fetcher`, ticking `progress` while it runs, then reports it. Fails
+/// when the demo was cancelled meanwhile or when every ticker failed.
+async fn fetch_round(
+    fetcher: &Fetcher,
+    fetch_cfg: &FetcherConfig,
+    cancel: &CancellationToken,
+    progress: &mut Progress,
+) -> Result<RoundReport, HubError> {
     progress.start(format!("fetching news for {}", fetch_cfg.watchlist.join(", ")));
     let round = fetcher.round();
     tokio::pin!(round);
@@ -151,6 +165,17 @@ async fn fetch_and_drain(
     if cancel.is_cancelled() {
         return Err(interrupted());
     }
+    report_round(&round, fetch_cfg, progress);
+    if !round.tickers.is_empty() && round.failed() == round.tickers.len() {
+        let first = round.tickers.iter().find_map(|t| t.error.clone()).unwrap_or_default();
+        return Err(HubError::Failed(format!("fetching failed for every ticker: {first}")));
+    }
+    Ok(round)
+}
+
+/// Notes a line per ticker of `round` (fetched, new, already published, invalid, failure) and
+/// closes the fetch step with the round's totals.
+fn report_round(round: &RoundReport, fetch_cfg: &FetcherConfig, progress: &mut Progress) {
     for t in &round.tickers {
         let mut line = format!(
             "{:<8} {:>3} articles, {:>3} new, {:>3} already published",
@@ -171,24 +196,23 @@ async fn fetch_and_drain(
         fetch_cfg.stream,
         crate::output::human_ms(round.duration.as_millis() as u64)
     ));
-    if !round.tickers.is_empty() && round.failed() == round.tickers.len() {
-        let first = round.tickers.iter().find_map(|t| t.error.clone()).unwrap_or_default();
-        return Err(HubError::Failed(format!("fetching failed for every ticker: {first}")));
-    }
+}
 
+/// Polls the filter group on its input stream every [`POLL`], showing what is waiting and in
+/// flight, until it has nothing pending and lag 0. Fails after [`DRAIN_TIMEOUT`], when a
+/// consumer stops early, or when the demo is cancelled.
+async fn wait_for_filter(
+    conn: &Connection,
+    filter_cfg: &FilterConfig,
+    cancel: &CancellationToken,
+    progress: &mut Progress,
+    consumers: &mut JoinSet<Result<(), HubError>>,
+) -> Result<(), HubError> {
     progress.start(format!("filtering with {CONSUMERS} consumers of {}", filter_cfg.group));
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     loop {
-        let mut c = conn.clone();
-        let stats = stream_stats(&mut c, &filter_cfg.input_stream).await?;
-        let group = stats.groups.iter().find(|g| g.name == filter_cfg.group);
-        let (pending, lag) = group.map_or((0, None), |g| {
-            let lag = g
-                .lag
-                .or_else(|| (stats.last_id.as_deref() == Some(g.last_delivered_id.as_str())).then_some(0));
-            (g.pending, lag)
-        });
-        if group.is_some() && pending == 0 && lag == Some(0) {
+        let (found, pending, lag) = group_backlog(conn, filter_cfg).await?;
+        if found && pending == 0 && lag == Some(0) {
             break;
         }
         progress.update(format!(
@@ -218,7 +242,23 @@ async fn fetch_and_drain(
         "filtered {} into {}",
         filter_cfg.input_stream, filter_cfg.output_stream
     ));
-    Ok((round, conn, marks))
+    Ok(())
+}
+
+/// Where the filter group stands on its input stream: whether it exists, its pending entries
+/// and its lag (`(false, 0, None)` without the group). Redis's nil lag counts as 0 when the
+/// group has been delivered the stream's last entry.
+async fn group_backlog(conn: &Connection, filter_cfg: &FilterConfig) -> Result<(bool, u64, Option<u64>), HubError> {
+    let mut c = conn.clone();
+    let stats = stream_stats(&mut c, &filter_cfg.input_stream).await?;
+    let group = stats.groups.iter().find(|g| g.name == filter_cfg.group);
+    let (pending, lag) = group.map_or((0, None), |g| {
+        let lag = g
+            .lag
+            .or_else(|| (stats.last_id.as_deref() == Some(g.last_delivered_id.as_str())).then_some(0));
+        (g.pending, lag)
+    });
+    Ok((group.is_some(), pending, lag))
 }
 
 fn interrupted() -> HubError {
