@@ -15,9 +15,20 @@ use mt5_fixtures::Appendfsync;
 const KILLS: usize = 3;
 /// Attempts at catching the victim with entries in flight, per kill.
 const CATCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Events published at 400 ev/s: 20 s of load, so the third kill still finds traffic after two
+/// reclaims (each waits out the victim's heartbeat TTL; with 12 s of load the later kills found
+/// the stream idle and missed).
+const LOAD_EVENTS: u64 = 8000;
+/// The victim's handler waits this long per entry (the `filter-delay` hook), so a read of 40
+/// entries is held for about 80 ms instead of a few: at full speed the victim held entries for
+/// so short a time that on a loaded 2-vCPU machine most 3 s catch windows missed it (2 of 3 runs
+/// failed here at the stop-18 commit too).
+const VICTIM_DELAY: &str = "filter-delay=return(2)";
 
-/// Three `filter` processes under 400 ev/s for 12 s (long enough to retry a kill that found the victim idle); one of them SIGKILLed three times while it
-/// holds pending entries (and replaced by a fresh consumer each time). Proves each kill landed
+/// Three `filter` processes under 400 ev/s for 20 s (long enough to retry a kill that found the
+/// victim idle); one of them, slowed to 2 ms per entry so its reads stay in flight long enough
+/// to be caught, SIGKILLed three times while it holds pending entries (and replaced by a fresh,
+/// equally slow consumer each time). Proves each kill landed
 /// (the victim's PEL was non-empty after its death), that survivors reclaimed (`mt5_reclaimed_total`
 /// > 0), and the zero-loss invariant: lost 0, duplicated effects 0, PEL drained.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,20 +41,23 @@ async fn killed_consumers_entries_are_reclaimed_without_loss_or_duplicates() {
         sc.spawn_filter("survivor-1").await.unwrap(),
         sc.spawn_filter("survivor-2").await.unwrap(),
     ];
-    let mut victim = sc.spawn_filter("victim-0").await.unwrap();
+    let mut victim = sc
+        .spawn_filter_with("victim-0", &[("FAILPOINTS", VICTIM_DELAY)])
+        .await
+        .unwrap();
     for p in survivors.iter().chain([&victim]) {
         common::ready(p).await;
     }
     let history = sc.history_path("load");
     let mut publisher = sc
-        .spawn_publisher(&Load::news(400.0, 4800, history.clone()).with_batch(40))
+        .spawn_publisher(&Load::news(400.0, LOAD_EVENTS, history.clone()).with_batch(40))
         .await
         .unwrap();
 
     let mut landed: Vec<(String, u64)> = Vec::new();
     let mut recoveries = Vec::new();
     let mut generation = 0;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(22);
     while landed.len() < KILLS && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(700)).await;
         // Kill as soon as the victim holds entries (a read in progress: mid-batch).
@@ -75,7 +89,10 @@ async fn killed_consumers_entries_are_reclaimed_without_loss_or_duplicates() {
             .copied()
             .unwrap_or(0);
         generation += 1;
-        let next = sc.spawn_filter(&format!("victim-{generation}")).await.unwrap();
+        let next = sc
+            .spawn_filter_with(&format!("victim-{generation}"), &[("FAILPOINTS", VICTIM_DELAY)])
+            .await
+            .unwrap();
         if held > 0 {
             landed.push((name.clone(), held));
             // Recovered when a survivor has claimed everything the victim held.
