@@ -272,16 +272,7 @@ impl Redis {
         sightings.sort_by_key(|s| std::cmp::Reverse(s.0));
         sightings.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
         for (epoch, mhost, mport) in sightings {
-            let addr = if s.tls {
-                ConnectionAddr::TcpTls {
-                    host: mhost.clone(),
-                    port: mport,
-                    insecure: false,
-                    tls_params: None,
-                }
-            } else {
-                ConnectionAddr::Tcp(mhost.clone(), mport)
-            };
+            let addr = tcp_addr(s.tls, &mhost, mport);
             let client = open(s.template.clone().set_addr(addr), &self.cfg)?;
             match connect(&client, &self.cfg, response_timeout).await {
                 Ok(mut conn) => match role(&mut conn).await {
@@ -310,16 +301,7 @@ impl Redis {
     /// `SENTINEL MASTER <name>` on one sentinel: the master's configuration epoch and address, or
     /// `None` when it does not monitor that name.
     async fn ask_sentinel(&self, s: &Sentinels, host: &str, port: u16) -> Result<Option<(u64, String, u16)>> {
-        let addr = if s.tls {
-            ConnectionAddr::TcpTls {
-                host: host.to_string(),
-                port,
-                insecure: false,
-                tls_params: None,
-            }
-        } else {
-            ConnectionAddr::Tcp(host.to_string(), port)
-        };
+        let addr = tcp_addr(s.tls, host, port);
         let mut settings = RedisConnectionInfo::default();
         if let Some(pw) = &s.password {
             settings = settings.set_password(pw);
@@ -347,6 +329,20 @@ impl Redis {
         };
         let epoch = text("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
         Ok(Some((epoch, ip, mport)))
+    }
+}
+
+/// `host:port`, over TLS when `redis.url` is `rediss://`.
+fn tcp_addr(tls: bool, host: &str, port: u16) -> ConnectionAddr {
+    if tls {
+        ConnectionAddr::TcpTls {
+            host: host.to_string(),
+            port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host.to_string(), port)
     }
 }
 

@@ -163,6 +163,11 @@ impl Error {
     }
 }
 
+/// Whether a driver error is Redis's `ERR no such key` (an `XINFO` of a missing stream).
+pub(crate) fn is_no_such_key(e: &redis::RedisError) -> bool {
+    e.detail().is_some_and(|d| d.contains("no such key"))
+}
+
 /// Replies after which a connection is replaced (see [`Error::is_connection_dropped`]).
 const NEW_CONNECTION_CODES: &[&str] = &["READONLY", "MASTERDOWN", "UNBLOCKED", "LOADING"];
 

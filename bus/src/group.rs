@@ -9,7 +9,7 @@
 use redis::aio::ConnectionLike;
 use redis::Value;
 
-use crate::error::{Error, Result};
+use crate::error::{is_no_such_key, Error, Result};
 use crate::reply::{items, pairs, text};
 use crate::script::Scripts;
 
@@ -91,7 +91,7 @@ pub async fn group_exists<C: ConnectionLike + Send>(conn: &mut C, stream: &str, 
             .iter()
             .any(|g| pairs(g).get("name").and_then(text).as_deref() == Some(group))),
         // `ERR no such key`: no stream, so no group.
-        Err(e) if e.code() == Some("ERR") && e.detail().is_some_and(|d| d.contains("no such key")) => Ok(false),
+        Err(e) if is_no_such_key(&e) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

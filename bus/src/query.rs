@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::Value;
 
-use crate::error::{Error, Result};
+use crate::error::{is_no_such_key, Error, Result};
 pub use crate::reply::StreamEntry;
 use crate::reply::{self, int, items, pairs, text};
 use crate::script::Scripts;
@@ -277,11 +277,6 @@ pub async fn last_generated_id<C: ConnectionLike + Send>(conn: &mut C, stream: &
         Err(e) if is_no_such_key(&e) => Ok("0-0".into()),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Whether an `XINFO` error says the stream does not exist.
-pub(crate) fn is_no_such_key(e: &redis::RedisError) -> bool {
-    e.detail().is_some_and(|d| d.contains("no such key")) || e.to_string().contains("no such key")
 }
 
 /// A group's pending entries in summary (`XPENDING stream group`).

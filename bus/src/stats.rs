@@ -6,7 +6,7 @@ use redis::Value;
 use serde::Serialize;
 
 use crate::envelope::entry_millis;
-use crate::error::Result;
+use crate::error::{is_no_such_key, Result};
 use crate::keys;
 use crate::metrics::BusMetrics;
 use crate::reply::{int, items, pairs, text};
@@ -115,7 +115,7 @@ pub async fn stream_stats<C: ConnectionLike + Send>(conn: &mut C, stream: &str) 
     let info: redis::RedisResult<Value> = redis::cmd("XINFO").arg("STREAM").arg(stream).query_async(conn).await;
     let info = match info {
         Ok(v) => pairs(&v),
-        Err(e) if e.detail().is_some_and(|d| d.contains("no such key")) || e.code() == Some("ERR") => {
+        Err(e) if is_no_such_key(&e) => {
             return Ok(StreamStats {
                 stream: stream.into(),
                 exists: false,
