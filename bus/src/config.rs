@@ -459,8 +459,14 @@ pub enum Durability {
     Async,
     /// Also on `bus.durability_replicas` replicas: `WAIT` after each publish batch, on the same
     /// connection, in the same round trip. Every publish is keyed (the event id when no key is
-    /// given), so a batch whose `WAIT` came back short is sent again without duplicates.
+    /// given), so a batch whose `WAIT` came back short is sent again without duplicates. Each
+    /// settle is followed by a `WAIT` too, repeated until it is answered in full.
     Replicated,
+    /// Fsynced to the master's AOF and to `bus.durability_replicas` replicas' AOFs: `WAITAOF 1 n`
+    /// where `replicated` sends `WAIT n`, with the same re-sends. Needs `appendonly yes` on the
+    /// master and on the replicas that count, and a server with `WAITAOF` (Redis 7.2 or later,
+    /// Valkey): refused at start otherwise.
+    Fsync,
 }
 
 /// `[bus]`: the whole bus.
@@ -485,13 +491,13 @@ pub struct BusConfig {
     pub reclaim: ReclaimConfig,
     /// Backoff for transient errors.
     pub retry: RetryConfig,
-    /// `async` (default) or `replicated` ([`Durability`]).
+    /// `async` (default), `replicated` or `fsync` ([`Durability`]).
     pub durability: Durability,
-    /// Replicas that must have a publish before it is acknowledged, in `replicated` mode.
-    /// Default 1.
+    /// Replicas that must have a write (`replicated`), or have fsynced it (`fsync`), before a
+    /// publish is acknowledged or a settle done. Default 1.
     pub durability_replicas: u32,
-    /// How long one `WAIT` waits for them, in ms; a short `WAIT` sends the batch again (keyed).
-    /// Default 1000.
+    /// How long one `WAIT`/`WAITAOF` waits for them, in ms; a short one sends a publish batch
+    /// again (keyed) and repeats a settle's wait. Default 1000.
     pub durability_timeout_ms: u64,
 }
 
@@ -631,7 +637,9 @@ mod tests {
         );
         c.validate().unwrap();
         assert_eq!(BusConfig::default().durability, Durability::Async);
-        assert!(toml::from_str::<BusConfig>("durability = \"fsync\"\n").is_err());
+        let c: BusConfig = toml::from_str("durability = \"fsync\"\n").unwrap();
+        assert_eq!(c.durability, Durability::Fsync);
+        assert!(toml::from_str::<BusConfig>("durability = \"sync\"\n").is_err());
         for (field, text) in [
             ("durability_replicas", "durability_replicas = 0"),
             ("durability_timeout_ms", "durability_timeout_ms = 0"),

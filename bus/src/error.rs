@@ -72,17 +72,29 @@ pub enum Error {
         /// The last error.
         last: Box<Error>,
     },
-    /// In `replicated` durability, fewer replicas than `bus.durability_replicas` acknowledged a
-    /// write within `bus.durability_timeout_ms` (`WAIT`). Transient: the write is sent again
-    /// under its idempotency key.
-    #[error("only {acked} of {wanted} replicas acknowledged the {op} within the WAIT timeout")]
+    /// In `replicated` or `fsync` durability, the write got fewer acknowledgements than asked
+    /// within `bus.durability_timeout_ms` (`WAIT`: replicas; `WAITAOF`: the master's own AOF
+    /// fsync plus the replicas'). Transient: a publish is sent again under its idempotency key,
+    /// a settle's wait is repeated.
+    #[error("{command} after the {op}: only {acked} of {wanted} acknowledgements within the timeout")]
     DurabilityShort {
-        /// What was written (`publish`).
+        /// What was written (`publish` or `settle`).
         op: &'static str,
-        /// Replicas that acknowledged.
-        acked: i64,
-        /// Replicas asked for.
+        /// The wait: `WAIT` or `WAITAOF`.
+        command: &'static str,
+        /// Acknowledgements received.
+        acked: u32,
+        /// Acknowledgements asked for.
         wanted: u32,
+    },
+    /// The server cannot do what the configuration asks (for example `fsync` durability on a
+    /// Redis without `WAITAOF`). Permanent: refused at start.
+    #[error("{what} is not supported here: {detail}")]
+    Unsupported {
+        /// The setting.
+        what: &'static str,
+        /// Why, and what to do instead.
+        detail: String,
     },
     /// The operation was cancelled by shutdown.
     #[error("cancelled by shutdown")]
@@ -107,6 +119,7 @@ pub const TRANSIENT_CODES: &[&str] = &[
     "TRYAGAIN",
     "CLUSTERDOWN",
     "NOSCRIPT",
+    "NOREPLICAS",
 ];
 
 impl Error {
@@ -132,7 +145,8 @@ impl Error {
 
     /// Whether the connection this error came from should be dropped and re-established: it is
     /// lost, or its server is no longer a master that can serve us (`READONLY`, `MASTERDOWN`,
-    /// `UNBLOCKED`: a demoted master; `LOADING`: a restart). In sentinel mode the new connection
+    /// `UNBLOCKED`: a demoted master; `LOADING`: a restart; `NOREPLICAS`: a master fenced by
+    /// `min-replicas-to-write`, such as an old master back after a failover). In sentinel mode the new connection
     /// goes to the master the sentinels name then.
     pub fn is_connection_dropped(&self) -> bool {
         match self {
@@ -169,7 +183,7 @@ pub(crate) fn is_no_such_key(e: &redis::RedisError) -> bool {
 }
 
 /// Replies after which a connection is replaced (see [`Error::is_connection_dropped`]).
-const NEW_CONNECTION_CODES: &[&str] = &["READONLY", "MASTERDOWN", "UNBLOCKED", "LOADING"];
+const NEW_CONNECTION_CODES: &[&str] = &["READONLY", "MASTERDOWN", "UNBLOCKED", "LOADING", "NOREPLICAS"];
 
 /// Whether a driver error means the connection must be replaced.
 pub(crate) fn needs_new_connection(e: &redis::RedisError) -> bool {

@@ -54,6 +54,7 @@ pub mod config;
 mod connection;
 pub mod consumer;
 pub mod dead_letter;
+mod durability;
 pub mod envelope;
 mod error;
 pub mod group;

@@ -8,7 +8,8 @@ use std::time::Instant;
 use redis::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BusConfig, Durability, RedisConfig, TrimMode};
+use crate::config::{BusConfig, RedisConfig, TrimMode};
+use crate::durability::Wait;
 use crate::envelope::Event;
 use crate::error::{Error, Result};
 use crate::group;
@@ -57,6 +58,8 @@ pub struct EventProducer {
     /// Stream lengths seen after this producer's last plain (un-keyed) batch: the backlog check of
     /// the plain path (see `publish_plain`). A std mutex: never held across an await.
     lengths: Arc<Mutex<HashMap<String, u64>>>,
+    /// The durability wait after each publish batch (`replicated`, `fsync`).
+    wait: Option<Wait>,
 }
 
 impl std::fmt::Debug for EventProducer {
@@ -99,7 +102,21 @@ impl EventProducer {
             cancel,
             max_attempts: Some(cfg.retry.max_attempts),
             lengths: Arc::default(),
+            wait: Wait::of(cfg),
         };
+        if let Some(wait) = &producer.wait {
+            retry_transient(
+                &cfg.retry,
+                producer.max_attempts,
+                &producer.cancel,
+                "checking the server",
+                || {
+                    let mut conn = producer.conn.clone();
+                    async move { wait.check_server(&mut conn).await }
+                },
+            )
+            .await?;
+        }
         producer.ensure_groups().await?;
         Ok(producer)
     }
@@ -195,8 +212,8 @@ impl EventProducer {
             return Ok(Vec::new());
         }
         let started = Instant::now();
-        let out = if self.cfg.durability == Durability::Replicated {
-            // Every publish keyed (the event id unless a key is given): a batch whose WAIT came
+        let out = if self.wait.is_some() {
+            // Every publish keyed (the event id unless a key is given): a batch whose wait came
             // back short is sent again without duplicating what the master had applied.
             let keyed: Vec<PublishOptions> = events
                 .iter()
@@ -237,16 +254,23 @@ impl EventProducer {
     ) -> Result<Vec<Result<Published>>> {
         let cmd = self.publish_cmd(stream, events)?;
         let script = &Scripts::get().publish;
-        let replicated = self.cfg.durability == Durability::Replicated;
         let reply: Value = retry_transient(&self.cfg.retry, self.max_attempts, &self.cancel, "publishing", || {
             let mut conn = self.conn.clone();
             let cmd = &cmd;
             async move {
-                if replicated {
-                    self.run_and_wait(&mut conn, cmd).await
-                } else {
-                    script.run::<Value, _>(&mut conn, cmd).await
+                let Some(wait) = &self.wait else {
+                    return script.run::<Value, _>(&mut conn, cmd).await;
+                };
+                // The script and its wait in one round trip on one connection; a short wait is
+                // transient: the batch is sent again under its keys (nothing written twice),
+                // with a new wait on the same connection.
+                let (reply, waited) = wait.run_script("publish", script, &mut conn, cmd).await?;
+                if let Err(e) = waited {
+                    self.metrics.durability_wait_short.with_label_values(&["publish"]).inc();
+                    tracing::warn!(error = %e, "Publish not yet durable; sending the batch again under its keys.");
+                    return Err(e);
                 }
+                Ok(reply)
             }
         })
         .await?;
@@ -258,40 +282,6 @@ impl EventProducer {
             });
         }
         Ok(rows.iter().map(|row| self.parse_row(stream, row)).collect())
-    }
-
-    /// `replicated` durability: the publish script and `WAIT` in one round trip on one connection
-    /// (a `WAIT` covers only the earlier writes of its own connection); a short `WAIT` is
-    /// [`Error::DurabilityShort`], which the caller's retry sends again (keyed).
-    async fn run_and_wait(&self, conn: &mut crate::Connection, cmd: &redis::Cmd) -> Result<Value> {
-        let wanted = self.cfg.durability_replicas;
-        let mut pipe = redis::pipe();
-        pipe.add_command(cmd.clone())
-            .cmd("WAIT")
-            .arg(wanted)
-            .arg(self.cfg.durability_timeout_ms);
-        let replied: redis::RedisResult<(Value, i64)> = pipe.query_async(conn).await;
-        let (reply, acked) = match replied.map_err(Error::from) {
-            Err(e) if e.is_noscript() => {
-                Scripts::get().publish.load(conn).await?;
-                pipe.query_async(conn).await?
-            }
-            other => other?,
-        };
-        if acked < i64::from(wanted) {
-            self.metrics.durability_wait_short.with_label_values(&["publish"]).inc();
-            tracing::warn!(
-                acked,
-                wanted,
-                "WAIT came back short; sending the batch again under its keys."
-            );
-            return Err(Error::DurabilityShort {
-                op: "publish",
-                acked,
-                wanted,
-            });
-        }
-        Ok(reply)
     }
 
     /// The un-keyed path: a pipeline of plain `XADD`s followed by `XLEN` (a script costs Redis
@@ -413,7 +403,8 @@ impl EventProducer {
             .arg(stream)
             .arg(&idem_keys)
             .arg(self.cfg.idempotency_ttl_ms)
-            .arg(limit);
+            .arg(limit)
+            .arg(u8::from(self.wait.is_some()));
         let mut next_key = 2;
         for (event, opts) in events {
             if opts.idempotency_key.is_some() {

@@ -69,14 +69,16 @@ impl HubError {
     }
 }
 
-/// A bus error's exit code: configuration errors and a group missing on a stream with entries
-/// are 2; Redis staying unreachable (bounded
+/// A bus error's exit code: configuration errors, a setting the server cannot honour (`fsync`
+/// durability without `WAITAOF`) and a group missing on a stream with entries are 2; Redis staying unreachable (bounded
 /// retries exhausted, or a transient or connection error that survived them) is 3; the rest 1.
 pub(crate) fn bus_exit_code(e: &mt5_bus::Error) -> u8 {
     match e {
         // A configured group missing on a stream with entries: the operator must choose where
         // it starts (`groups create`), so it is a configuration error, not a runtime failure.
-        mt5_bus::Error::Config(_) | mt5_bus::Error::GroupMissing { .. } => EXIT_USAGE,
+        mt5_bus::Error::Config(_) | mt5_bus::Error::Unsupported { .. } | mt5_bus::Error::GroupMissing { .. } => {
+            EXIT_USAGE
+        }
         e if e.is_unavailable() => EXIT_UNREACHABLE,
         _ => EXIT_FAILURE,
     }
@@ -107,6 +109,11 @@ mod tests {
             group: "g".into(),
         };
         assert_eq!(HubError::from(missing).exit_code(), EXIT_USAGE);
+        let unsupported = mt5_bus::Error::Unsupported {
+            what: "bus.durability = \"fsync\"",
+            detail: "no WAITAOF".into(),
+        };
+        assert_eq!(HubError::from(unsupported).exit_code(), EXIT_USAGE);
         let wrongtype = redis::make_extension_error("WRONGTYPE".into(), None);
         assert_eq!(
             HubError::from(mt5_bus::Error::Redis(wrongtype)).exit_code(),

@@ -34,6 +34,7 @@ use self::settle::{Decided, Kind};
 use crate::config::{BusConfig, RedisConfig};
 use crate::connection::Redis;
 use crate::dead_letter;
+use crate::durability::Wait;
 use crate::envelope::Event;
 use crate::error::{Error, Result};
 use crate::group;
@@ -157,6 +158,8 @@ pub struct Consumer<H: Handler> {
     /// to the next batch's report.
     carried: BatchReport,
     in_flight: InFlight,
+    /// The durability wait after each settle (`replicated`, `fsync`), on the settle's connection.
+    wait: Option<Wait>,
     reclaimer: Reclaimer,
     last_reclaim: Option<Instant>,
     /// `mt5_event_processing_duration_seconds` and `mt5_event_e2e_latency_seconds` of this
@@ -211,6 +214,7 @@ impl<H: Handler> Consumer<H> {
             prefetched: None,
             carried: BatchReport::default(),
             in_flight: InFlight::default(),
+            wait: Wait::of(cfg),
             reclaimer,
             last_reclaim: None,
             processing_duration,
@@ -252,6 +256,9 @@ impl<H: Handler> Consumer<H> {
             .client
             .multiplexed(Duration::from_millis(self.redis.response_timeout_ms))
             .await?;
+        if let Some(wait) = &self.wait {
+            wait.check_server(&mut cmd).await?;
+        }
         group::ensure_group(&mut cmd, &self.opts.stream, &self.opts.group).await?;
         self.beat().write_key(&mut cmd).await?;
         tracing::info!(stream = %self.opts.stream, group = %self.opts.group, consumer = %self.opts.name, "Consumer connected.");
@@ -533,9 +540,13 @@ impl<H: Handler> Consumer<H> {
         }
         let cmd = settle::command(&self.opts.stream, &self.opts.group, &self.opts.name, &self.unsettled);
         let conns = self.conns.as_mut().ok_or_else(not_connected)?;
-        let settled = settle::run(&mut conns.cmd, &cmd, self.unsettled.len()).await?;
+        let short = &self.metrics.durability_wait_short;
+        let (settled, waited) = settle::run(&mut conns.cmd, &cmd, self.unsettled.len(), self.wait.as_ref(), |e| {
+            wait_short(short, e)
+        })
+        .await?;
         self.account(settled, report);
-        Ok(())
+        waited
     }
 
     /// As [`Consumer::settle`], with the next read of new entries sent on the read connection
@@ -550,8 +561,9 @@ impl<H: Handler> Consumer<H> {
         let cmd = settle::command(&self.opts.stream, &self.opts.group, &self.opts.name, &self.unsettled);
         let n = self.unsettled.len();
         let conns = self.conns.as_mut().ok_or_else(not_connected)?;
+        let short = &self.metrics.durability_wait_short;
         let (settled, read) = tokio::join!(
-            settle::run(&mut conns.cmd, &cmd, n),
+            settle::run(&mut conns.cmd, &cmd, n, self.wait.as_ref(), |e| wait_short(short, e)),
             read_new(
                 &mut conns.read,
                 &self.opts,
@@ -569,8 +581,9 @@ impl<H: Handler> Consumer<H> {
             Ok(_) => {}
             Err(e) => self.on_error(&e),
         }
-        self.account(settled?, report);
-        Ok(())
+        let (settled, waited) = settled?;
+        self.account(settled, report);
+        waited
     }
 
     /// Counts a settle's outcomes (one flag per unsettled decision) and forgets the decisions.
@@ -929,6 +942,12 @@ async fn read_new(
         .into_iter()
         .map(|entry| ReadEntry { entry, deliveries: 1 })
         .collect())
+}
+
+/// Counts and logs a settle's short durability wait (it is repeated).
+fn wait_short(counter: &prometheus::IntCounterVec, e: &Error) {
+    counter.with_label_values(&["settle"]).inc();
+    tracing::warn!(error = %e, "Settle not yet durable; waiting again.");
 }
 
 fn not_connected() -> Error {

@@ -5,6 +5,7 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 
 use super::handler::DeadLetterReason;
+use crate::durability::Wait;
 use crate::error::{Error, Result};
 use crate::id::StreamId;
 use crate::reply::{int, items};
@@ -77,13 +78,39 @@ pub(crate) fn command(stream: &str, group: &str, consumer: &str, decided: &[Deci
 /// Runs a settle command; one flag per entry, in order: `true` settled by us, `false` no longer
 /// ours (claimed away or acknowledged already: nothing was written for it).
 ///
+/// With a durability [`Wait`], the wait travels in the same round trip and, when it comes back
+/// short, is repeated alone on the same connection until it is answered in full (`on_short` is
+/// called for each short answer). The settle itself is never sent again for that: its flags come
+/// back first, with the outcome of the wait beside them (an error there means the connection
+/// failed while waiting; the own-PEL re-read after the reconnect recovers what a failover lost).
+///
 /// # Errors
 /// The driver's error; nothing was written then (the script writes all or nothing), unless the
 /// reply was lost after it ran, in which case running it again finds the entries no longer
 /// pending and writes nothing twice.
-pub(crate) async fn run(conn: &mut MultiplexedConnection, cmd: &redis::Cmd, entries: usize) -> Result<Vec<bool>> {
-    let v: Value = Scripts::get().settle.run(conn, cmd).await?;
-    parse(&v, entries)
+pub(crate) async fn run(
+    conn: &mut MultiplexedConnection,
+    cmd: &redis::Cmd,
+    entries: usize,
+    wait: Option<&Wait>,
+    on_short: impl FnMut(&Error),
+) -> Result<(Vec<bool>, Result<()>)> {
+    let script = &Scripts::get().settle;
+    let Some(wait) = wait else {
+        let v: Value = script.run(conn, cmd).await?;
+        return Ok((parse(&v, entries)?, Ok(())));
+    };
+    let (v, waited) = wait.run_script("settle", script, conn, cmd).await?;
+    let flags = parse(&v, entries)?;
+    let waited = match waited {
+        Err(e) => {
+            let mut on_short = on_short;
+            on_short(&e);
+            wait.repeat("settle", conn, on_short).await
+        }
+        ok => ok,
+    };
+    Ok((flags, waited))
 }
 
 fn parse(v: &Value, entries: usize) -> Result<Vec<bool>> {

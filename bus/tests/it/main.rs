@@ -7,6 +7,7 @@ mod concurrent;
 mod connection;
 mod consumer_group;
 mod dead_letter;
+mod durability;
 mod groups;
 mod producer;
 mod query;
