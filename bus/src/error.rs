@@ -237,6 +237,18 @@ mod tests {
         }
     }
 
+    /// A master fenced by `min-replicas-to-write` (an old master back after a failover, or one
+    /// whose replicas are gone) answers `NOREPLICAS`: transient, and the connection is replaced
+    /// (in sentinel mode the new one goes to the master the sentinels name).
+    #[test]
+    fn a_fenced_master_is_transient_and_its_connection_replaced() {
+        let e = server_error("NOREPLICAS");
+        assert!(e.is_transient() && e.is_unavailable());
+        assert!(e.is_connection_dropped());
+        assert!(!server_error("WRONGTYPE").is_connection_dropped());
+        assert!(!server_error("OOM").is_connection_dropped());
+    }
+
     #[test]
     fn a_missing_group_is_not_transient() {
         let e = server_error("NOGROUP");
