@@ -3,6 +3,7 @@
 //! Tests whose names contain `zero_loss` are the core zero-loss checks; CI runs them once more on
 //! the process backend (`MT5_TEST_REDIS=process`).
 
+mod classifier;
 mod concurrent;
 mod connection;
 mod consumer_group;
