@@ -13,6 +13,7 @@ mod groups;
 mod producer;
 mod query;
 mod reclaim;
+mod resolution;
 mod sentinel;
 mod settle;
 mod shutdown;
