@@ -12,6 +12,7 @@ mod durability;
 mod groups;
 mod producer;
 mod query;
+mod query_refusals;
 mod reclaim;
 mod resolution;
 mod sentinel;
