@@ -14,6 +14,7 @@ mod producer;
 mod query;
 mod query_refusals;
 mod reclaim;
+mod replicated_publish;
 mod resolution;
 mod sentinel;
 mod settle;
