@@ -1,10 +1,14 @@
-//! Scenario 10: Sentinel failover under load. A master, two replicas and three sentinels on
-//! loopback (`SentinelFixture`); a publisher and two filters, all `mt5-hub` processes in sentinel
-//! mode, made once. The master is SIGKILLed mid-load; a replica is promoted; every service
-//! resumes without a restart. Reported: the time from the kill to the first acknowledged publish
-//! and to the first new effect, and what asynchronous replication lost. Asserted: no effect
-//! twice, the PEL drained, every service resumed within 10 s, and no more lost than a second of
-//! load (what replication lag on loopback can explain).
+//! Scenario 10: Sentinel failover under load, once per durability mode. A master, two replicas
+//! and three sentinels on loopback (`SentinelFixture`); a publisher and two filters, all `mt5-hub`
+//! processes in sentinel mode with `bus.durability` set, made once. The master is SIGKILLed
+//! mid-load; a replica is promoted; every service resumes without a restart. Reported (one row
+//! per mode and server, e.g. `10 failover (replicated, redis 7.0.15)`): the time from the kill to
+//! the first acknowledged publish and to the first new effect, and what was lost. Asserted: no
+//! effect twice, the PEL drained, every service resumed within 10 s; `replicated` and `fsync`
+//! lost nothing acknowledged; `async` no more than a second of load (what replication lag on
+//! loopback can explain). `fsync` needs `WAITAOF`: on a server without it (Redis 7.0) the row
+//! proves instead that the services refuse to start. CI runs the rows on Redis and on Valkey
+//! (`MT5_REDIS_SERVER`).
 
 mod common;
 
@@ -21,10 +25,27 @@ use mt5_fixtures::SentinelFixture;
 const DOWN_AFTER_MS: u64 = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn services_follow_a_sentinel_failover_under_load() {
+async fn services_follow_a_sentinel_failover_under_load_async() {
+    failover_row("async").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_follow_a_sentinel_failover_under_load_replicated() {
+    failover_row("replicated").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_follow_a_sentinel_failover_under_load_fsync() {
+    failover_row("fsync").await;
+}
+
+/// The row for `durability` (`async`, `replicated` or `fsync`).
+async fn failover_row(durability: &str) {
     let mut fx = SentinelFixture::start(2, DOWN_AFTER_MS)
         .await
         .expect("the sentinel topology");
+    let server = fx.servers()[0].server_version().await.expect("the server's version");
+    let row = format!("10 failover ({durability}, {server})");
     let master = fx.servers()[0].url();
     let sentinels = fx.sentinel_addrs();
     let list = format!(
@@ -39,7 +60,20 @@ async fn services_follow_a_sentinel_failover_under_load() {
         .expect("scenario dir")
         .with_env("MT5_REDIS__MODE", "sentinel")
         .with_env("MT5_REDIS__SENTINEL_MASTER", fx.master_name())
-        .with_env("MT5_REDIS__SENTINELS", list);
+        .with_env("MT5_REDIS__SENTINELS", list)
+        .with_env("MT5_BUS__DURABILITY", durability);
+    if durability == "fsync" {
+        if !fx.servers()[0].has_command("WAITAOF").await.unwrap() {
+            fsync_is_refused(&sc, &server).await;
+            return;
+        }
+        // As the shipped configs (every write fsynced before it is answered), and the replicas
+        // past the AOF rewrite that follows their initial sync.
+        fx.config_set_all("appendfsync", "always").await.unwrap();
+        fx.wait_replicas_fsyncing(fx.servers()[0].port(), 2, Duration::from_secs(20))
+            .await
+            .expect("the replicas acknowledge AOF fsyncs");
+    }
     let checker = Checker::new(&master, sc.streams.clone()).with_sentinels(fx.master_name(), &sentinels);
     let mut filters = common::start_filters(&sc, &["f1", "f2"]).await;
     let history = sc.history_path("load");
@@ -100,23 +134,25 @@ async fn services_follow_a_sentinel_failover_under_load() {
     let lost = verdict.lost;
     let last = fx.master_port().await.unwrap_or(0);
     let verdict = verdict.with_faults(format!(
-        "master SIGKILL under load, 2 replicas, 3 sentinels (down-after {DOWN_AFTER_MS} ms): port {old} → {new} promoted after {:.1} s (master at the end: {last}); first acknowledged publish {:.1} s and first new effect {:.1} s after the kill; async replication lost {lost} acknowledged",
+        "master SIGKILL under load, 2 replicas, 3 sentinels (down-after {DOWN_AFTER_MS} ms), durability {durability} on {server}: port {old} → {new} promoted after {:.1} s (master at the end: {last}); first acknowledged publish {:.1} s and first new effect {:.1} s after the kill; {lost} acknowledged lost",
         promoted.as_secs_f64(),
         first_ack.as_secs_f64(),
         first_effect.as_secs_f64(),
     ));
-    report::record("10 failover (async)", &verdict).unwrap();
+    report::record(&row, &verdict).unwrap();
     eprintln!("{}", verdict.line());
     if lost > 0 || last != new {
         eprintln!("{}", fx.sentinel_logs(40));
     }
     assert_eq!(verdict.duplicated_effects, 0, "{}", verdict.line());
     assert_eq!(verdict.pending, 0, "{}", verdict.line());
-    // Asynchronous replication on loopback lags by well under a second of load: losing more than
-    // that is not replication lag but a client writing to the wrong server.
+    // `replicated` and `fsync` acknowledge only what a replica has. Asynchronous replication on
+    // loopback lags by well under a second of load: losing more than that is not replication
+    // lag but a client writing to the wrong server.
+    let allowed = if durability == "async" { 400 } else { 0 };
     assert!(
-        lost <= 400,
-        "lost {lost} acknowledged publishes, more than a second of load: {}\n{}",
+        lost <= allowed,
+        "lost {lost} acknowledged publishes in {durability} mode (at most {allowed}): {}\n{}",
         verdict.line(),
         fx.sentinel_logs(40)
     );
@@ -125,4 +161,25 @@ async fn services_follow_a_sentinel_failover_under_load() {
         "the services took longer than 10 s to resume: {}",
         verdict.line()
     );
+}
+
+/// `fsync` on a server without `WAITAOF`: a filter and a publish refuse to start (exit 2) and
+/// say why, before touching a stream.
+async fn fsync_is_refused(sc: &Scenario, server: &str) {
+    let mut filter = sc.spawn_filter("f1").await.expect("spawn a filter");
+    let status = filter.wait_exit(Duration::from_secs(30)).await.unwrap();
+    let stderr = filter.stderr_tail(20);
+    assert_eq!(status.code(), Some(2), "the filter in fsync mode on {server}: {stderr}");
+    assert!(stderr.contains("WAITAOF"), "{stderr}");
+    let load = Load::news(100.0, 10, sc.history_path("load"));
+    let mut publisher = sc.spawn_publisher(&load).await.unwrap();
+    let status = publisher.wait_exit(Duration::from_secs(30)).await.unwrap();
+    let stderr = publisher.stderr_tail(20);
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "the publisher in fsync mode on {server}: {stderr}"
+    );
+    assert!(stderr.contains("WAITAOF"), "{stderr}");
+    eprintln!("10 failover (fsync, {server}): refused at start (no WAITAOF), as it should be");
 }

@@ -765,7 +765,8 @@ impl<H: Handler> Consumer<H> {
     /// # Errors
     /// [`Error::GroupMissing`] when the group (or the stream) disappeared while running: the
     /// consumer never recreates it silently (`mt5_consumer_group_missing_total` counts it).
-    /// Otherwise only when the final cleanup (deleting the heartbeat) fails with Redis
+    /// [`Error::Unsupported`] when the server cannot do what the configuration asks (`fsync`
+    /// durability without `WAITAOF`). Otherwise only when the final cleanup (deleting the heartbeat) fails with Redis
     /// reachable; everything else is retried.
     pub async fn run(mut self, cancel: CancellationToken) -> Result<()> {
         let stop_beating = CancellationToken::new();
@@ -820,6 +821,11 @@ impl<H: Handler> Consumer<H> {
             match self.iteration(stop).await {
                 Ok(()) => backoff.reset(),
                 Err(e) if e.is_group_missing() => return Err(self.group_missing(&e)),
+                // A setting this server cannot honour (`fsync` without WAITAOF): no retry helps.
+                Err(e @ Error::Unsupported { .. }) => {
+                    tracing::error!(consumer = %self.opts.name, error = %e, "Consumer cannot start on this server; stopping.");
+                    return Err(e);
+                }
                 Err(e) => {
                     let delay = backoff.next_delay();
                     if e.is_transient() {

@@ -28,15 +28,7 @@ async fn replicated_pair(durability: Durability) -> (SentinelFixture, Names, Red
     bus.retry.max_attempts = 3;
     // As the shipped configs: every write fsynced before it is answered (replicas fsyncing once a
     // second would answer a `WAITAOF` only after up to a second).
-    for server in fx.servers() {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("appendfsync")
-            .arg("always")
-            .query_async(&mut server.connection().await)
-            .await
-            .unwrap();
-    }
+    fx.config_set_all("appendfsync", "always").await.unwrap();
     fx.wait_replicas_in_sync(fx.servers()[0].port(), Duration::from_secs(5))
         .await
         .unwrap();
@@ -47,45 +39,6 @@ fn with_durability(bus: &BusConfig, durability: Durability) -> BusConfig {
     let mut bus = bus.clone();
     bus.durability = durability;
     bus
-}
-
-/// Whether the server has `WAITAOF` (Redis 7.2+, Valkey): `COMMAND INFO` names it.
-async fn has_waitaof(fx: &SentinelFixture) -> bool {
-    let info: redis::Value = redis::cmd("COMMAND")
-        .arg("INFO")
-        .arg("WAITAOF")
-        .query_async(&mut fx.servers()[0].connection().await)
-        .await
-        .unwrap();
-    !matches!(&info, redis::Value::Array(v) if v.iter().all(|x| *x == redis::Value::Nil))
-}
-
-/// Waits until the replica reports AOF fsyncs: after its initial sync a replica rewrites its AOF
-/// and acknowledges no fsync until that is done (a `WAITAOF` meanwhile comes back short, as it
-/// would for a service after a replica's resync).
-async fn replica_aof_ready(fx: &SentinelFixture) {
-    let mut conn = fx.servers()[0].connection().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, acked): ((), Vec<i64>) = redis::pipe()
-            .cmd("SET")
-            .arg("aof-probe")
-            .arg(1)
-            .cmd("WAITAOF")
-            .arg(0)
-            .arg(1)
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if acked.get(1) == Some(&1) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the replica fsyncs nothing after 15 s"
-        );
-    }
 }
 
 /// `replicated`: the settle's `WAIT` comes back short while the replica is frozen, and is sent
@@ -198,7 +151,7 @@ async fn fsync_durability_waits_for_aof_fsyncs_or_is_refused_without_waitaof() {
     let connected = EventProducer::connect(&redis, &bus, metrics.clone(), CancellationToken::new()).await;
     let opts = ConsumerOptions::new(&n.input, &n.group).with_name("c1");
     let mut c = Consumer::new(&redis, &bus, opts, Scripted::new(&n.output), metrics.clone()).unwrap();
-    if !has_waitaof(&fx).await {
+    if !fx.servers()[0].has_command("WAITAOF").await.unwrap() {
         for err in [connected.unwrap_err(), c.step(None).await.unwrap_err()] {
             assert!(matches!(err, mt5_bus::Error::Unsupported { .. }), "{err:?}");
             assert!(err.to_string().contains("WAITAOF"), "{err}");
@@ -207,7 +160,10 @@ async fn fsync_durability_waits_for_aof_fsyncs_or_is_refused_without_waitaof() {
         eprintln!("fsync durability: refused (this server has no WAITAOF)");
         return;
     }
-    replica_aof_ready(&fx).await;
+    // After its initial sync a replica acknowledges no fsync until its AOF is rewritten.
+    fx.wait_replicas_fsyncing(fx.servers()[0].port(), 1, Duration::from_secs(15))
+        .await
+        .unwrap();
     let p = connected.unwrap();
     for seq in 0..5 {
         p.publish(&n.input, &scripted(seq, &["emit"])).await.unwrap();
