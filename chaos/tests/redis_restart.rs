@@ -17,16 +17,16 @@ const DOWN: Duration = Duration::from_millis(1500);
 /// Runs the scenario on a fresh Redis with `appendfsync` and returns the verdict and
 /// `aof_delayed_fsync` as it was just before the kill.
 async fn run(name: &str, appendfsync: Appendfsync) -> (Verdict, String) {
-    run_on(name, common::process_redis(appendfsync).await, None).await
+    run_on(name, &mut common::process_redis(appendfsync).await, None).await
 }
 
 /// The scenario on `fx`; the services reach it through `link` when given (the checker reads it
 /// directly).
-async fn run_on(name: &str, mut fx: RedisFixture, link: Option<&ProxiedLink>) -> (Verdict, String) {
+async fn run_on(name: &str, fx: &mut RedisFixture, link: Option<&ProxiedLink>) -> (Verdict, String) {
     let (sc, checker) = match link {
-        Some(link) => common::proxied_scenario(name, &fx, link),
+        Some(link) => common::proxied_scenario(name, fx, link),
         None => {
-            let sc = common::scenario(name, &fx);
+            let sc = common::scenario(name, fx);
             let checker = Checker::for_scenario(&sc);
             (sc, checker)
         }
@@ -106,6 +106,53 @@ async fn redis_sigkill_with_appendfsync_always_loses_nothing() {
     verdict.assert_zero_loss();
 }
 
+/// Persistence as the original design's checklist has it, RDB and AOF together: snapshots every
+/// second under load (`save 1 1`, each a fork beside the AOF writes) and the AOF with
+/// `appendfsync always`. A SIGKILL under load, likely beside a snapshot, loses nothing: the
+/// restart loads the AOF (which wins over the RDB when both exist).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sigkill_with_rdb_and_aof_always_loses_nothing() {
+    let mut fx = RedisFixture::start_with(
+        RedisOptions::default()
+            .with_backend(Backend::Process)
+            .with_appendfsync(Appendfsync::Always)
+            .with_arg("save", "1 1"),
+    )
+    .await
+    .expect("start redis-server");
+    let (verdict, _) = run_on("redis_restart_rdb_aof", &mut fx, None).await;
+    let mut c = fx.connection().await;
+    let info: String = mt5_fixtures::redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let save: Vec<String> = mt5_fixtures::redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("save")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(save.get(1).map(String::as_str), Some("1 1"), "{save:?}");
+    assert_eq!(field("aof_enabled"), "1");
+    // Snapshots ran beside the AOF after the restart too (the load went on), and succeeded.
+    let saves: u64 = field("rdb_saves").parse().unwrap_or(0);
+    assert!(saves > 0, "no RDB snapshot after the restart: {info}");
+    assert_eq!(field("rdb_last_bgsave_status"), "ok");
+    let dedupes = verdict.publish_dedupes;
+    let verdict = verdict.with_faults(format!(
+        "Redis SIGKILL + restart, RDB every second (save 1 1) and AOF (always), down {} ms, run_id changed, {dedupes} publish retries deduped; {saves} snapshots after the restart",
+        DOWN.as_millis(),
+    ));
+    report::record("2 redis_restart (RDB + AOF, always)", &verdict).unwrap();
+    verdict.assert_zero_loss();
+}
+
 /// With `appendfsync everysec` the same crash is reported, not asserted: a process kill keeps
 /// what Redis wrote to the page cache, but Redis may postpone an AOF write up to 2 s while
 /// replying (`aof_delayed_fsync` counts those). Only no duplicates and a drained PEL are asserted.
@@ -133,7 +180,7 @@ async fn redis_container_docker_kill_with_appendfsync_always_loses_nothing() {
         eprintln!("MT5_NO_DOCKER=1: the container variant of scenario 2 does not run here");
         return;
     }
-    let fx = RedisFixture::start_with(
+    let mut fx = RedisFixture::start_with(
         RedisOptions::default()
             .with_backend(Backend::Container)
             .with_appendfsync(Appendfsync::Always),
@@ -143,7 +190,7 @@ async fn redis_container_docker_kill_with_appendfsync_always_loses_nothing() {
     let link = ProxiedLink::start("redis-container", &format!("127.0.0.1:{}", fx.port()))
         .await
         .expect("the fault proxy in front of the Redis container");
-    let (verdict, _) = run_on("redis_restart_container", fx, Some(&link)).await;
+    let (verdict, _) = run_on("redis_restart_container", &mut fx, Some(&link)).await;
     // `run_on` proved the services reconnected through the proxy (counted in process only: a
     // Toxiproxy server at TOXIPROXY_URL has no such counters).
     let closed = match link.stats().await.unwrap() {
