@@ -14,7 +14,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use mt5_chaos::checker::Checker;
 use mt5_chaos::harness::{Load, Scenario};
 use mt5_chaos::history::History;
 use mt5_chaos::report;
@@ -46,22 +45,7 @@ async fn failover_row(durability: &str) {
         .expect("the sentinel topology");
     let server = fx.servers()[0].server_version().await.expect("the server's version");
     let row = format!("10 failover ({durability}, {server})");
-    let master = fx.servers()[0].url();
-    let sentinels = fx.sentinel_addrs();
-    let list = format!(
-        "[{}]",
-        sentinels.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(",")
-    );
-    if let Err(e) = mt5_chaos::harness::hub_bin() {
-        panic!("{e}");
-    }
-    // The URL's host is ignored in sentinel mode: point it at a closed port to prove it.
-    let sc = Scenario::new("failover", "redis://127.0.0.1:1", &fx.servers()[0].prefix())
-        .expect("scenario dir")
-        .with_env("MT5_REDIS__MODE", "sentinel")
-        .with_env("MT5_REDIS__SENTINEL_MASTER", fx.master_name())
-        .with_env("MT5_REDIS__SENTINELS", list)
-        .with_env("MT5_BUS__DURABILITY", durability);
+    let (sc, checker) = common::sentinel_scenario("failover", &fx, durability);
     if durability == "fsync" {
         if !fx.servers()[0].has_command("WAITAOF").await.unwrap() {
             fsync_is_refused(&sc, &server).await;
@@ -74,7 +58,6 @@ async fn failover_row(durability: &str) {
             .await
             .expect("the replicas acknowledge AOF fsyncs");
     }
-    let checker = Checker::new(&master, sc.streams.clone()).with_sentinels(fx.master_name(), &sentinels);
     let mut filters = common::start_filters(&sc, &["f1", "f2"]).await;
     let history = sc.history_path("load");
     let load = Load::news(400.0, 3200, history.clone())

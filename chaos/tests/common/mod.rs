@@ -7,7 +7,7 @@ use std::time::Duration;
 use mt5_chaos::checker::Checker;
 use mt5_chaos::harness::{hub_bin, HubProcess, Scenario};
 use mt5_chaos::proxy::control::ProxiedLink;
-use mt5_fixtures::{Appendfsync, Backend, RedisFixture, RedisOptions};
+use mt5_fixtures::{Appendfsync, Backend, RedisFixture, RedisOptions, SentinelFixture};
 
 /// A `redis-server` process (fast SIGKILL and restart on the same data dir) with `appendfsync`.
 pub async fn process_redis(appendfsync: Appendfsync) -> RedisFixture {
@@ -62,4 +62,26 @@ pub async fn stop_all(procs: &mut [HubProcess]) {
     for p in procs.iter_mut() {
         let _ = p.sigterm_and_wait(Duration::from_secs(10)).await;
     }
+}
+
+/// The scenario `name` on the sentinel topology `fx`: every service in sentinel mode with
+/// `bus.durability = durability` (the URL points at a closed port: sentinel mode ignores it),
+/// and a checker that reads the sentinels' current master.
+pub fn sentinel_scenario(name: &str, fx: &SentinelFixture, durability: &str) -> (Scenario, Checker) {
+    if let Err(e) = hub_bin() {
+        panic!("{e}");
+    }
+    let sentinels = fx.sentinel_addrs();
+    let list = format!(
+        "[{}]",
+        sentinels.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(",")
+    );
+    let sc = Scenario::new(name, "redis://127.0.0.1:1", &fx.servers()[0].prefix())
+        .expect("scenario dir")
+        .with_env("MT5_REDIS__MODE", "sentinel")
+        .with_env("MT5_REDIS__SENTINEL_MASTER", fx.master_name())
+        .with_env("MT5_REDIS__SENTINELS", list)
+        .with_env("MT5_BUS__DURABILITY", durability);
+    let checker = Checker::new(&fx.servers()[0].url(), sc.streams.clone()).with_sentinels(fx.master_name(), &sentinels);
+    (sc, checker)
 }
