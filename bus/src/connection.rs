@@ -283,8 +283,13 @@ impl Redis {
                         return Ok(conn);
                     }
                     Ok(r) => tried.push(format!("{mhost}:{mport} (epoch {epoch}) has ROLE {r}")),
+                    // Refused for good (e.g. an ACL user without ROLE): no retry helps.
+                    Err(e) if !e.is_unavailable() => return Err(e),
                     Err(e) => tried.push(format!("{mhost}:{mport} (epoch {epoch}): ROLE failed: {e}")),
                 },
+                // The master refused our credentials (WRONGPASS, a disabled user): it is there,
+                // and it says no; retrying or asking again would get the same answer.
+                Err(e) if !e.is_unavailable() => return Err(e),
                 Err(e) => tried.push(format!("{mhost}:{mport} (epoch {epoch}) is unreachable: {e}")),
             }
         }

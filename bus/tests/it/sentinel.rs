@@ -322,3 +322,76 @@ async fn async_durability_loses_what_the_replicas_never_received() {
     assert!(held.len() < 20, "nothing was lost: {held:?}");
     assert!(held.starts_with(&(0..10).collect::<Vec<u64>>()), "{held:?}");
 }
+
+/// An ACL user in the URL reaches the master found through the sentinels, and the replica
+/// promoted after a failover: the connections authenticate as that user (`CLIENT LIST` shows
+/// it), while the sentinels, which know no such user, are asked without it. A wrong password is
+/// the server's refusal, not "Redis is unavailable".
+#[tokio::test]
+async fn an_acl_user_reaches_the_master_through_the_sentinels_and_after_a_failover() {
+    let mut fx = SentinelFixture::start(1, DOWN_AFTER_MS).await.unwrap();
+    for s in fx.servers() {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("mt5-acl")
+            .arg("on")
+            .arg(">s3cret")
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .query_async(&mut s.connection().await)
+            .await
+            .unwrap();
+    }
+    let n = Names::new(&fx.servers()[0]);
+    let (redis, mut bus) = configs(&fx.servers()[0], &n);
+    let redis = redis
+        .with_url("redis://mt5-acl:s3cret@127.0.0.1:1")
+        .with_sentinels(fx.master_name(), fx.sentinel_addrs());
+    bus.retry.max_ms = 200;
+    let p = EventProducer::connect(&redis, &bus, BusMetrics::unregistered(), CancellationToken::new())
+        .await
+        .unwrap()
+        .with_unbounded_retries();
+    p.publish(&n.input, &scripted(0, &["emit"])).await.unwrap();
+    let users = |list: String| {
+        list.lines()
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("user=")).map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    let on_master: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut fx.servers()[0].connection().await)
+        .await
+        .unwrap();
+    assert!(
+        users(on_master).iter().any(|u| u == "mt5-acl"),
+        "no connection as mt5-acl"
+    );
+
+    let old = fx.master_port().await.unwrap();
+    fx.wait_replicas_in_sync(old, Duration::from_secs(5)).await.unwrap();
+    fx.server_mut(0).kill().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), p.publish(&n.input, &scripted(1, &["emit"])))
+        .await
+        .expect("no failover within 30 s")
+        .unwrap();
+    let on_promoted: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut fx.servers()[1].connection().await)
+        .await
+        .unwrap();
+    assert!(
+        users(on_promoted).iter().any(|u| u == "mt5-acl"),
+        "the producer did not reach the promoted replica as mt5-acl"
+    );
+
+    let wrong = redis.clone().with_url("redis://mt5-acl:wrong@127.0.0.1:1");
+    let err = EventProducer::connect(&wrong, &bus, BusMetrics::unregistered(), CancellationToken::new())
+        .await
+        .expect_err("a wrong password was accepted");
+    assert!(
+        !err.is_unavailable(),
+        "a wrong password taken for an unavailable Redis: {err}"
+    );
+}
