@@ -766,8 +766,8 @@ impl<H: Handler> Consumer<H> {
     /// [`Error::GroupMissing`] when the group (or the stream) disappeared while running: the
     /// consumer never recreates it silently (`mt5_consumer_group_missing_total` counts it).
     /// [`Error::Unsupported`] when the server cannot do what the configuration asks (`fsync`
-    /// durability without `WAITAOF`). Otherwise only when the final cleanup (deleting the heartbeat) fails with Redis
-    /// reachable; everything else is retried.
+    /// durability without `WAITAOF`). Otherwise only when the final cleanup (deleting the
+    /// heartbeat) fails with Redis reachable; everything else is retried.
     pub async fn run(mut self, cancel: CancellationToken) -> Result<()> {
         let stop_beating = CancellationToken::new();
         let beating = self.beat().run(
