@@ -1,6 +1,7 @@
 //! How `Redis` resolves where to connect and what its connections say about themselves: in
 //! sentinel mode every master a sentinel names is tried once, newest epoch first, and only a
-//! server whose `ROLE` is `master` is taken; a server that is not a sentinel is reported with its
+//! server whose `ROLE` is `master` is taken; an unreachable one is passed over, one that refuses
+//! `ROLE` for good is a permanent error; a server that is not a sentinel is reported with its
 //! own error; the URL's database reaches every kind of connection; `Debug` shows the redacted URL
 //! and the sentinels, never a password.
 
@@ -145,4 +146,39 @@ fn a_clients_debug_shows_the_redacted_url_and_the_sentinels() {
         r#"Redis { url: "redis://alice:***@h:6380/2", sentinel_master: "m", sentinels: [("10.0.0.1", 26379), ("::1", 26380)], .. }"#
     );
     assert!(!shown.contains("s3cret"), "{shown}");
+}
+
+/// A named master that cannot be reached (killed, not yet failed over) is passed over for the
+/// next master the sentinels name: "unreachable" is not an answer to give up on.
+#[tokio::test]
+async fn an_unreachable_master_is_passed_over_for_the_next_one_named() {
+    let (dead, live) = tokio::join!(
+        SentinelFixture::start(0, NEVER_DOWN_MS),
+        SentinelFixture::start(0, NEVER_DOWN_MS)
+    );
+    let (mut dead, live) = (dead.unwrap(), live.unwrap());
+    dead.server_mut(0).kill().await.unwrap();
+    let mut sentinels = vec![dead.sentinel_addrs()[0].clone()];
+    sentinels.extend(live.sentinel_addrs());
+    let cfg = RedisConfig::default().with_sentinels(live.master_name(), sentinels);
+    let mut conn = Redis::new(&cfg).unwrap().connect().await.unwrap();
+    assert_eq!(port_of(&mut conn).await, live.servers()[0].port());
+}
+
+/// A master that refuses `ROLE` for good (an ACL user without it) is a permanent error at once,
+/// with the server's reason, not "no master found" (which would be retried as unavailable).
+#[tokio::test]
+async fn a_master_that_refuses_role_is_a_permanent_error() {
+    let fx = SentinelFixture::start(0, NEVER_DOWN_MS).await.unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("-role")
+        .query_async(&mut fx.servers()[0].connection().await)
+        .await
+        .unwrap();
+    let cfg = RedisConfig::default().with_sentinels(fx.master_name(), fx.sentinel_addrs());
+    let err = Redis::new(&cfg).unwrap().connect().await.unwrap_err();
+    assert!(!err.is_unavailable(), "{err}");
+    assert!(err.has_code("NOPERM"), "{err}");
 }
