@@ -1,6 +1,6 @@
 //! How `Redis` resolves where to connect and what its connections say about themselves: in
 //! sentinel mode every master a sentinel names is tried once, newest epoch first, and only a
-//! server whose `ROLE` is `master` is taken; an unreachable one is passed over, one that refuses
+//! server whose `ROLE` is `master` is taken; an unreachable or busy one is passed over, one that refuses
 //! `ROLE` for good is a permanent error; a server that is not a sentinel is reported with its
 //! own error; the URL's database reaches every kind of connection; `Debug` shows the redacted URL
 //! and the sentinels, never a password.
@@ -181,4 +181,52 @@ async fn a_master_that_refuses_role_is_a_permanent_error() {
     let err = Redis::new(&cfg).unwrap().connect().await.unwrap_err();
     assert!(!err.is_unavailable(), "{err}");
     assert!(err.has_code("NOPERM"), "{err}");
+}
+
+/// A named master that answers `ROLE` with a transient refusal (`BUSY`: a script is running) is
+/// passed over for the next master named, as an unreachable one is; only a permanent refusal
+/// ends the search.
+#[tokio::test]
+async fn a_busy_master_is_passed_over_for_the_next_one_named() {
+    let (busy, live) = tokio::join!(
+        SentinelFixture::start(0, NEVER_DOWN_MS),
+        SentinelFixture::start(0, NEVER_DOWN_MS)
+    );
+    let (busy, live) = (busy.unwrap(), live.unwrap());
+    let server = &busy.servers()[0];
+    let mut admin = server.connection().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(10)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let mut looping = server.connection().await;
+    let script = tokio::spawn(async move {
+        let _: redis::RedisResult<redis::Value> = redis::cmd("EVAL")
+            .arg("while true do end")
+            .arg(0)
+            .query_async(&mut looping)
+            .await;
+    });
+    let mut answered_busy = false;
+    for _ in 0..100 {
+        let role: redis::RedisResult<redis::Value> = redis::cmd("ROLE").query_async(&mut admin).await;
+        if role.is_err_and(|e| e.code() == Some("BUSY")) {
+            answered_busy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(answered_busy, "the server never answered BUSY");
+
+    let mut sentinels = vec![busy.sentinel_addrs()[0].clone()];
+    sentinels.extend(live.sentinel_addrs());
+    let cfg = RedisConfig::default().with_sentinels(live.master_name(), sentinels);
+    let connected = Redis::new(&cfg).unwrap().connect().await;
+    let _: redis::RedisResult<()> = redis::cmd("SCRIPT").arg("KILL").query_async(&mut admin).await;
+    script.abort();
+    let mut conn = connected.unwrap();
+    assert_eq!(port_of(&mut conn).await, live.servers()[0].port());
 }
