@@ -839,7 +839,23 @@ impl<H: Handler> Consumer<H> {
                 }
             }
         }
-        // Cancelled: write what was decided and not yet written (until the outer deadline).
+        // Cancelled. A batch read beside the last settle (`settle_and_read`) is held too: handle
+        // it within the handlers' budget rather than leave it pending until a reclaim.
+        if let Some(batch) = self.prefetched.take() {
+            let n = batch.len();
+            match self
+                .process_until(batch, tokio::time::sleep(handler_budget), false)
+                .await
+            {
+                Ok(report) => {
+                    tracing::info!(consumer = %self.opts.name, read = n, unfinished = report.unfinished, "Handled the batch read before shutdown.");
+                }
+                Err(e) => {
+                    tracing::warn!(consumer = %self.opts.name, error = %e, "Handling the batch read before shutdown failed; its decisions are written below if made.");
+                }
+            }
+        }
+        // Write what was decided and not yet written (until the outer deadline).
         while !self.unsettled.is_empty() {
             let mut carried = std::mem::take(&mut self.carried);
             let r = async {

@@ -219,10 +219,23 @@ async fn emit_after_the_entry_was_claimed_away_writes_nothing() {
 /// heartbeat and returns within the bound: nothing it held is left unacknowledged.
 #[tokio::test]
 async fn graceful_shutdown_leaves_nothing_unacknowledged_that_it_held() {
+    graceful_shutdown_with_batches_of(10).await;
+}
+
+/// The same with batches of 5: cancelled during the first batch, the consumer has already read
+/// the second beside the first one's settle (`settle_and_read`), and handles it too before it
+/// returns (it used to leave those 5 pending until a reclaim).
+#[tokio::test]
+async fn graceful_shutdown_handles_the_batch_read_beside_the_last_settle() {
+    graceful_shutdown_with_batches_of(5).await;
+}
+
+/// 10 events of 100 ms each, read `count` at a time; cancelled once two handlers ran.
+async fn graceful_shutdown_with_batches_of(count: usize) {
     let fx = RedisFixture::start().await.unwrap();
     let n = Names::new(&fx);
     let (redis, mut bus) = configs(&fx, &n);
-    bus.consumer.count = 10;
+    bus.consumer.count = count;
     let p = producer(&redis, &bus).await;
     for i in 0..10 {
         p.publish(&n.input, &scripted(i, &["sleep:100"])).await.unwrap();
