@@ -603,9 +603,10 @@ fn compare(env: &Env) {
     // The same commands, as argument lists for redis-benchmark and as redis-rs commands.
     let xadd_data: Vec<String> = ["XADD", &stream, "*", "data", &data].map(String::from).to_vec();
     let mut xadd_envelope: Vec<String> = ["XADD", &stream, "*"].map(String::from).to_vec();
-    // publish.lua with a batch of one event (no key): what a script call per event costs.
+    // publish.lua with a batch of one event (no key, no key renewal): what a script call per
+    // event costs.
     let n_items = (fields.len() * 2).to_string();
-    let mut evalsha: Vec<String> = ["EVALSHA", &sha, "1", &stream, &ttl, &limit, "0", &n_items]
+    let mut evalsha: Vec<String> = ["EVALSHA", &sha, "1", &stream, &ttl, &limit, "0", "0", &n_items]
         .map(String::from)
         .to_vec();
     for (k, v) in &fields {
