@@ -24,6 +24,7 @@ use goose::config::GooseConfiguration;
 use goose::metrics::GooseMetrics;
 use goose::prelude::*;
 use mt5_bus::StreamId;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{LoadError, Percentiles, Result};
@@ -262,7 +263,7 @@ async fn poll(user: &mut GooseUser) -> TransactionResult {
     let sent = now_ms();
     let mut goose = user.request(req).await?;
     let answer = match goose.response {
-        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+        Ok(r) if r.status().is_success() => r.json::<ReadAnswer>().await.ok(),
         _ => None,
     };
     let Some(answer) = answer else {
@@ -272,24 +273,27 @@ async fn poll(user: &mut GooseUser) -> TransactionResult {
     Ok(())
 }
 
+/// What a terminal keeps of a read's answer (the events' contents are skipped, not decoded).
+#[derive(Debug, Deserialize)]
+struct ReadAnswer {
+    events: Vec<ReadEntry>,
+    last_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadEntry {
+    entry_id: String,
+}
+
 /// Logs a read's answer for terminal `me`; with `timing` (when the read was sent, when its
 /// answer came, ms), the delivery latencies of the entries written since the terminal joined.
-fn absorb(s: &Shared, me: usize, answer: &Value, timing: Option<(u64, u64)>) -> usize {
-    let ids: Vec<String> = answer["events"]
-        .as_array()
-        .map(|es| {
-            es.iter()
-                .filter_map(|e| e["entry_id"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+fn absorb(s: &Shared, me: usize, answer: &ReadAnswer, timing: Option<(u64, u64)>) -> usize {
+    let ids: Vec<&str> = answer.events.iter().map(|e| e.entry_id.as_str()).collect();
     let mut joined = None;
     if let Ok(mut m) = s.terminals.lock() {
         let log = m.entry(me).or_default();
-        if let Some(last) = answer["last_id"].as_str() {
-            log.last_id = last.to_string();
-        }
-        log.seen.extend(ids.iter().cloned());
+        log.last_id.clone_from(&answer.last_id);
+        log.seen.extend(ids.iter().map(|id| id.to_string()));
         if let Some((sent, _)) = timing {
             joined = Some(*log.joined_ms.get_or_insert(sent));
         }
@@ -358,7 +362,7 @@ pub async fn run(target: Target, load: &Load) -> Result<Report> {
     let start = read(&http, &target, "$").await?;
     let state = Arc::new(Shared {
         target: Some(target.clone()),
-        start_id: start["last_id"].as_str().unwrap_or("0").to_string(),
+        start_id: start.last_id,
         publish_wait: Duration::from_millis(load.publish_wait_ms),
         run_id: format!("lt{}", now_ms()),
         ..Shared::default()
@@ -422,7 +426,7 @@ pub async fn run(target: Target, load: &Load) -> Result<Report> {
 }
 
 /// One plain read (no block) of the target stream after `after`.
-async fn read(http: &reqwest::Client, t: &Target, after: &str) -> Result<Value> {
+async fn read(http: &reqwest::Client, t: &Target, after: &str) -> Result<ReadAnswer> {
     let url = format!(
         "{}/v1/streams/{}/events?after={after}&count={POLL_COUNT}",
         t.url.trim_end_matches('/'),
@@ -479,7 +483,15 @@ mod tests {
     #[test]
     fn deliveries_are_timed_from_the_terminals_first_poll() {
         let s = Shared::default();
-        let answer = |ids: &[&str]| json!({"events": ids.iter().map(|id| json!({"entry_id": id})).collect::<Vec<_>>(), "last_id": ids.last()});
+        let answer = |ids: &[&str]| ReadAnswer {
+            events: ids
+                .iter()
+                .map(|id| ReadEntry {
+                    entry_id: id.to_string(),
+                })
+                .collect(),
+            last_id: ids.last().map_or_else(String::new, |id| id.to_string()),
+        };
         assert_eq!(absorb(&s, 7, &answer(&["1000-0", "3000-0"]), Some((2000, 3500))), 2);
         assert_eq!(absorb(&s, 7, &answer(&["2500-0"]), Some((4000, 5000))), 1);
         assert_eq!(absorb(&s, 7, &answer(&["6000-0"]), None), 1);

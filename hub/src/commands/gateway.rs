@@ -28,10 +28,10 @@ pub(crate) async fn run(cfg: &HubConfig, cancel: &CancellationToken) -> Result<(
     let telemetry = Telemetry::new()?;
     let mut tasks = Tasks::new(cfg, cancel);
     let producer = Arc::new(OnceCell::new());
-    let gateway = Gateway::new(cfg, producer.clone(), tasks.token())?;
+    let gateway = Arc::new(Gateway::new(cfg, producer.clone(), &telemetry.registry, tasks.token())?);
     let http = HttpServer::bind(cfg, telemetry.registry.clone(), telemetry.bus.clone())
         .await?
-        .with_routes(gateway::routes(Arc::new(gateway)));
+        .with_routes(gateway::routes(gateway.clone()));
     tracing::info!(
         path = EVENTS_PATH,
         read_streams = ?g.read_streams,
@@ -39,6 +39,13 @@ pub(crate) async fn run(cfg: &HubConfig, cancel: &CancellationToken) -> Result<(
         "Gateway ready."
     );
     tasks.spawn("http", http.serve(tasks.token()));
+    let token = tasks.token();
+    // The shared tails' followers (gateway.md): until shutdown, retrying on their own.
+    tasks.spawn("gateway tails", async move {
+        gateway.follow_tails(&token).await;
+        token.cancelled().await;
+        Ok(())
+    });
     let (cfg2, token) = (cfg.clone(), tasks.token());
     // Connects in the background, then stays until shutdown (a component that ends stops the
     // process).

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 /// Largest body limit a config may set (16 MiB): a stream entry is far smaller.
 const MAX_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Most entries a shared tail may hold per stream (~1.5 GB of 1.5 KB events).
+const MAX_TAIL_ENTRIES: usize = 1_000_000;
 /// Longest long-poll a config may allow (5 minutes).
 const MAX_BLOCK_LIMIT_MS: u64 = 300_000;
 
@@ -32,6 +34,10 @@ pub(crate) struct GatewayConfig {
     /// Reads served at once, each on its own Redis connection (a blocked `XREAD` holds its
     /// connection); more get 503 with `Retry-After`. Default 256.
     pub(crate) max_concurrent_reads: usize,
+    /// Newest entries of each readable stream held in memory, already encoded, for long-polls
+    /// near the stream's end (one `XREAD` per stream serves every terminal); 0 turns the shared
+    /// tail off (every read then goes to Redis). Default 10000.
+    pub(crate) tail_entries: usize,
 }
 
 impl Default for GatewayConfig {
@@ -45,6 +51,7 @@ impl Default for GatewayConfig {
             max_count: 1000,
             max_block_ms: 30_000,
             max_concurrent_reads: 256,
+            tail_entries: 10_000,
         }
     }
 }
@@ -74,7 +81,8 @@ impl GatewayConfig {
         within("http.gateway.max_count", self.max_count, 1..=10_000)?;
         within("http.gateway.default_count", self.default_count, 1..=self.max_count)?;
         at_most("http.gateway.max_block_ms", self.max_block_ms, MAX_BLOCK_LIMIT_MS)?;
-        positive("http.gateway.max_concurrent_reads", self.max_concurrent_reads)
+        positive("http.gateway.max_concurrent_reads", self.max_concurrent_reads)?;
+        at_most("http.gateway.tail_entries", self.tail_entries, MAX_TAIL_ENTRIES)
     }
 }
 
@@ -143,6 +151,13 @@ mod tests {
                     ..GatewayConfig::default()
                 },
                 "http.gateway.max_concurrent_reads",
+            ),
+            (
+                GatewayConfig {
+                    tail_entries: 2_000_000,
+                    ..GatewayConfig::default()
+                },
+                "http.gateway.tail_entries",
             ),
         ];
         for (c, field) in cases {

@@ -21,10 +21,12 @@
 
 mod config;
 mod extract;
+mod tail;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -32,7 +34,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use mt5_bus::query::{self, ReadOptions};
-use mt5_bus::{Connection, Event, EventProducer, Redis};
+use mt5_bus::{Connection, Event, EventProducer, Redis, StreamEntry, StreamId};
+use prometheus::IntGauge;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -41,6 +44,8 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::config::GatewayConfig;
 use self::extract::{PublishBody, ReadParams, ReadableStream, WritableStream};
+use self::tail::{Lookup, Tail};
+use crate::error::HubError;
 
 /// The events' `source` when a `POST` does not name one.
 pub(crate) const DEFAULT_SOURCE: &str = "mt5-hub/gateway";
@@ -63,6 +68,10 @@ pub(crate) struct Gateway {
     pool: Mutex<Vec<Connection>>,
     reads: Semaphore,
     max_entry_bytes: usize,
+    /// The shared tail of each readable stream (none when `tail_entries` is 0).
+    tails: Vec<Tail>,
+    /// `mt5_gateway_long_polls_waiting`: reads with a `block_ms` waiting now.
+    waiting: IntGauge,
     cancel: CancellationToken,
 }
 
@@ -76,16 +85,24 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// The gateway of `cfg`; `producer` is filled in when the bus producer connected.
+    /// The gateway of `cfg`; `producer` is filled in when the bus producer connected; its
+    /// metrics go into `registry`.
     ///
     /// # Errors
-    /// The Redis URL is unusable.
+    /// The Redis URL is unusable (exit 2).
     pub(crate) fn new(
         cfg: &crate::config::HubConfig,
         producer: Arc<OnceCell<EventProducer>>,
+        registry: &prometheus::Registry,
         cancel: CancellationToken,
-    ) -> mt5_bus::Result<Self> {
+    ) -> Result<Self, HubError> {
         let g = &cfg.http.gateway;
+        let waiting = IntGauge::new(
+            "mt5_gateway_long_polls_waiting",
+            "Gateway reads with a block_ms waiting for entries now",
+        )
+        .and_then(|m| registry.register(Box::new(m.clone())).map(|()| m))
+        .map_err(|e| HubError::Failed(format!("cannot register the gateway metrics: {e}")))?;
         Ok(Gateway {
             cfg: g.clone(),
             token_digest: Sha256::digest(g.token.expose().as_bytes()).into(),
@@ -95,8 +112,36 @@ impl Gateway {
             pool: Mutex::new(Vec::new()),
             reads: Semaphore::new(g.max_concurrent_reads),
             max_entry_bytes: cfg.bus.max_entry_bytes,
+            tails: if g.tail_entries == 0 {
+                Vec::new()
+            } else {
+                g.read_streams
+                    .iter()
+                    .map(|s| Tail::new(s.clone(), g.tail_entries))
+                    .collect()
+            },
+            waiting,
             cancel,
         })
+    }
+
+    /// Follows every readable stream for the shared tails until `cancel` (returns at once when
+    /// the tails are off).
+    pub(crate) async fn follow_tails(&self, cancel: &CancellationToken) {
+        let timeout = self
+            .read_timeout
+            .saturating_sub(Duration::from_millis(self.cfg.max_block_ms));
+        let encode = |e: StreamEntry| encode_entry(e, self.max_entry_bytes);
+        futures_util::future::join_all(
+            self.tails
+                .iter()
+                .map(|t| t.follow(&self.redis, timeout, encode, cancel)),
+        )
+        .await;
+    }
+
+    fn tail(&self, stream: &str) -> Option<&Tail> {
+        self.tails.iter().find(|t| t.stream() == stream)
     }
 
     /// Whether `presented` is the token (constant time in its content).
@@ -246,7 +291,7 @@ async fn read(
     State(g): State<Arc<Gateway>>,
     ReadParams { after, count, block_ms }: ReadParams,
     ReadableStream(stream): ReadableStream,
-) -> Result<Json<ReadAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
     let Ok(_permit) = g.reads.try_acquire() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -257,15 +302,31 @@ async fn read(
             ),
         ));
     };
-    let mut conn = g.read_connection().await?;
     // `$` is resolved to the stream's last id first, so the answer can name where the next
     // read starts even when nothing arrives.
-    let after = if after == "$" {
-        query::last_generated_id(&mut conn, &stream)
+    let (after, conn) = if after == "$" {
+        let mut conn = g.read_connection().await?;
+        let last = query::last_generated_id(&mut conn, &stream)
             .await
-            .map_err(|e| ApiError::from_bus(&e))?
+            .map_err(|e| ApiError::from_bus(&e))?;
+        (last, Some(conn))
     } else {
-        after
+        (after, None)
+    };
+    // Counted from here: a client that saw the gauge rise knows where its read starts.
+    let _waiting = (block_ms > 0).then(|| WaitingRead::new(&g.waiting));
+    if let (Some(tail), Ok(after_id)) = (g.tail(&stream), after.parse::<StreamId>()) {
+        let block = Duration::from_millis(block_ms);
+        if let Lookup::Entries(found) = tail.read(after_id, count, block, &g.cancel).await {
+            if let Some(conn) = conn {
+                g.release(conn).await;
+            }
+            return Ok(answer_from_tail(&stream, &after, &found));
+        }
+    }
+    let mut conn = match conn {
+        Some(conn) => conn,
+        None => g.read_connection().await?,
     };
     // A shutdown ends a long-poll with what it has (nothing); the connection, with a blocked
     // command on it, is dropped rather than pooled, as when the client goes away.
@@ -273,37 +334,87 @@ async fn read(
     let entries = tokio::select! {
         r = query::read_after(&mut conn, &stream, &after, &opts) => r.map_err(|e| ApiError::from_bus(&e))?,
         () = g.cancel.cancelled() => {
-            return Ok(Json(ReadAnswer { stream, events: Vec::new(), last_id: after }));
+            return Ok(Json(ReadAnswer { stream, events: Vec::new(), last_id: after }).into_response());
         }
     };
     g.release(conn).await;
     let last_id = entries.last().map_or(after, |e| e.id.clone());
-    let events = entries
-        .into_iter()
-        .map(|e| {
-            let decoded = match &e.fields {
-                Some(fields) => Event::from_fields(&e.id, fields, g.max_entry_bytes).map_err(|m| m.to_string()),
-                None => Err("the entry was deleted".to_string()),
-            };
-            match decoded {
-                Ok(event) => ReadEntry {
-                    entry_id: e.id,
-                    event: Some(event),
-                    error: None,
-                },
-                Err(error) => ReadEntry {
-                    entry_id: e.id,
-                    event: None,
-                    error: Some(error),
-                },
-            }
-        })
-        .collect();
+    let events = entries.into_iter().map(|e| read_entry(e, g.max_entry_bytes)).collect();
     Ok(Json(ReadAnswer {
         stream,
         events,
         last_id,
-    }))
+    })
+    .into_response())
+}
+
+/// Counts one waiting read in `mt5_gateway_long_polls_waiting` while it lives.
+struct WaitingRead<'a>(&'a IntGauge);
+
+impl<'a> WaitingRead<'a> {
+    fn new(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        WaitingRead(gauge)
+    }
+}
+
+impl Drop for WaitingRead<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A read's answer entry for a stream entry.
+fn read_entry(e: StreamEntry, max_entry_bytes: usize) -> ReadEntry {
+    let decoded = match &e.fields {
+        Some(fields) => Event::from_fields(&e.id, fields, max_entry_bytes).map_err(|m| m.to_string()),
+        None => Err("the entry was deleted".to_string()),
+    };
+    match decoded {
+        Ok(event) => ReadEntry {
+            entry_id: e.id,
+            event: Some(event),
+            error: None,
+        },
+        Err(error) => ReadEntry {
+            entry_id: e.id,
+            event: None,
+            error: Some(error),
+        },
+    }
+}
+
+/// A read's answer entry as JSON, for the shared tail.
+fn encode_entry(e: StreamEntry, max_entry_bytes: usize) -> Bytes {
+    let entry = read_entry(e, max_entry_bytes);
+    match serde_json::to_vec(&entry) {
+        Ok(json) => Bytes::from(json),
+        // Not reachable with serde_json's own types; answer the entry as undecodable then.
+        Err(e) => Bytes::from(json!({"entry_id": entry.entry_id, "error": e.to_string()}).to_string()),
+    }
+}
+
+/// The answer [`ReadAnswer`] would give, from entries the tail encoded already.
+fn answer_from_tail(stream: &str, after: &str, found: &[(StreamId, Bytes)]) -> Response {
+    let last_id = found.last().map_or_else(|| after.to_string(), |(id, _)| id.to_string());
+    let mut body = Vec::with_capacity(64 + stream.len() + found.iter().map(|(_, e)| e.len() + 1).sum::<usize>());
+    body.extend_from_slice(b"{\"stream\":");
+    body.extend_from_slice(json!(stream).to_string().as_bytes());
+    body.extend_from_slice(b",\"events\":[");
+    for (i, (_, e)) in found.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(e);
+    }
+    body.extend_from_slice(b"],\"last_id\":");
+    body.extend_from_slice(json!(last_id).to_string().as_bytes());
+    body.push(b'}');
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
 }
 
 /// One publish's answer.

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use serde_json::{json, Value};
 
+use mt5_fixtures::redis;
+
 use crate::support::{closed_port, run_with, Hub, Service};
 
 /// The token the tests configure.
@@ -79,6 +81,16 @@ async fn answer(resp: reqwest::Response) -> (u16, Value) {
     let text = resp.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     (status, body)
+}
+
+/// Waits until `n` reads with a `block_ms` are waiting (`mt5_gateway_long_polls_waiting`): each
+/// has resolved where it starts, so whatever is written from now on is in its answer.
+async fn wait_for_long_polls(svc: &Service, n: usize) {
+    let line = format!("mt5_gateway_long_polls_waiting {n}");
+    svc.wait_for("/metrics", Duration::from_secs(20), |s, body| {
+        s == 200 && body.lines().any(|l| l == line)
+    })
+    .await;
 }
 
 /// The `error.code` of an error answer.
@@ -202,7 +214,7 @@ async fn a_long_poll_answers_as_soon_as_an_event_arrives() {
             (answer(resp).await, start.elapsed())
         })
     };
-    hub.wait_for_command("xread").await;
+    wait_for_long_polls(&svc, 1).await;
     let (_, posted) = c.post(&hub.input, &json!({"type": "t.v1", "data": "new"})).await;
     let ((status, body), took) = poll.await.unwrap();
     assert_eq!(status, 200, "{body}");
@@ -368,7 +380,7 @@ async fn sigterm_ends_a_long_poll_and_the_process_promptly() {
         let (http, url) = (c.http.clone(), format!("{}?block_ms=30000", c.events(&hub.input)));
         tokio::spawn(async move { http.get(url).bearer_auth(TOKEN).send().await })
     };
-    hub.wait_for_command("xread").await;
+    wait_for_long_polls(&svc, 1).await;
     let start = Instant::now();
     let (code, _) = svc.terminate(Duration::from_secs(15)).await;
     assert_eq!(code, 0);
@@ -382,4 +394,178 @@ async fn sigterm_ends_a_long_poll_and_the_process_promptly() {
     let (status, body) = answer(resp).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["events"], json!([]));
+}
+
+/// Redis's count of `XREAD` calls so far (`INFO commandstats`).
+async fn xread_calls(hub: &Hub) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut hub.conn().await)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_xread:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// Terminals long-polling one stream together each see every entry once, in stream order:
+/// the gateway's posts and entries another producer writes straight into Redis, in reads of at
+/// most `count`. They are served from the shared tail: Redis runs far fewer `XREAD`s than the
+/// terminals make reads (without the tail each read is one `XREAD`).
+#[tokio::test]
+async fn terminals_long_polling_together_each_see_every_entry_once_in_order() {
+    const TERMINALS: usize = 6;
+    const POSTS: usize = 60;
+    const DIRECT: usize = 20;
+    let hub = Hub::start().await;
+    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
+    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let c = Client::new(&svc);
+    let (_, start) = c.get(&hub.input, "count=1").await;
+    let start = start["last_id"].as_str().unwrap().to_string();
+    let xreads_before = xread_calls(&hub).await;
+
+    let terminals: Vec<_> = (0..TERMINALS)
+        .map(|_| {
+            let (http, url, mut after) = (c.http.clone(), c.events(&hub.input), start.clone());
+            tokio::spawn(async move {
+                let (mut seen, mut reads) = (Vec::new(), 0);
+                while seen.len() < POSTS + DIRECT {
+                    let resp = http
+                        .get(format!("{url}?after={after}&count=7&block_ms=5000"))
+                        .bearer_auth(TOKEN)
+                        .send()
+                        .await
+                        .unwrap();
+                    let (status, body) = answer(resp).await;
+                    assert_eq!(status, 200, "{body}");
+                    let events = body["events"].as_array().unwrap();
+                    assert!(events.len() <= 7, "{body}");
+                    seen.extend(events.iter().map(|e| e["entry_id"].as_str().unwrap().to_string()));
+                    after = body["last_id"].as_str().unwrap().to_string();
+                    reads += 1;
+                }
+                (seen, reads)
+            })
+        })
+        .collect();
+    wait_for_long_polls(&svc, TERMINALS).await;
+    let mut conn = hub.conn().await;
+    for n in 0..POSTS {
+        let (status, body) = c.post(&hub.input, &json!({"type": "t.v1", "data": {"n": n}})).await;
+        assert_eq!(status, 201, "{body}");
+        if n % 3 == 0 {
+            let _: String = redis::cmd("XADD")
+                .arg(&hub.input)
+                .arg("*")
+                .arg(&[
+                    ("id", format!("direct-{n}")),
+                    ("type", "t.v1".into()),
+                    ("data", "1".into()),
+                ])
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+    // The stream is this test's own: everything in it was written above.
+    let written: Vec<String> = hub.entries(&hub.input).await.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(written.len(), POSTS + DIRECT);
+    let mut reads = 0;
+    for t in terminals {
+        let (seen, r) = tokio::time::timeout(Duration::from_secs(30), t).await.unwrap().unwrap();
+        assert_eq!(seen, written, "a terminal's entries differ from the stream's");
+        reads += r;
+    }
+    let xreads = xread_calls(&hub).await - xreads_before;
+    assert!(
+        xreads * 2 < reads as u64,
+        "{xreads} XREADs for {reads} reads: the terminals were not served from the shared tail"
+    );
+    svc.terminate(Duration::from_secs(10)).await;
+}
+
+/// With a tail of 4 entries, reads from further back are answered from Redis, reads near the
+/// end from the tail, and both give the same answers as a gateway without a tail.
+#[tokio::test]
+async fn reads_from_before_the_tail_come_from_redis_and_answers_match_a_gateway_without_one() {
+    let hub = Hub::start().await;
+    let mut env = gateway_env(&hub);
+    env.push(("MT5_HTTP__GATEWAY__TAIL_ENTRIES".into(), "4".into()));
+    let svc = Service::start(&env, &["gateway"]).await;
+    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let mut plain_env = gateway_env(&hub);
+    plain_env.push(("MT5_HTTP__GATEWAY__TAIL_ENTRIES".into(), "0".into()));
+    let plain = Service::start(&plain_env, &["gateway"]).await;
+    plain
+        .wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200)
+        .await;
+    let (c, p) = (Client::new(&svc), Client::new(&plain));
+
+    let batch: Vec<Value> = (0..10).map(|n| json!({"type": "t.v1", "data": {"n": n}})).collect();
+    let (status, posted) = c.post(&hub.input, &Value::Array(batch)).await;
+    assert_eq!(status, 201, "{posted}");
+    let ids: Vec<String> = posted["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["entry_id"].as_str().unwrap().to_string())
+        .collect();
+    // Once the follower has the batch, a long-poll after the 9th returns the 10th.
+    let (_, last) = c.get(&hub.input, &format!("after={}&block_ms=5000", ids[8])).await;
+    assert_eq!(last["last_id"], ids[9].as_str(), "{last}");
+
+    for (after, count, want) in [
+        ("0".to_string(), 100, &ids[..]),
+        (ids[1].clone(), 3, &ids[2..5]),
+        (ids[5].clone(), 100, &ids[6..]),
+        (ids[6].clone(), 2, &ids[7..9]),
+        (ids[9].clone(), 100, &ids[10..]),
+    ] {
+        let query = format!("after={after}&count={count}");
+        let (status, got) = c.get(&hub.input, &query).await;
+        assert_eq!(status, 200, "{got}");
+        let got_ids: Vec<&str> = got["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["entry_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(got_ids, want, "after={after} count={count}: {got}");
+        let (_, without) = p.get(&hub.input, &query).await;
+        assert_eq!(got, without, "after={after} count={count}: the tail's answer differs");
+    }
+    svc.terminate(Duration::from_secs(10)).await;
+    plain.terminate(Duration::from_secs(10)).await;
+}
+
+/// The shared tail does not hide Redis going away: once the follower lost Redis, long-polls get
+/// 503 as they did without it, not empty answers.
+#[tokio::test]
+async fn with_redis_gone_long_polls_get_503_not_empty_answers() {
+    let mut hub = Hub::start().await;
+    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
+    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let c = Client::new(&svc);
+    let (_, posted) = c.post(&hub.input, &json!({"type": "t.v1", "data": 1})).await;
+    let after = posted["entry_id"].as_str().unwrap().to_string();
+    let (status, body) = c.get(&hub.input, &format!("after={after}&block_ms=300")).await;
+    assert_eq!((status, &body["events"]), (200, &json!([])), "{body}");
+
+    hub.fx.kill().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = c.get(&hub.input, &format!("after={after}&block_ms=300")).await;
+        if status == 503 {
+            assert_eq!(code(&body), "unavailable", "{body}");
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "long-polls still answered 200 15 s after Redis was killed: {body}"
+        );
+    }
+    svc.terminate(Duration::from_secs(10)).await;
 }

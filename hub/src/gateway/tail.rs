@@ -1,0 +1,314 @@
+//! The shared tail of a readable stream: one follower per stream reads what arrives, once, and
+//! keeps the newest entries already encoded as a read answer's JSON; long-polls near the end of
+//! the stream are answered from it, so N terminals cost one `XREAD` and one encoding per entry
+//! instead of N of each.
+//!
+//! The tail holds a contiguous suffix of the stream: every entry with an id above `from`, up to
+//! the last one read. A read whose `after` is below `from` (a client catching up from further
+//! back), a read while the follower is disconnected, and a non-blocking read the tail cannot
+//! answer yet all go to Redis as before, so an answer from the tail is always the one Redis would
+//! have given (or, while the follower is one read behind, a later one).
+
+use std::collections::VecDeque;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use mt5_bus::query::{self, ReadOptions};
+use mt5_bus::{sleep_or_cancel, Redis, StreamEntry, StreamId};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Entries one follower's `XREAD` asks for.
+const FOLLOW_COUNT: usize = 1000;
+/// How long the follower's `XREAD` blocks; an empty answer also checks the stream was not
+/// recreated with lower ids.
+const FOLLOW_BLOCK: Duration = Duration::from_millis(1000);
+/// The wait before the follower connects again after an error.
+const FOLLOW_RETRY: Duration = Duration::from_millis(500);
+
+/// The held entries of one stream.
+#[derive(Debug, Default)]
+struct Held {
+    /// Every entry of the stream with an id above `from`, up to the last of `entries`, is in
+    /// `entries`. `None` until the follower has a starting point, and while it is not connected
+    /// (reads then go to Redis).
+    from: Option<StreamId>,
+    /// `from` is kept across reconnects (the follower goes on from its last id); `live` says
+    /// whether the follower is connected now.
+    live: bool,
+    entries: VecDeque<(StreamId, Bytes)>,
+}
+
+/// What the tail can say about the entries after an id.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Lookup {
+    /// The entries after it (up to the count, possibly none yet), each encoded.
+    Entries(Vec<(StreamId, Bytes)>),
+    /// The tail does not cover it: ask Redis.
+    Uncovered,
+}
+
+impl Held {
+    fn lookup(&self, after: StreamId, count: usize) -> Lookup {
+        match self.from {
+            Some(from) if self.live && after >= from => {
+                let start = self.entries.partition_point(|(id, _)| *id <= after);
+                Lookup::Entries(self.entries.range(start..).take(count).cloned().collect())
+            }
+            _ => Lookup::Uncovered,
+        }
+    }
+
+    /// Appends entries read after the last held one (or after `from`), dropping the oldest
+    /// beyond `capacity` (`from` moves up to the last one dropped).
+    fn append(&mut self, entries: impl IntoIterator<Item = (StreamId, Bytes)>, capacity: usize) {
+        self.entries.extend(entries);
+        while self.entries.len() > capacity {
+            if let Some((id, _)) = self.entries.pop_front() {
+                self.from = Some(id);
+            }
+        }
+    }
+
+    /// The id the next read continues after.
+    fn last(&self) -> Option<StreamId> {
+        self.entries.back().map(|(id, _)| *id).or(self.from)
+    }
+
+    /// Forgets everything: the next connect starts from the stream's end again.
+    fn reset(&mut self) {
+        self.from = None;
+        self.entries.clear();
+    }
+}
+
+/// One stream's tail: the held entries and a signal for each append.
+#[derive(Debug)]
+pub(super) struct Tail {
+    stream: String,
+    capacity: usize,
+    held: RwLock<Held>,
+    /// The last held id, sent after each append: long-polls wait on it.
+    appended: watch::Sender<Option<StreamId>>,
+}
+
+impl Tail {
+    /// The tail of `stream`, holding at most `capacity` entries (at least 1).
+    pub(super) fn new(stream: String, capacity: usize) -> Self {
+        Tail {
+            stream,
+            capacity: capacity.max(1),
+            held: RwLock::new(Held::default()),
+            appended: watch::channel(None).0,
+        }
+    }
+
+    pub(super) fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    fn held(&self) -> std::sync::RwLockReadGuard<'_, Held> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.held.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn held_mut(&self) -> std::sync::RwLockWriteGuard<'_, Held> {
+        self.held.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The entries after `after`, at most `count`, waiting up to `block` for the first one when
+    /// none is held yet (or until `cancel`). `Uncovered` when the tail cannot answer, and when a
+    /// read that must not wait finds nothing: Redis may have what the follower has not read yet.
+    pub(super) async fn read(
+        &self,
+        after: StreamId,
+        count: usize,
+        block: Duration,
+        cancel: &CancellationToken,
+    ) -> Lookup {
+        let mut appended = self.appended.subscribe();
+        let deadline = tokio::time::Instant::now() + block;
+        loop {
+            match self.held().lookup(after, count) {
+                Lookup::Entries(e) if e.is_empty() && block.is_zero() => return Lookup::Uncovered,
+                Lookup::Entries(e) if e.is_empty() => {}
+                found => return found,
+            }
+            tokio::select! {
+                r = tokio::time::timeout_at(deadline, appended.changed()) => match r {
+                    Ok(Ok(())) => {}
+                    // The deadline passed: nothing arrived.
+                    Err(_) => return Lookup::Entries(Vec::new()),
+                    // The tail is gone (cannot happen while `self` lives).
+                    Ok(Err(_)) => return Lookup::Uncovered,
+                },
+                () = cancel.cancelled() => return Lookup::Entries(Vec::new()),
+            }
+        }
+    }
+
+    /// Follows the stream until `cancel`: connects, starts from the stream's end (or goes on
+    /// from the last held id after a reconnect), and appends what each `XREAD` returns, encoded
+    /// by `encode`. Errors are logged and retried; while disconnected the tail answers nothing.
+    pub(super) async fn follow(
+        &self,
+        redis: &Redis,
+        response_timeout: Duration,
+        encode: impl Fn(StreamEntry) -> Bytes,
+        cancel: &CancellationToken,
+    ) {
+        let opts = ReadOptions::count(FOLLOW_COUNT).block(FOLLOW_BLOCK);
+        while !cancel.is_cancelled() {
+            let r = async {
+                let mut conn = redis.connect_with_timeout(FOLLOW_BLOCK + response_timeout).await?;
+                let held_last = self.held().last();
+                let mut after = match held_last {
+                    Some(id) => id,
+                    None => parse_id(&query::last_generated_id(&mut conn, &self.stream).await?)?,
+                };
+                {
+                    let mut held = self.held_mut();
+                    held.from.get_or_insert(after);
+                    held.live = true;
+                }
+                loop {
+                    let from = after.to_string();
+                    let entries = tokio::select! {
+                        r = query::read_after(&mut conn, &self.stream, &from, &opts) => r?,
+                        () = cancel.cancelled() => return Ok(()),
+                    };
+                    if entries.is_empty() {
+                        // Recreated with lower ids: what is held is no longer a suffix of it.
+                        let end = parse_id(&query::last_generated_id(&mut conn, &self.stream).await?)?;
+                        if end < after {
+                            tracing::warn!(stream = %self.stream, "The stream was recreated; the gateway's tail starts again from its end.");
+                            self.held_mut().reset();
+                            return Err(mt5_bus::Error::UnexpectedReply {
+                                command: "XREAD",
+                                detail: "the stream's last id went back".into(),
+                            });
+                        }
+                        continue;
+                    }
+                    let encoded: Vec<(StreamId, Bytes)> = entries
+                        .into_iter()
+                        .filter_map(|e| Some((e.id.parse().ok()?, encode(e))))
+                        .collect();
+                    if let Some((last, _)) = encoded.last() {
+                        after = *last;
+                        self.held_mut().append(encoded, self.capacity);
+                        self.appended.send_replace(Some(after));
+                    }
+                }
+            }
+            .await;
+            self.held_mut().live = false;
+            match r {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(stream = %self.stream, error = %e, "The gateway's tail follower failed; reads go to Redis until it reconnects.");
+                }
+            }
+            if sleep_or_cancel(FOLLOW_RETRY, cancel).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn parse_id(id: &str) -> mt5_bus::Result<StreamId> {
+    id.parse().map_err(|_| mt5_bus::Error::UnexpectedReply {
+        command: "XINFO STREAM",
+        detail: format!("last-generated-id {id:?} is not an entry id"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(ms: u64) -> StreamId {
+        StreamId::new(ms, 0)
+    }
+
+    fn entry(ms: u64) -> (StreamId, Bytes) {
+        (id(ms), Bytes::from(format!("e{ms}")))
+    }
+
+    fn live_from(from: u64) -> Held {
+        Held {
+            from: Some(id(from)),
+            live: true,
+            entries: VecDeque::new(),
+        }
+    }
+
+    fn ids(l: &Lookup) -> Vec<u64> {
+        match l {
+            Lookup::Entries(e) => e.iter().map(|(id, _)| id.millis()).collect(),
+            Lookup::Uncovered => panic!("uncovered"),
+        }
+    }
+
+    #[test]
+    fn answers_the_entries_after_an_id_it_covers_up_to_the_count() {
+        let mut h = live_from(10);
+        h.append([11, 12, 13, 14].map(entry), 100);
+        assert_eq!(ids(&h.lookup(id(10), 100)), [11, 12, 13, 14]);
+        assert_eq!(ids(&h.lookup(id(12), 100)), [13, 14]);
+        assert_eq!(ids(&h.lookup(id(11), 2)), [12, 13]);
+        // Between held ids (a bare `ms` is `ms-0`; 12-5 lies between 12-0 and 13-0).
+        assert_eq!(ids(&h.lookup(StreamId::new(12, 5), 100)), [13, 14]);
+        assert_eq!(ids(&h.lookup(id(14), 100)), Vec::<u64>::new());
+        assert_eq!(ids(&h.lookup(id(99), 100)), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn an_id_below_the_covered_range_goes_to_redis() {
+        let mut h = live_from(10);
+        h.append([11, 12].map(entry), 100);
+        assert_eq!(h.lookup(id(9), 100), Lookup::Uncovered);
+        assert_eq!(h.lookup(StreamId::MIN, 100), Lookup::Uncovered);
+    }
+
+    #[test]
+    fn dropping_the_oldest_moves_the_covered_range_up() {
+        let mut h = live_from(10);
+        h.append([11, 12, 13, 14, 15].map(entry), 3);
+        assert_eq!(h.from, Some(id(12)));
+        assert_eq!(h.lookup(id(11), 100), Lookup::Uncovered);
+        assert_eq!(ids(&h.lookup(id(12), 100)), [13, 14, 15]);
+        assert_eq!(h.last(), Some(id(15)));
+    }
+
+    #[test]
+    fn nothing_is_covered_before_a_start_or_while_disconnected() {
+        let h = Held::default();
+        assert_eq!(h.lookup(id(5), 100), Lookup::Uncovered);
+        let mut h = live_from(10);
+        h.append([11].map(entry), 100);
+        h.live = false;
+        assert_eq!(h.lookup(id(10), 100), Lookup::Uncovered);
+        // A reconnect goes on from the last held id.
+        assert_eq!(h.last(), Some(id(11)));
+        h.reset();
+        assert_eq!(h.last(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_poll_waits_for_the_next_append_and_a_zero_block_does_not() {
+        let tail = Tail::new("s".into(), 100);
+        *tail.held_mut() = live_from(10);
+        let cancel = CancellationToken::new();
+        assert_eq!(tail.read(id(10), 10, Duration::ZERO, &cancel).await, Lookup::Uncovered);
+        let empty = tail.read(id(10), 10, Duration::from_millis(50), &cancel).await;
+        assert_eq!(empty, Lookup::Entries(Vec::new()));
+        let (found, ()) = tokio::join!(tail.read(id(10), 10, Duration::from_secs(5), &cancel), async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tail.held_mut().append([11, 12].map(entry), 100);
+            tail.appended.send_replace(Some(id(12)));
+        });
+        assert_eq!(ids(&found), [11, 12]);
+    }
+}
