@@ -15,6 +15,7 @@ mod query;
 mod query_refusals;
 mod reclaim;
 mod replicated_publish;
+mod reply_decoder;
 mod resolution;
 mod sentinel;
 mod settle;
