@@ -90,19 +90,14 @@ async fn failover_row(durability: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
 
-    let status = publisher.wait_exit(Duration::from_secs(60)).await.unwrap();
-    assert!(status.success(), "publisher: {}", publisher.stderr_tail(10));
-    checker.wait_drained(Duration::from_secs(30)).await.unwrap();
-    for f in &mut filters {
-        let status = f.try_status().unwrap();
-        assert!(
-            status.is_none(),
-            "{} exited across the failover: {}",
-            f.label(),
-            f.stderr_tail(10)
-        );
-    }
-    common::stop_all(&mut filters).await;
+    common::finish_load(
+        &mut publisher,
+        Duration::from_secs(60),
+        &checker,
+        &mut filters,
+        "failover",
+    )
+    .await;
 
     // The first publish acknowledged after the kill, from the publisher's history.
     let first_ack_ms = History::read(&[&history])

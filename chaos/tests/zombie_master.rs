@@ -85,19 +85,7 @@ async fn zombie_row(durability: &str, fenced: bool) -> u64 {
         .expect("the sentinels demote the old master");
     let demoted = frozen.elapsed();
 
-    let status = publisher.wait_exit(Duration::from_secs(90)).await.unwrap();
-    assert!(status.success(), "publisher: {}", publisher.stderr_tail(10));
-    checker.wait_drained(Duration::from_secs(30)).await.unwrap();
-    for f in &mut filters {
-        let status = f.try_status().unwrap();
-        assert!(
-            status.is_none(),
-            "{} exited across the fault: {}",
-            f.label(),
-            f.stderr_tail(10)
-        );
-    }
-    common::stop_all(&mut filters).await;
+    common::finish_load(&mut publisher, Duration::from_secs(90), &checker, &mut filters, "fault").await;
 
     let verdict = checker.check(&[history]).await.unwrap();
     let lost = verdict.lost;

@@ -57,6 +57,31 @@ pub async fn ready(p: &HubProcess) {
         .unwrap_or_else(|e| panic!("{} did not start: {e}", p.label()));
 }
 
+/// The end of a run under load across a fault: the publisher finished cleanly within
+/// `publisher_within`, the group drained, no filter exited across `fault`, then every filter
+/// stopped.
+pub async fn finish_load(
+    publisher: &mut HubProcess,
+    publisher_within: Duration,
+    checker: &Checker,
+    filters: &mut [HubProcess],
+    fault: &str,
+) {
+    let status = publisher.wait_exit(publisher_within).await.unwrap();
+    assert!(status.success(), "publisher: {}", publisher.stderr_tail(10));
+    checker.wait_drained(Duration::from_secs(30)).await.unwrap();
+    for f in filters.iter_mut() {
+        let status = f.try_status().unwrap();
+        assert!(
+            status.is_none(),
+            "{} exited across the {fault}: {}",
+            f.label(),
+            f.stderr_tail(10)
+        );
+    }
+    stop_all(filters).await;
+}
+
 /// SIGTERMs every process, asserting nothing hangs.
 pub async fn stop_all(procs: &mut [HubProcess]) {
     for p in procs.iter_mut() {
