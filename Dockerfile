@@ -8,7 +8,7 @@
 # The build needs a registry (the base images) and crates.io (the dependencies); `cargo build
 # --locked` refuses a Cargo.lock that does not match the manifests. The build context is the
 # whole workspace minus what .dockerignore leaves out: every workspace member's manifest is
-# needed for the workspace to load, the vendored `noxious` patch for Cargo.lock to resolve; the
+# needed for the workspace to load, the vendored `noxious` and `redis` patches for Cargo.lock to resolve; the
 # sample news the binary embeds are mt5-news's own (news/data/sample/), and the test fixtures'
 # data (fixtures/data/) stays out.
 
