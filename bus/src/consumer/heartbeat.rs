@@ -154,41 +154,49 @@ impl Beat {
     /// Beats start `every` apart whatever a beat takes (measured from one beat's start to the
     /// next), so the key's refresh period does not grow with the round-trip time.
     pub(crate) async fn run(self, client: Redis, every: Duration, stop: CancellationToken) {
-        let conn: tokio::sync::Mutex<Option<MultiplexedConnection>> = tokio::sync::Mutex::new(None);
-        at_fixed_rate(every, &stop, || async {
-            let mut conn = conn.lock().await;
+        let mut conn: Option<MultiplexedConnection> = None;
+        let mut rate = FixedRate::new(every);
+        while rate.tick(&stop).await {
             if conn.is_none() {
                 let timeout = Duration::from_millis(client.config().response_timeout_ms);
-                *conn = client.multiplexed(timeout).await.ok();
+                conn = client.multiplexed(timeout).await.ok();
             }
             if let Some(c) = conn.as_mut() {
                 if let Err(e) = self.beat(c).await {
                     tracing::warn!(consumer = %self.consumer, error = %e, "Heartbeat failed; retrying.");
                     if e.is_connection_dropped() {
-                        *conn = None;
+                        conn = None;
                     }
                 }
             }
-        })
-        .await;
+        }
     }
 }
 
-/// Calls `f` every `every` until `stop` fires, the first call `every` from now; the period runs
-/// from one call's start to the next (a call longer than `every` is followed at once).
-async fn at_fixed_rate<F, Fut>(every: Duration, stop: &CancellationToken, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut next = tokio::time::Instant::now() + every;
-    while sleep_or_cancel(next.saturating_duration_since(tokio::time::Instant::now()), stop)
-        .await
-        .is_ok()
-    {
-        let started = tokio::time::Instant::now();
-        f().await;
-        next = started + every;
+/// Ticks every `every`, the first tick `every` from its creation; the period runs from one tick
+/// to the next, whatever the caller does in between (work longer than `every` is followed by
+/// the next tick at once).
+struct FixedRate {
+    every: Duration,
+    next: tokio::time::Instant,
+}
+
+impl FixedRate {
+    fn new(every: Duration) -> Self {
+        FixedRate {
+            every,
+            next: tokio::time::Instant::now() + every,
+        }
+    }
+
+    /// Waits for the next tick; `false` once `stop` fires.
+    async fn tick(&mut self, stop: &CancellationToken) -> bool {
+        let wait = self.next.saturating_duration_since(tokio::time::Instant::now());
+        if sleep_or_cancel(wait, stop).await.is_err() {
+            return false;
+        }
+        self.next = tokio::time::Instant::now() + self.every;
+        true
     }
 }
 
@@ -208,21 +216,16 @@ mod tests {
     async fn beats_start_one_period_apart_however_long_a_beat_takes() {
         let every = Duration::from_millis(250);
         let stop = CancellationToken::new();
-        let starts = std::sync::Mutex::new(Vec::new());
+        let mut starts = Vec::new();
         let t0 = tokio::time::Instant::now();
-        at_fixed_rate(every, &stop, || async {
-            let beats = {
-                let mut s = starts.lock().unwrap();
-                s.push(t0.elapsed());
-                s.len()
-            };
-            if beats == 4 {
+        let mut rate = FixedRate::new(every);
+        while rate.tick(&stop).await {
+            starts.push(t0.elapsed());
+            if starts.len() == 4 {
                 stop.cancel();
             }
             tokio::time::sleep(every.mul_f64(0.4)).await;
-        })
-        .await;
-        let starts = starts.into_inner().unwrap();
+        }
         assert_eq!(starts, [250, 500, 750, 1000].map(Duration::from_millis));
     }
 
