@@ -12,12 +12,7 @@ const NO_FAILOVER_MS: u64 = 60_000;
 
 /// How often the server ran `SCRIPT LOAD` since its stats were reset.
 async fn script_loads(server: &RedisFixture) -> u64 {
-    server
-        .info_field("commandstats", "cmdstat_script|load")
-        .await
-        .unwrap()
-        .and_then(|v| v.strip_prefix("calls=")?.split(',').next()?.parse().ok())
-        .unwrap_or(0)
+    server.command_calls("script|load").await.unwrap()
 }
 
 /// After the master's script cache was flushed (a restart, `SCRIPT FLUSH`), a replicated publish

@@ -128,9 +128,7 @@ impl Gateway {
     /// Follows every readable stream for the shared tails until `cancel` (returns at once when
     /// the tails are off).
     pub(crate) async fn follow_tails(&self, cancel: &CancellationToken) {
-        let timeout = self
-            .read_timeout
-            .saturating_sub(Duration::from_millis(self.cfg.max_block_ms));
+        let timeout = Duration::from_millis(self.redis.config().response_timeout_ms);
         let encode = |e: StreamEntry| encode_entry(e, self.max_entry_bytes);
         futures_util::future::join_all(
             self.tails

@@ -396,19 +396,6 @@ async fn sigterm_ends_a_long_poll_and_the_process_promptly() {
     assert_eq!(body["events"], json!([]));
 }
 
-/// Redis's count of `XREAD` calls so far (`INFO commandstats`).
-async fn xread_calls(hub: &Hub) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut hub.conn().await)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_xread:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
 /// Terminals long-polling one stream together each see every entry once, in stream order:
 /// the gateway's posts and entries another producer writes straight into Redis, in reads of at
 /// most `count`. They are served from the shared tail: Redis runs far fewer `XREAD`s than the
@@ -424,7 +411,7 @@ async fn terminals_long_polling_together_each_see_every_entry_once_in_order() {
     let c = Client::new(&svc);
     let (_, start) = c.get(&hub.input, "count=1").await;
     let start = start["last_id"].as_str().unwrap().to_string();
-    let xreads_before = xread_calls(&hub).await;
+    let xreads_before = hub.fx.command_calls("xread").await.unwrap();
 
     let terminals: Vec<_> = (0..TERMINALS)
         .map(|_| {
@@ -478,7 +465,7 @@ async fn terminals_long_polling_together_each_see_every_entry_once_in_order() {
         assert_eq!(seen, written, "a terminal's entries differ from the stream's");
         reads += r;
     }
-    let xreads = xread_calls(&hub).await - xreads_before;
+    let xreads = hub.fx.command_calls("xread").await.unwrap() - xreads_before;
     assert!(
         xreads * 2 < reads as u64,
         "{xreads} XREADs for {reads} reads: the terminals were not served from the shared tail"
