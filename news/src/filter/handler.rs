@@ -83,23 +83,9 @@ impl NewsFilter {
             };
         }
         let ticker_extension = event.extensions.get("ticker").map(String::as_str);
-        let read = match Object::parse(event.data.get()) {
-            Some(obj) => RawNews::from_object(&obj, ticker_extension).map(|news| (obj, news)),
-            None => Err(not_an_object(event.data.get())),
-        };
-        let (data, news) = match read {
-            Ok(read) => read,
-            Err(err) => {
-                self.metrics.invalid();
-                tracing::warn!(
-                    stream = %delivery.stream,
-                    entry_id = %delivery.entry_id,
-                    event_id = %event.id,
-                    error = %err,
-                    "Dead-lettering a news event whose data is not a news.raw.v1 payload."
-                );
-                return Outcome::dead_letter(err.to_string());
-            }
+        let news = match RawNews::from_json(event.data.get(), ticker_extension) {
+            Ok(news) => news,
+            Err(err) => return self.invalid(delivery, &err),
         };
         let now = self.clock.now();
         match self.rules.decide(&news, now) {
@@ -122,7 +108,11 @@ impl NewsFilter {
                     model = model.as_str(),
                     "Passed a news event."
                 );
-                let data = filtered_data(&data, &news.ticker, event, delivery, now, score, model, matched);
+                // Only a passing event's members are read one by one, to be forwarded.
+                let Some(raw) = Object::parse(event.data.get()) else {
+                    return self.invalid(delivery, &not_an_object(event.data.get()));
+                };
+                let data = filtered_data(&raw, &news.ticker, event, delivery, now, score, model, matched);
                 let mut out = Event::new(FILTER_SOURCE, NEWS_FILTERED_TYPE, data);
                 // Lower-case names, inserted as they are (`with_extension` copies the name to
                 // lower-case it).
@@ -134,6 +124,22 @@ impl NewsFilter {
                 Outcome::emit(&self.rules.config().output_stream, out)
             }
         }
+    }
+}
+
+impl NewsFilter {
+    /// Counts and dead-letters a delivery whose data is not a `news.raw.v1` payload.
+    #[cold]
+    fn invalid(&self, delivery: &Delivery, err: &crate::Error) -> Outcome {
+        self.metrics.invalid();
+        tracing::warn!(
+            stream = %delivery.stream,
+            entry_id = %delivery.entry_id,
+            event_id = %delivery.event.id,
+            error = %err,
+            "Dead-lettering a news event whose data is not a news.raw.v1 payload."
+        );
+        Outcome::dead_letter(err.to_string())
     }
 }
 

@@ -12,11 +12,11 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
+use serde::de::{IgnoredAny, MapAccess};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use serde_json::value::RawValue;
-
-use super::json::{self, Object};
+use super::json::{self, FromMembers, Json};
 use crate::article::date_of;
 use crate::error::Error;
 
@@ -79,17 +79,64 @@ impl<'a> RawNews<'a> {
 
     /// Reads a `news.raw.v1` `data` payload (JSON text, e.g. [`mt5_bus::Data::get`]),
     /// borrowing its text where it has no escapes; `ticker_extension` is the event's `ticker`
-    /// extension, used when `data.ticker` is missing. Only the fields below are parsed.
+    /// extension, used when `data.ticker` is missing. Only the fields below are parsed, in one
+    /// pass over the text; every other member is skipped, not copied.
     ///
     /// Lenient where the rules do not care (missing title, content or sentiment, a polarity that is
-    /// not a number), strict where they do.
+    /// not a number), strict where they do. A repeated member counts by its last occurrence, as
+    /// `serde_json` reads it into a `Value`.
     ///
     /// # Errors
     /// [`Error::InvalidData`] naming the field: `data` not an object, no ticker, no
     /// `article` object, or an `article.date` that is missing or not a date-time.
     pub fn from_json(data: &'a str, ticker_extension: Option<&'a str>) -> Result<Self, Error> {
-        let obj = Object::parse(data).ok_or_else(|| not_an_object(data))?;
-        Self::from_object(&obj, ticker_extension)
+        let payload = match serde_json::from_str::<Json<'a, Payload<'a>>>(data) {
+            Ok(Json::Object(payload)) => payload,
+            _ => return Err(not_an_object(data)),
+        };
+        let ticker = match payload.ticker {
+            None | Some(Json::Null) => Self::ticker_from_extension(ticker_extension)?,
+            Some(Json::Str(Cow::Borrowed(s))) if !s.trim().is_empty() => Cow::Borrowed(s.trim()),
+            Some(Json::Str(Cow::Owned(s))) if !s.trim().is_empty() => Cow::Owned(s.trim().to_string()),
+            Some(t) => {
+                return Err(Error::data(
+                    "ticker",
+                    format!("expected a non-empty string, got {}", t.kind()),
+                ))
+            }
+        };
+        let article = match payload.article {
+            Some(Json::Object(article)) => article,
+            Some(a) => return Err(Error::data("article", format!("expected an object, got {}", a.kind()))),
+            None => return Err(Error::data("article", "missing")),
+        };
+        let date = article.date.as_ref().map(|d| match d {
+            Json::Str(s) => Ok(s.as_ref()),
+            other => Err(other.kind()),
+        });
+        let date = date_of(date).map_err(|reason| Error::data("article.date", reason))?;
+        let text = |value: Option<Json<'a>>, path: &'static str| -> Result<Cow<'a, str>, Error> {
+            match value {
+                None | Some(Json::Null) => Ok(Cow::Borrowed("")),
+                Some(Json::Str(s)) => Ok(s),
+                Some(other) => Err(Error::data(path, format!("expected a string, got {}", other.kind()))),
+            }
+        };
+        let title = text(article.title, "article.title")?;
+        let content = text(article.content, "article.content")?;
+        let polarity = match article.sentiment {
+            Some(Json::Object(Sentiment {
+                polarity: Some(Json::Num(p)),
+            })) if (-1.0..=1.0).contains(&p) => Some(p),
+            _ => None,
+        };
+        Ok(RawNews {
+            ticker,
+            date,
+            title,
+            content,
+            polarity,
+        })
     }
 
     /// As [`RawNews::from_json`], of a parsed value (its text is read into an owned `RawNews`).
@@ -98,57 +145,6 @@ impl<'a> RawNews<'a> {
     /// As [`RawNews::from_json`].
     pub fn from_data(data: &Value, ticker_extension: Option<&str>) -> Result<Self, Error> {
         RawNews::from_json(&data.to_string(), ticker_extension).map(RawNews::into_owned)
-    }
-
-    /// [`RawNews::from_json`] of the payload's top-level members.
-    pub(crate) fn from_object(obj: &Object<'a>, ticker_extension: Option<&'a str>) -> Result<Self, Error> {
-        let ticker = match obj.get("ticker") {
-            None => Self::ticker_from_extension(ticker_extension)?,
-            Some(t) if json::is_null(t) => Self::ticker_from_extension(ticker_extension)?,
-            Some(t) => match json::string(t) {
-                Some(Cow::Borrowed(s)) if !s.trim().is_empty() => Cow::Borrowed(s.trim()),
-                Some(Cow::Owned(s)) if !s.trim().is_empty() => Cow::Owned(s.trim().to_string()),
-                _ => {
-                    return Err(Error::data(
-                        "ticker",
-                        format!("expected a non-empty string, got {}", json::kind(t)),
-                    ))
-                }
-            },
-        };
-        let article = match obj.get("article") {
-            Some(a) => Object::parse(a.get())
-                .ok_or_else(|| Error::data("article", format!("expected an object, got {}", json::kind(a))))?,
-            None => return Err(Error::data("article", "missing")),
-        };
-        let date = article
-            .get("date")
-            .map(|d| json::string(d).ok_or_else(|| json::kind(d)));
-        let date = date_of(date.as_ref().map(|d| d.as_deref().map_err(|kind| *kind)))
-            .map_err(|reason| Error::data("article.date", reason))?;
-        let text = |field: &'static str, path: &'static str| -> Result<Cow<'a, str>, Error> {
-            match article.get(field) {
-                None => Ok(Cow::Borrowed("")),
-                Some(v) if json::is_null(v) => Ok(Cow::Borrowed("")),
-                Some(v) => json::string(v)
-                    .ok_or_else(|| Error::data(path, format!("expected a string, got {}", json::kind(v)))),
-            }
-        };
-        let title = text("title", "article.title")?;
-        let content = text("content", "article.content")?;
-        let polarity = article
-            .get("sentiment")
-            .and_then(|s| Object::parse(s.get()))
-            .and_then(|s| s.get("polarity"))
-            .and_then(json::number)
-            .filter(|p| (-1.0..=1.0).contains(p));
-        Ok(RawNews {
-            ticker,
-            date,
-            title,
-            content,
-            polarity,
-        })
     }
 
     fn ticker_from_extension(ticker_extension: Option<&'a str>) -> Result<Cow<'a, str>, Error> {
@@ -166,9 +162,66 @@ pub(crate) fn not_an_object(data: &str) -> Error {
     Error::data("data", format!("expected an object, got {kind}"))
 }
 
+/// The members of a payload the rules read, each by its last occurrence.
+#[derive(Default)]
+struct Payload<'a> {
+    ticker: Option<Json<'a>>,
+    article: Option<Json<'a, Article<'a>>>,
+}
+
+impl<'de> FromMembers<'de> for Payload<'de> {
+    fn member<M: MapAccess<'de>>(&mut self, name: &str, map: &mut M) -> Result<(), M::Error> {
+        match name {
+            "ticker" => self.ticker = Some(map.next_value()?),
+            "article" => self.article = Some(map.next_value()?),
+            _ => drop(map.next_value::<IgnoredAny>()?),
+        }
+        Ok(())
+    }
+}
+
+/// The members of `article` the rules read, each by its last occurrence.
+#[derive(Default)]
+struct Article<'a> {
+    date: Option<Json<'a>>,
+    title: Option<Json<'a>>,
+    content: Option<Json<'a>>,
+    sentiment: Option<Json<'a, Sentiment<'a>>>,
+}
+
+impl<'de> FromMembers<'de> for Article<'de> {
+    fn member<M: MapAccess<'de>>(&mut self, name: &str, map: &mut M) -> Result<(), M::Error> {
+        match name {
+            "date" => self.date = Some(map.next_value()?),
+            "title" => self.title = Some(map.next_value()?),
+            "content" => self.content = Some(map.next_value()?),
+            "sentiment" => self.sentiment = Some(map.next_value()?),
+            _ => drop(map.next_value::<IgnoredAny>()?),
+        }
+        Ok(())
+    }
+}
+
+/// The `polarity` of `article.sentiment`, by its last occurrence.
+#[derive(Default)]
+struct Sentiment<'a> {
+    polarity: Option<Json<'a>>,
+}
+
+impl<'de> FromMembers<'de> for Sentiment<'de> {
+    fn member<M: MapAccess<'de>>(&mut self, name: &str, map: &mut M) -> Result<(), M::Error> {
+        match name {
+            "polarity" => self.polarity = Some(map.next_value()?),
+            _ => drop(map.next_value::<IgnoredAny>()?),
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
@@ -214,6 +267,122 @@ mod tests {
         assert_eq!(n.polarity, None, "the last sentiment counts, and 2 is out of range");
         let value: Value = serde_json::from_str(text).unwrap();
         assert_eq!(RawNews::from_data(&value, None).unwrap(), n);
+    }
+
+    /// What `from_json` must read, restated on a `serde_json::Value` (which keeps the last of
+    /// repeated members): `Ok((ticker, title, content, polarity))` or the field named.
+    fn read_by_value(data: &Value, ext: Option<&str>) -> Result<(String, String, String, Option<f64>), &'static str> {
+        let Some(obj) = data.as_object() else {
+            return Err("data");
+        };
+        let ticker = match obj.get("ticker") {
+            None | Some(Value::Null) => ext.map(str::trim).filter(|t| !t.is_empty()).ok_or("ticker")?,
+            Some(Value::String(t)) if !t.trim().is_empty() => t.trim(),
+            Some(_) => return Err("ticker"),
+        };
+        let article = obj.get("article").and_then(Value::as_object).ok_or("article")?;
+        let date = article.get("date").and_then(Value::as_str).ok_or("article.date")?;
+        crate::parse_article_date(date).ok_or("article.date")?;
+        let text = |name: &str, path: &'static str| match article.get(name) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(path),
+        };
+        let polarity = article
+            .get("sentiment")
+            .and_then(|s| s.get("polarity"))
+            .and_then(Value::as_f64)
+            .filter(|p| (-1.0..=1.0).contains(p));
+        Ok((
+            ticker.to_string(),
+            text("title", "article.title")?,
+            text("content", "article.content")?,
+            polarity,
+        ))
+    }
+
+    /// A value the reader must tell apart: strings (escaped or not, dates among them), numbers
+    /// in and out of the polarity range, and every other kind.
+    fn leaf() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("\"2025-06-03T10:05:00Z\"".to_string()),
+            Just("\" AAPL.US \"".to_string()),
+            Just("\"  \"".to_string()),
+            Just("\"Caf\\u00e9 \\\"up\\\"\\n\"".to_string()),
+            (-3.0f64..3.0).prop_map(|n| format!("{n}")),
+            Just("12345678901234567890".to_string()),
+            Just("[1, {\"polarity\": 0.9}]".to_string()),
+            Just("{\"title\": \"nested\", \"polarity\": 0.5}".to_string()),
+        ]
+    }
+
+    /// An object: members named from `names` (duplicates likely) valued by `value`, then, mostly,
+    /// the members of `valid` (so that most payloads get as far as the fields after them).
+    fn object(
+        names: &'static [&'static str],
+        value: BoxedStrategy<String>,
+        valid: BoxedStrategy<String>,
+    ) -> BoxedStrategy<String> {
+        let members = prop::collection::vec((prop::sample::select(names), value), 0..5);
+        (members, prop::option::weighted(0.8, valid))
+            .prop_map(|(members, valid)| {
+                let members = members.iter().map(|(n, v)| format!("\"{n}\": {v}"));
+                let all: Vec<String> = members.chain(valid).collect();
+                format!("{{{}}}", all.join(", "))
+            })
+            .boxed()
+    }
+
+    /// A payload: a `ticker`, an `article` with a `date`, a `sentiment` with a `polarity`, each
+    /// mostly valid and each among members of the same and other names of every kind.
+    fn payload() -> BoxedStrategy<String> {
+        // The range's ends are inside it.
+        let number = || prop_oneof![4 => (-1.5f64..1.5).prop_map(|n| format!("{n}")), 1 => Just("1".into()), 1 => Just("-1.0".into())];
+        let polarity = prop_oneof![1 => leaf(), 3 => number()].boxed();
+        let sentiment = object(
+            &["polarity", "other", "p\\u006flarity"],
+            polarity,
+            number().prop_map(|n| format!("\"polarity\": {n}")).boxed(),
+        );
+        let sentiment = prop_oneof![1 => leaf(), 4 => sentiment].boxed();
+        let article = object(
+            &["date", "title", "content", "sentiment", "other", "t\\u0069tle"],
+            prop_oneof![2 => leaf(), 1 => sentiment.clone()].boxed(),
+            sentiment
+                .prop_map(|s| format!("\"date\": \"2025-06-03\", \"title\": \"T\", \"sentiment\": {s}"))
+                .boxed(),
+        );
+        let article = prop_oneof![1 => leaf(), 4 => article].boxed();
+        object(
+            &["ticker", "article", "other"],
+            prop_oneof![2 => leaf(), 1 => article.clone()].boxed(),
+            article
+                .prop_map(|a| format!("\"ticker\": \"A.US\", \"article\": {a}"))
+                .boxed(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// `from_json`'s one pass reads every payload as a `Value` reading does: the same
+        /// fields, the same last duplicates, the same field named when it refuses.
+        #[test]
+        fn one_pass_reading_agrees_with_a_value_reading(
+            text in payload(),
+            ext in prop::option::of(Just(" EXT.US ")),
+        ) {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            let want = read_by_value(&value, ext);
+            let got = match RawNews::from_json(&text, ext) {
+                Ok(n) => Ok((n.ticker.into_owned(), n.title.into_owned(), n.content.into_owned(), n.polarity)),
+                Err(Error::InvalidData { field, .. }) => Err(field),
+                Err(other) => panic!("{other}"),
+            };
+            prop_assert_eq!(got, want, "{}", text);
+        }
     }
 
     #[test]
