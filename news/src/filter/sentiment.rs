@@ -46,7 +46,10 @@ impl std::fmt::Display for SentimentModel {
 /// cache hits, into counters that are unregistered unless [`SentimentScorer::with_counters`]
 /// gave it the filter's (`mt5_news_sentiment_scored_total`, `mt5_news_sentiment_cache_hits_total`).
 pub struct SentimentScorer {
-    cache: Cache<String, f64>,
+    /// Hashed with foldhash's seeded quality hasher rather than moka's default SipHash-1-3: a
+    /// title is hashed on every event that reaches VADER, and SipHash was the cache's largest
+    /// cost; the per-process random seed still keeps titles from choosing their buckets.
+    cache: Cache<String, f64, foldhash::quality::RandomState>,
     content_chars: usize,
     scored: IntCounter,
     cache_hits: IntCounter,
@@ -69,7 +72,9 @@ impl SentimentScorer {
     pub fn new(cache_size: u64, content_chars: usize) -> Self {
         let counter = |name: &str| IntCounter::new(name, "unregistered").expect("static metric definition is valid");
         SentimentScorer {
-            cache: Cache::new(cache_size),
+            cache: Cache::builder()
+                .max_capacity(cache_size)
+                .build_with_hasher(foldhash::quality::RandomState::default()),
             content_chars,
             scored: counter("scored"),
             cache_hits: counter("cache_hits"),
