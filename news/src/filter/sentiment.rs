@@ -136,6 +136,10 @@ impl SentimentScorer {
 /// The first `max_chars` characters of `content`, cut back to the last whitespace when that
 /// cuts a word (unless the cut would drop more than half).
 fn lede(content: &str, max_chars: usize) -> &str {
+    // No more bytes than `max_chars` means no more characters either: nothing to count.
+    if content.len() <= max_chars {
+        return content;
+    }
     let Some((end, _)) = content.char_indices().nth(max_chars) else {
         return content;
     };
@@ -173,6 +177,9 @@ mod tests {
         assert_eq!(lede("abcdefghijkl", 5), "abcde", "a single long word is cut");
         assert_eq!(lede("short", 100), "short");
         assert_eq!(lede("🚀🚀🚀 up", 2), "🚀🚀");
+        assert_eq!(lede("🚀🚀", 2), "🚀🚀", "more bytes than characters allowed, but not more characters");
+        assert_eq!(lede("abc", 3), "abc");
+        assert_eq!(lede("abcd", 3), "abc");
     }
 
     #[test]
