@@ -6,6 +6,7 @@
 //! and entries decided but not yet written (a settle being retried). An entry whose handler has
 //! run past the timeout is let go.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -48,11 +49,13 @@ impl InFlight {
 
     /// Marks `id` as being in `state`. A `Gone` entry stays gone.
     pub(crate) fn set(&self, id: StreamId, state: Flight) {
-        let mut m = self.lock();
-        match m.get(&id) {
-            Some(Flight::Gone) => {}
-            _ => {
-                m.insert(id, state);
+        match self.lock().entry(id) {
+            Entry::Occupied(e) if matches!(e.get(), Flight::Gone) => {}
+            Entry::Occupied(mut e) => {
+                e.insert(state);
+            }
+            Entry::Vacant(e) => {
+                e.insert(state);
             }
         }
     }

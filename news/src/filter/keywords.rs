@@ -14,6 +14,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxBuildHasher;
+
 use mt5_bus::InvalidConfig;
 
 /// One configured keyword, pre-split into words.
@@ -51,7 +53,10 @@ pub(crate) struct Keywords {
     /// In configured order.
     list: Vec<Keyword>,
     /// First word → the indices in `list` (ascending) of the keywords that start with it.
-    by_first: HashMap<String, Vec<usize>>,
+    /// Fx-hashed: a text's candidate words are looked up here, and SipHash cost more than the
+    /// lookup. The map holds only the configured words and never grows with the text, so a
+    /// text cannot make its lookups collide into long chains.
+    by_first: HashMap<String, Vec<usize>, FxBuildHasher>,
     /// By a first word's first byte, bit `n` set when such a first word is `n` bytes long
     /// (bit 63: 63 bytes or more). It rules out most words of a text without lower-casing or
     /// hashing them.
@@ -68,7 +73,7 @@ impl Keywords {
             .iter()
             .map(|k| Keyword::parse(k.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut by_first: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_first: HashMap<String, Vec<usize>, FxBuildHasher> = HashMap::default();
         let mut first = Box::new([0; 256]);
         for (i, k) in list.iter().enumerate() {
             let word = &k.words[0];
