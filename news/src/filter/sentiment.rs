@@ -177,7 +177,11 @@ mod tests {
         assert_eq!(lede("abcdefghijkl", 5), "abcde", "a single long word is cut");
         assert_eq!(lede("short", 100), "short");
         assert_eq!(lede("🚀🚀🚀 up", 2), "🚀🚀");
-        assert_eq!(lede("🚀🚀", 2), "🚀🚀", "more bytes than characters allowed, but not more characters");
+        assert_eq!(
+            lede("🚀🚀", 2),
+            "🚀🚀",
+            "more bytes than characters allowed, but not more characters"
+        );
         assert_eq!(lede("abc", 3), "abc");
         assert_eq!(lede("abcd", 3), "abc");
     }
