@@ -125,9 +125,7 @@ impl NewsFilter {
             }
         }
     }
-}
 
-impl NewsFilter {
     /// Counts and dead-letters a delivery whose data is not a `news.raw.v1` payload.
     #[cold]
     fn invalid(&self, delivery: &Delivery, err: &crate::Error) -> Outcome {
