@@ -310,6 +310,7 @@ mod tests {
             Just("\"2025-06-03T10:05:00Z\"".to_string()),
             Just("\" AAPL.US \"".to_string()),
             Just("\"  \"".to_string()),
+            Just("\" \\t \"".to_string()),
             Just("\"Caf\\u00e9 \\\"up\\\"\\n\"".to_string()),
             (-3.0f64..3.0).prop_map(|n| format!("{n}")),
             Just("12345678901234567890".to_string()),
@@ -474,6 +475,10 @@ mod tests {
         assert_eq!(field_of(json!([1])), "data");
         assert_eq!(field_of(json!({"article": {"date": "2025-06-03T10:05:00Z"}})), "ticker");
         assert_eq!(field_of(json!({"ticker": 5, "article": {}})), "ticker");
+        // Blank, read borrowed and (with an escape in it) unescaped into a copy.
+        let article = json!({"date": "2025-06-03T10:05:00Z"});
+        assert_eq!(field_of(json!({"ticker": "  ", "article": article})), "ticker");
+        assert_eq!(field_of(json!({"ticker": " \t ", "article": article})), "ticker");
         assert_eq!(field_of(json!({"ticker": "X"})), "article");
         assert_eq!(field_of(json!({"ticker": "X", "article": "text"})), "article");
         assert_eq!(field_of(json!({"ticker": "X", "article": {}})), "article.date");
