@@ -175,6 +175,12 @@ mod tests {
         assert_eq!(lede("héllo wörld again", 11), "héllo wörld");
         assert_eq!(lede("héllo wörld again", 9), "héllo");
         assert_eq!(lede("abcdefghijkl", 5), "abcde", "a single long word is cut");
+        assert_eq!(
+            lede("a bcdefghij", 8),
+            "a bcdefg",
+            "a word is cut rather than going back to a space that would drop more than half"
+        );
+        assert_eq!(lede("abcd efghij", 8), "abcd", "back to a space at half");
         assert_eq!(lede("short", 100), "short");
         assert_eq!(lede("🚀🚀🚀 up", 2), "🚀🚀");
         assert_eq!(
