@@ -11,10 +11,15 @@ use super::lexicon::EMOJIS;
 /// ASCII information separators U+001C..=U+001F, which CPython counts as whitespace.
 pub(crate) fn is_py_space(c: char) -> bool {
     if c.is_ascii() {
-        matches!(c, '\t'..='\r' | '\x1c'..='\x1f' | ' ')
+        is_py_ascii_space(c as u8)
     } else {
         c.is_whitespace()
     }
+}
+
+/// [`is_py_space`] of an ASCII byte: `\t` to `\r`, the separators 0x1c-0x1f and the space.
+pub(crate) fn is_py_ascii_space(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | 0x1c..=0x1f | b' ')
 }
 
 /// Python's `s.strip()`.
