@@ -1,7 +1,10 @@
 //! Sentiment scores: VADER's compound score computed here (cached by title), or EODHD's own
 //! polarity.
 
-use moka::sync::Cache;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use prometheus::IntCounter;
 
 use crate::vader;
@@ -46,10 +49,7 @@ impl std::fmt::Display for SentimentModel {
 /// cache hits, into counters that are unregistered unless [`SentimentScorer::with_counters`]
 /// gave it the filter's (`mt5_news_sentiment_scored_total`, `mt5_news_sentiment_cache_hits_total`).
 pub struct SentimentScorer {
-    /// Hashed with foldhash's seeded quality hasher rather than moka's default SipHash-1-3: a
-    /// title is hashed on every event that reaches VADER, and SipHash was the cache's largest
-    /// cost; the per-process random seed still keeps titles from choosing their buckets.
-    cache: Cache<String, f64, foldhash::quality::RandomState>,
+    cache: TitleCache,
     content_chars: usize,
     scored: IntCounter,
     cache_hits: IntCounter,
@@ -58,7 +58,7 @@ pub struct SentimentScorer {
 impl std::fmt::Debug for SentimentScorer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SentimentScorer")
-            .field("cached", &self.cache.entry_count())
+            .field("cached", &self.cache.len())
             .field("content_chars", &self.content_chars)
             .field("scored", &self.scored.get())
             .field("cache_hits", &self.cache_hits.get())
@@ -72,9 +72,7 @@ impl SentimentScorer {
     pub fn new(cache_size: u64, content_chars: usize) -> Self {
         let counter = |name: &str| IntCounter::new(name, "unregistered").expect("static metric definition is valid");
         SentimentScorer {
-            cache: Cache::builder()
-                .max_capacity(cache_size)
-                .build_with_hasher(foldhash::quality::RandomState::default()),
+            cache: TitleCache::new(usize::try_from(cache_size).unwrap_or(usize::MAX)),
             content_chars,
             scored: counter("scored"),
             cache_hits: counter("cache_hits"),
@@ -96,9 +94,20 @@ impl SentimentScorer {
             self.cache_hits.inc();
             return score;
         }
-        let score = self.score_text(&self.text(title, content));
+        // The text is built in a buffer kept per thread rather than a `String` per score.
+        let score = TEXT.with_borrow_mut(|text| {
+            text.clear();
+            text.push_str(title);
+            text.push(' ');
+            text.push_str(lede(content, self.content_chars));
+            let score = self.score_text(text);
+            if text.capacity() > TEXT_KEPT {
+                *text = String::new();
+            }
+            score
+        });
         self.scored.inc();
-        self.cache.insert(title.to_string(), score);
+        self.cache.insert(title, score);
         score
     }
 
@@ -126,10 +135,81 @@ impl SentimentScorer {
         format!("{title} {}", lede(content, self.content_chars))
     }
 
-    /// Titles currently cached (approximate: the cache applies writes lazily).
+    /// Titles currently cached.
     pub fn cached(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        u64::try_from(self.cache.len()).unwrap_or(u64::MAX)
+    }
+}
+
+thread_local! {
+    /// The text [`SentimentScorer::vader`] scores, reused from call to call.
+    static TEXT: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// The largest text buffer a thread keeps between scores (a news text is a few KB).
+const TEXT_KEPT: usize = 64 * 1024;
+
+/// Scores by title, at most `capacity` of them, the oldest title evicted first: the Python
+/// reference's cache (a `dict` whose first key is deleted when it is full), so both sides score
+/// the same texts. One lock around a map and the titles' insertion order; a title is stored
+/// once, shared by both.
+///
+/// The map hashes with foldhash's seeded quality hasher: a title is hashed on every event that
+/// reaches VADER, and SipHash was the cache's largest cost in a profile; the per-process random
+/// seed still keeps titles from choosing their buckets.
+struct TitleCache {
+    capacity: usize,
+    inner: Mutex<Fifo>,
+}
+
+#[derive(Default)]
+struct Fifo {
+    scores: HashMap<Arc<str>, f64, foldhash::quality::RandomState>,
+    /// The cached titles, oldest first.
+    order: VecDeque<Arc<str>>,
+}
+
+impl TitleCache {
+    fn new(capacity: usize) -> Self {
+        TitleCache {
+            capacity,
+            inner: Mutex::default(),
+        }
+    }
+
+    /// The map is whole after every step of the methods below, so a panic elsewhere while the
+    /// lock was held leaves nothing to repair.
+    fn lock(&self) -> MutexGuard<'_, Fifo> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, title: &str) -> Option<f64> {
+        self.lock().scores.get(title).copied()
+    }
+
+    /// Caches `title`'s score, first evicting the oldest title when full. A title already
+    /// cached (two tasks scored it at once) keeps its place, as a `dict` assignment does.
+    fn insert(&self, title: &str, score: f64) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut fifo = self.lock();
+        if let Some(cached) = fifo.scores.get_mut(title) {
+            *cached = score;
+            return;
+        }
+        if fifo.scores.len() >= self.capacity {
+            if let Some(oldest) = fifo.order.pop_front() {
+                fifo.scores.remove(&oldest);
+            }
+        }
+        let title: Arc<str> = Arc::from(title);
+        fifo.order.push_back(Arc::clone(&title));
+        fifo.scores.insert(title, score);
+    }
+
+    fn len(&self) -> usize {
+        self.lock().scores.len()
     }
 }
 
@@ -241,6 +321,38 @@ mod tests {
         for i in 0..100 {
             s.vader(&format!("title {i}"), "good");
         }
-        assert!(s.cached() <= 5, "{}", s.cached());
+        assert_eq!(s.cached(), 5);
+    }
+
+    /// As in the reference: when full, the oldest title goes, whatever was read since.
+    #[test]
+    fn a_full_cache_evicts_the_oldest_title() {
+        let scored = IntCounter::new("s", "s").unwrap();
+        let hits = IntCounter::new("h", "h").unwrap();
+        let s = SentimentScorer::new(3, 280).with_counters(scored.clone(), hits.clone());
+        for title in ["a", "b", "c"] {
+            s.vader(title, "good");
+        }
+        // A hit does not refresh "a" (no LRU): "d" still evicts it, and "b", "c" stay.
+        s.vader("a", "good");
+        s.vader("d", "good");
+        assert_eq!((scored.get(), hits.get()), (4, 1));
+        for title in ["b", "c", "d"] {
+            s.vader(title, "bad");
+        }
+        assert_eq!((scored.get(), hits.get()), (4, 4), "b, c and d are cached");
+        s.vader("a", "good");
+        assert_eq!((scored.get(), hits.get()), (5, 4), "a was evicted");
+        assert_eq!(s.cached(), 3);
+    }
+
+    /// The text buffer kept per thread does not carry one text into the next score.
+    #[test]
+    fn each_score_is_of_its_own_text() {
+        let s = SentimentScorer::new(10, 10_000);
+        let long = "wonderful ".repeat(10_000);
+        assert!(s.vader("A", &long) > 0.9);
+        assert_eq!(s.vader("B", "awful"), s.score_text("B awful"));
+        assert_eq!(s.vader("C", ""), s.score_text("C "));
     }
 }
