@@ -346,6 +346,17 @@ mod tests {
         assert_eq!(s.cached(), 3);
     }
 
+    /// The per-thread text buffer is kept for the next score, unless a huge text grew it past
+    /// `TEXT_KEPT`. (Each test runs on its own thread, so the buffer starts empty.)
+    #[test]
+    fn the_text_buffer_is_kept_unless_a_text_was_huge() {
+        let s = SentimentScorer::new(10, usize::MAX);
+        s.vader("A", "good news");
+        assert!(TEXT.with_borrow(String::capacity) > 0);
+        s.vader("B", &"x ".repeat(TEXT_KEPT));
+        assert_eq!(TEXT.with_borrow(String::capacity), 0);
+    }
+
     /// The text buffer kept per thread does not carry one text into the next score.
     #[test]
     fn each_score_is_of_its_own_text() {
