@@ -313,9 +313,11 @@ async fn read(
     };
     // Counted from here: a client that saw the gauge rise knows where its read starts.
     let _waiting = (block_ms > 0).then(|| WaitingRead::new(&g.waiting));
+    // One deadline for the whole read: a long-poll the tail gives up on (its follower lost
+    // Redis) goes on in Redis for what is left of `block_ms`, not for all of it again.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(block_ms);
     if let (Some(tail), Ok(after_id)) = (g.tail(&stream), after.parse::<StreamId>()) {
-        let block = Duration::from_millis(block_ms);
-        if let Lookup::Entries(found) = tail.read(after_id, count, block, &g.cancel).await {
+        if let Lookup::Entries(found) = tail.read(after_id, count, deadline, &g.cancel).await {
             if let Some(conn) = conn {
                 g.release(conn).await;
             }
@@ -328,7 +330,7 @@ async fn read(
     };
     // A shutdown ends a long-poll with what it has (nothing); the connection, with a blocked
     // command on it, is dropped rather than pooled, as when the client goes away.
-    let opts = ReadOptions::count(count).block(Duration::from_millis(block_ms));
+    let opts = ReadOptions::count(count).block(deadline.saturating_duration_since(tokio::time::Instant::now()));
     let entries = tokio::select! {
         r = query::read_after(&mut conn, &stream, &after, &opts) => r.map_err(|e| ApiError::from_bus(&e))?,
         () = g.cancel.cancelled() => {

@@ -117,21 +117,22 @@ impl Tail {
         self.held.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The entries after `after`, at most `count`, waiting up to `block` for the first one when
-    /// none is held yet (or until `cancel`). `Uncovered` when the tail cannot answer, and when a
-    /// read that must not wait finds nothing: Redis may have what the follower has not read yet.
+    /// The entries after `after`, at most `count`, waiting until `deadline` for the first one
+    /// when none is held yet (or until `cancel`). `Uncovered` when the tail cannot answer (also
+    /// when its follower disconnects during the wait), and when a read that must not wait finds
+    /// nothing: Redis may have what the follower has not read yet.
     pub(super) async fn read(
         &self,
         after: StreamId,
         count: usize,
-        block: Duration,
+        deadline: tokio::time::Instant,
         cancel: &CancellationToken,
     ) -> Lookup {
         let mut appended = self.appended.subscribe();
-        let deadline = tokio::time::Instant::now() + block;
+        let wait = deadline > tokio::time::Instant::now();
         loop {
             match self.held().lookup(after, count) {
-                Lookup::Entries(e) if e.is_empty() && block.is_zero() => return Lookup::Uncovered,
+                Lookup::Entries(e) if e.is_empty() && !wait => return Lookup::Uncovered,
                 Lookup::Entries(e) if e.is_empty() => {}
                 found => return found,
             }
@@ -203,7 +204,7 @@ impl Tail {
                 }
             }
             .await;
-            self.held_mut().live = false;
+            self.went_down();
             match r {
                 Ok(()) => return,
                 Err(e) => {
@@ -214,6 +215,16 @@ impl Tail {
                 return;
             }
         }
+    }
+}
+
+impl Tail {
+    /// The follower is no longer connected: the tail answers nothing, and the long-polls parked
+    /// on it are woken to find that out and go to Redis. Left parked, they would answer "nothing
+    /// arrived" at their deadline, whatever Redis held or whether it was there at all.
+    fn went_down(&self) {
+        self.held_mut().live = false;
+        self.appended.send_modify(|_| ());
     }
 }
 
@@ -301,14 +312,40 @@ mod tests {
         let tail = Tail::new("s".into(), 100);
         *tail.held_mut() = live_from(10);
         let cancel = CancellationToken::new();
-        assert_eq!(tail.read(id(10), 10, Duration::ZERO, &cancel).await, Lookup::Uncovered);
-        let empty = tail.read(id(10), 10, Duration::from_millis(50), &cancel).await;
+        assert_eq!(
+            tail.read(id(10), 10, after(Duration::ZERO), &cancel).await,
+            Lookup::Uncovered
+        );
+        let empty = tail.read(id(10), 10, after(Duration::from_millis(50)), &cancel).await;
         assert_eq!(empty, Lookup::Entries(Vec::new()));
-        let (found, ()) = tokio::join!(tail.read(id(10), 10, Duration::from_secs(5), &cancel), async {
+        let (found, ()) = tokio::join!(tail.read(id(10), 10, after(Duration::from_secs(5)), &cancel), async {
             tokio::time::sleep(Duration::from_millis(20)).await;
             tail.held_mut().append([11, 12].map(entry), 100);
             tail.appended.send_replace(Some(id(12)));
         });
         assert_eq!(ids(&found), [11, 12]);
+    }
+
+    /// A long-poll parked on the tail is woken when the follower disconnects and told to ask
+    /// Redis, instead of answering "nothing arrived" at its deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_long_poll_goes_to_redis_when_the_follower_disconnects() {
+        let tail = Tail::new("s".into(), 100);
+        *tail.held_mut() = live_from(10);
+        let cancel = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        let (found, ()) = tokio::join!(tail.read(id(10), 10, after(Duration::from_secs(5)), &cancel), async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tail.went_down();
+        });
+        assert_eq!(found, Lookup::Uncovered);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "woken at once, not at the deadline"
+        );
+    }
+
+    fn after(block: Duration) -> tokio::time::Instant {
+        tokio::time::Instant::now() + block
     }
 }

@@ -556,3 +556,76 @@ async fn with_redis_gone_long_polls_get_503_not_empty_answers() {
     }
     svc.terminate(Duration::from_secs(10)).await;
 }
+
+/// The most clients blocked in an `XREAD` at once over ~1.2 s (a tail follower's `XREAD` blocks
+/// for 1 s at a time, so each follower is seen blocked).
+async fn blocked_xreads(admin: &mut mt5_fixtures::admin::Admin) -> usize {
+    let mut most = 0;
+    for _ in 0..24 {
+        let clients = admin.client_list().await.unwrap();
+        most = most.max(
+            clients
+                .iter()
+                .filter(|c| c.cmd == "xread" && c.flags.contains('b'))
+                .count(),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    most
+}
+
+/// A long-poll parked on the shared tail is woken when the tail's follower loses Redis, and
+/// answers 503 at once: not 200 with no events at the end of its block, as if Redis had been
+/// there with nothing new.
+#[tokio::test]
+async fn a_long_poll_parked_on_the_tail_gets_503_when_redis_goes_away() {
+    let mut hub = Hub::start().await;
+    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
+    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let c = Client::new(&svc);
+    let (_, posted) = c.post(&hub.input, &json!({"type": "t.v1", "data": 1})).await;
+    let after = posted["entry_id"].as_str().unwrap().to_string();
+    // The input's follower is connected (blocked in its XREAD) before the long-poll starts, so
+    // the long-poll waits on the tail and not in an XREAD of its own.
+    let mut admin = mt5_fixtures::admin::Admin::connect(&hub.fx.url()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let followers = loop {
+        let n = blocked_xreads(&mut admin).await;
+        if n > 0 {
+            break n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tail's follower never blocked in an XREAD"
+        );
+    };
+
+    let poll = {
+        let url = format!("{}?after={after}&block_ms=10000", c.events(&hub.input));
+        let http = c.http.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let resp = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
+            (answer(resp).await, start.elapsed())
+        })
+    };
+    wait_for_long_polls(&svc, 1).await;
+    assert!(
+        blocked_xreads(&mut admin).await <= followers,
+        "the long-poll went to Redis instead of waiting on the tail"
+    );
+    drop(admin);
+
+    hub.fx.kill().await.unwrap();
+    let ((status, body), took) = poll.await.unwrap();
+    assert_eq!(
+        status, 503,
+        "a long-poll answered {status} after Redis was killed: {body}"
+    );
+    assert_eq!(code(&body), "unavailable", "{body}");
+    assert!(
+        took < Duration::from_secs(8),
+        "the long-poll waited out its block: {took:?}"
+    );
+    svc.terminate(Duration::from_secs(10)).await;
+}
