@@ -97,9 +97,7 @@ impl SentimentScorer {
         // The text is built in a buffer kept per thread rather than a `String` per score.
         let score = TEXT.with_borrow_mut(|text| {
             text.clear();
-            text.push_str(title);
-            text.push(' ');
-            text.push_str(lede(content, self.content_chars));
+            self.write_text(title, content, text);
             let score = self.score_text(text);
             if text.capacity() > TEXT_KEPT {
                 *text = String::new();
@@ -132,7 +130,18 @@ impl SentimentScorer {
     /// `content_chars` at least the content's length this is exactly the text the Python
     /// reference scores (`f"{title} {content}"`); nothing is trimmed, which changes no score.
     pub fn text(&self, title: &str, content: &str) -> String {
-        format!("{title} {}", lede(content, self.content_chars))
+        let mut text = String::new();
+        self.write_text(title, content, &mut text);
+        text
+    }
+
+    /// Appends [`SentimentScorer::text`] to `out`.
+    fn write_text(&self, title: &str, content: &str, out: &mut String) {
+        let lede = lede(content, self.content_chars);
+        out.reserve(title.len() + 1 + lede.len());
+        out.push_str(title);
+        out.push(' ');
+        out.push_str(lede);
     }
 
     /// Titles currently cached.
