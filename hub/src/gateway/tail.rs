@@ -149,6 +149,14 @@ impl Tail {
         }
     }
 
+    /// The follower is no longer connected: the tail answers nothing, and the long-polls parked
+    /// on it are woken to find that out and go to Redis. Left parked, they would answer "nothing
+    /// arrived" at their deadline, whatever Redis held or whether it was there at all.
+    fn went_down(&self) {
+        self.held_mut().live = false;
+        self.appended.send_modify(|_| ());
+    }
+
     /// Follows the stream until `cancel`: connects, starts from the stream's end (or goes on
     /// from the last held id after a reconnect), and appends what each `XREAD` returns, encoded
     /// by `encode`. Errors are logged and retried; while disconnected the tail answers nothing.
@@ -215,16 +223,6 @@ impl Tail {
                 return;
             }
         }
-    }
-}
-
-impl Tail {
-    /// The follower is no longer connected: the tail answers nothing, and the long-polls parked
-    /// on it are woken to find that out and go to Redis. Left parked, they would answer "nothing
-    /// arrived" at their deadline, whatever Redis held or whether it was there at all.
-    fn went_down(&self) {
-        self.held_mut().live = false;
-        self.appended.send_modify(|_| ());
     }
 }
 

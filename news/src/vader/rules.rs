@@ -139,8 +139,9 @@ fn tokenize_any(text: &str, lower: &mut String, tokens: &mut Vec<Token>) {
 }
 
 /// [`tokenize`] of an ASCII text, where a byte is a character: Python's whitespace among ASCII
-/// ([`is_py_ascii_space`]), `string.punctuation` stripped unless two bytes or fewer remain, and the
-/// lower-casing, the `isupper()` test and the "n't" test in one loop over the token's bytes.
+/// ([`is_py_ascii_space`]), `string.punctuation` stripped unless two bytes or fewer remain, the
+/// flags of the `isupper()` and "n't" tests from one loop over the token's bytes, then its
+/// lower-case copy in bulk.
 fn tokenize_ascii(text: &str, lower: &mut String, tokens: &mut Vec<Token>) {
     let bytes = text.as_bytes();
     let mut i = 0;
