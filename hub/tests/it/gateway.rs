@@ -74,6 +74,17 @@ impl Client {
             .unwrap();
         answer(resp).await
     }
+
+    /// [`Client::get`] on a task of its own (a long-poll to answer while the test goes on),
+    /// with the time it took.
+    fn spawn_get(&self, stream: &str, query: &str) -> tokio::task::JoinHandle<((u16, Value), Duration)> {
+        let (http, url) = (self.http.clone(), format!("{}?{query}", self.events(stream)));
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let resp = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
+            (answer(resp).await, start.elapsed())
+        })
+    }
 }
 
 async fn answer(resp: reqwest::Response) -> (u16, Value) {
@@ -206,14 +217,7 @@ async fn a_long_poll_answers_as_soon_as_an_event_arrives() {
     // An old event the long-poll must not return.
     c.post(&hub.input, &json!({"type": "t.v1", "data": "old"})).await;
 
-    let poll = {
-        let (http, url) = (c.http.clone(), format!("{}?block_ms=20000", c.events(&hub.input)));
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let resp = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
-            (answer(resp).await, start.elapsed())
-        })
-    };
+    let poll = c.spawn_get(&hub.input, "block_ms=20000");
     wait_for_long_polls(&svc, 1).await;
     let (_, posted) = c.post(&hub.input, &json!({"type": "t.v1", "data": "new"})).await;
     let ((status, body), took) = poll.await.unwrap();
@@ -527,16 +531,22 @@ async fn reads_from_before_the_tail_come_from_redis_and_answers_match_a_gateway_
     plain.terminate(Duration::from_secs(10)).await;
 }
 
-/// The shared tail does not hide Redis going away: once the follower lost Redis, long-polls get
-/// 503 as they did without it, not empty answers.
-#[tokio::test]
-async fn with_redis_gone_long_polls_get_503_not_empty_answers() {
-    let mut hub = Hub::start().await;
+/// A ready gateway on a fresh `Hub`, a client, and the id of one event posted to the input.
+async fn gateway_with_one_event() -> (Hub, Service, Client, String) {
+    let hub = Hub::start().await;
     let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
     svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
     let c = Client::new(&svc);
     let (_, posted) = c.post(&hub.input, &json!({"type": "t.v1", "data": 1})).await;
     let after = posted["entry_id"].as_str().unwrap().to_string();
+    (hub, svc, c, after)
+}
+
+/// The shared tail does not hide Redis going away: once the follower lost Redis, long-polls get
+/// 503 as they did without it, not empty answers.
+#[tokio::test]
+async fn with_redis_gone_long_polls_get_503_not_empty_answers() {
+    let (mut hub, svc, c, after) = gateway_with_one_event().await;
     let (status, body) = c.get(&hub.input, &format!("after={after}&block_ms=300")).await;
     assert_eq!((status, &body["events"]), (200, &json!([])), "{body}");
 
@@ -579,12 +589,7 @@ async fn blocked_xreads(admin: &mut mt5_fixtures::admin::Admin) -> usize {
 /// there with nothing new.
 #[tokio::test]
 async fn a_long_poll_parked_on_the_tail_gets_503_when_redis_goes_away() {
-    let mut hub = Hub::start().await;
-    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
-    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
-    let c = Client::new(&svc);
-    let (_, posted) = c.post(&hub.input, &json!({"type": "t.v1", "data": 1})).await;
-    let after = posted["entry_id"].as_str().unwrap().to_string();
+    let (mut hub, svc, c, after) = gateway_with_one_event().await;
     // The input's follower is connected (blocked in its XREAD) before the long-poll starts, so
     // the long-poll waits on the tail and not in an XREAD of its own.
     let mut admin = mt5_fixtures::admin::Admin::connect(&hub.fx.url()).await.unwrap();
@@ -600,15 +605,7 @@ async fn a_long_poll_parked_on_the_tail_gets_503_when_redis_goes_away() {
         );
     };
 
-    let poll = {
-        let url = format!("{}?after={after}&block_ms=10000", c.events(&hub.input));
-        let http = c.http.clone();
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let resp = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
-            (answer(resp).await, start.elapsed())
-        })
-    };
+    let poll = c.spawn_get(&hub.input, &format!("after={after}&block_ms=10000"));
     wait_for_long_polls(&svc, 1).await;
     assert!(
         blocked_xreads(&mut admin).await <= followers,
