@@ -802,6 +802,7 @@ impl<'a> Harness<'a> {
         check(published == n && len == n, || {
             format!("the reference's producer published {published} events ({len} in the stream), not {n}")
         })?;
+        probe::compact_aof(&mut self.admin).await?;
         let (mut procs, stats) = self.spawn_reference_consumers(round)?;
         self.wait_ready(Side::Python, &mut procs).await?;
         let streams = python_streams();
@@ -861,11 +862,12 @@ impl<'a> Harness<'a> {
     /// The timed window of one side's run, the same for both: reads the consumers' CPU and
     /// Redis's, starts the clock and sends `start` at once, polls until the group of `streams`
     /// is drained (at most [`Self::drain_timeout`]), then reads both CPUs again and the
-    /// consumers' peak RSS while they still run.
+    /// consumers' peak RSS while they still run. Fails when an AOF rewrite overlapped it.
     async fn timed_drain(&mut self, procs: &[Proc], streams: &Streams, start: Start<'_>) -> Result<Window> {
         let timeout = self.drain_timeout();
         let admin = &mut self.admin;
         let poller = Poller::connect(&self.url).await?;
+        let rewrites0 = probe::aof_rewrites(admin).await?;
         let consumers0 = consumers_cpu_s(procs)?;
         let cpu0 = probe::main_thread_cpu_s(admin).await?;
         let t0 = Instant::now();
@@ -879,6 +881,10 @@ impl<'a> Harness<'a> {
         let cpu1 = probe::main_thread_cpu_s(admin).await?;
         let consumers1 = consumers_cpu_s(procs)?;
         let peak_rss_kib = peak_rss(procs)?;
+        let rewrites = probe::aof_rewrites(admin).await? - rewrites0;
+        check(rewrites == 0, || {
+            format!("{rewrites} AOF rewrite(s) overlapped the timed drain of {}: a forked child's CPU would be in the figures", streams.raw)
+        })?;
         Ok(Window {
             drained,
             redis_cpu_s: cpu1 - cpu0,
@@ -960,6 +966,7 @@ impl<'a> Harness<'a> {
         // The group exists before the filters start (a service refuses a missing group on a
         // non-empty stream) and shows them an empty view until the release.
         group::create_group(&mut self.bus, &streams.raw, &streams.group, "$").await?;
+        probe::compact_aof(&mut self.admin).await?;
         let config = self.write_filter_config(round, &streams, scorer)?;
         let (mut procs, addrs) = self.start_filters(round, &config).await?;
         self.wait_ready(Side::Rust, &mut procs).await?;

@@ -150,9 +150,36 @@ pub(crate) async fn blocked_client_ids(admin: &mut Admin, names: &[String]) -> R
 /// The admin's error, also a rewrite still running after 120 s.
 pub(crate) async fn reset(admin: &mut Admin) -> Result<()> {
     admin.flushall().await?;
+    compact_aof(admin).await
+}
+
+/// Compacts the AOF again once the backlog is written, then lets the machine settle for half a
+/// second. Without it the preload's own bytes (~60 MB for 50 000 events) bring the AOF close to
+/// Redis's automatic rewrite (`auto-aof-rewrite-min-size` 64 MB, growth 100 %), and the drain's
+/// writes then start one inside the timed window: a forked child compressing the whole dataset,
+/// about 0.25 s of a core, which took ~15 % of the two cores from a 0.7 s drain and ~2 % from a
+/// 5 s one. Both sides get it; [`aof_rewrites`] checks that none overlapped.
+///
+/// # Errors
+/// The admin's error, also a rewrite still running after 120 s.
+pub(crate) async fn compact_aof(admin: &mut Admin) -> Result<()> {
     admin.rewrite_aof_and_wait(REWRITE_TIMEOUT).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(())
+}
+
+/// AOF rewrites started so far: `aof_rewrites` (done) of `INFO persistence`, plus one when a
+/// rewrite runs or is scheduled. The difference over a window counts the rewrites that
+/// overlapped it.
+///
+/// # Errors
+/// The admin's error; [`LoadError::Run`] when Redis does not report `aof_rewrites`.
+pub(crate) async fn aof_rewrites(admin: &mut Admin) -> Result<u64> {
+    let info = admin.info("persistence").await?;
+    let done = info
+        .number("aof_rewrites")
+        .ok_or_else(|| LoadError::Run("INFO persistence has no aof_rewrites (Redis 7.0 or later has it)".into()))?;
+    Ok(done as u64 + u64::from(info.aof_rewrite_busy()))
 }
 
 /// When a drain ended, as the poller saw it.
