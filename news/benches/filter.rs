@@ -12,6 +12,8 @@
 //!   entry: parsing the payload, the rules, the metrics and, for a passing event, building the
 //!   `news.filtered.v1` output (and dropping the outcome).
 //! - `filter/decide`: [`RawNews::from_json`] and [`FilterRules::decide`] only.
+//! - `filter/decide_event_keywords`: the same with the shipped default keyword list
+//!   ([`EVENT_KEYWORDS`], ~110 keywords, ~100 first words) instead of the reference's 10.
 //!
 //! Each iteration handles the next event of the 500, round robin, so a figure is the mean cost
 //! of an event of the mix. Time is the bench thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not
@@ -23,6 +25,7 @@
 //! `perf record -g`.
 //!
 //! [`FilterRules::decide`]: mt5_news::filter::FilterRules::decide
+//! [`EVENT_KEYWORDS`]: mt5_news::filter::EVENT_KEYWORDS
 
 use std::hint::black_box;
 
@@ -33,7 +36,7 @@ use mt5_bus::{Delivery, Event};
 use mt5_news::filter::metrics::{INVALID, PASSED, REJECTED};
 use mt5_news::filter::{
     FilterConfig, FilterMetrics, ManualClock, NewsFilter, RawNews, RejectReason, SentimentMode, SentimentSource,
-    NEWS_RAW_TYPE,
+    EVENT_KEYWORDS, NEWS_RAW_TYPE,
 };
 use serde_json::Value;
 
@@ -94,9 +97,13 @@ fn deliveries() -> Vec<Delivery> {
 }
 
 fn filter() -> NewsFilter {
+    filter_with(&KEYWORDS)
+}
+
+fn filter_with(keywords: &[&str]) -> NewsFilter {
     let cfg = FilterConfig::default()
         .with_tickers(TICKERS)
-        .with_keywords(KEYWORDS)
+        .with_keywords(keywords.iter().copied())
         .with_min_sentiment(0.5)
         .with_sentiment_mode(SentimentMode::Positive)
         .with_sentiment_source(SentimentSource::Eodhd)
@@ -138,17 +145,20 @@ fn bench_filter(c: &mut Criterion<ThreadCpuTime>) {
         b.iter(|| f.outcome(next.next().expect("cycle never ends")));
     });
 
-    let rules = f.rules();
     let now = now();
-    let mut next = deliveries.iter().cycle();
-    group.bench_function("decide", |b| {
-        b.iter(|| {
-            let d = next.next().expect("cycle never ends");
-            let ticker = d.event.extensions.get("ticker").map(String::as_str);
-            let news = RawNews::from_json(d.event.data.get(), ticker).expect("the fixture is valid news.raw.v1");
-            rules.decide(&news, now)
+    let event_keywords = filter_with(EVENT_KEYWORDS);
+    for (name, f) in [("decide", &f), ("decide_event_keywords", &event_keywords)] {
+        let rules = f.rules();
+        let mut next = deliveries.iter().cycle();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let d = next.next().expect("cycle never ends");
+                let ticker = d.event.extensions.get("ticker").map(String::as_str);
+                let news = RawNews::from_json(d.event.data.get(), ticker).expect("the fixture is valid news.raw.v1");
+                rules.decide(&news, now)
+            });
         });
-    });
+    }
     group.finish();
 }
 

@@ -13,15 +13,16 @@
 //! keywords' first words. Only a keyword of several words compares the words that follow.
 //!
 //! When every keyword starts with an ASCII word and the text is ASCII (news nearly always is),
-//! the words of the text are not read one by one at all: one Aho-Corasick pass over a lower-cased
-//! copy finds where the keywords' first words occur, and only an occurrence that is a whole word
-//! goes on as above. In ASCII a word is a run of ASCII letters and digits and lower-casing is
+//! the words of the text are not read one by one at all: one SIMD Aho-Corasick pass over a
+//! lower-cased copy finds where the keywords' first words occur, and only an occurrence that is
+//! a whole word goes on as above. That searcher exists for up to a few dozen first words (the
+//! crate decides); with more, the word-by-word path runs. In ASCII a word is a run of ASCII letters and digits and lower-casing is
 //! ASCII's, so this finds the same keywords; a non-ASCII text needs the general path, since
 //! `str::to_lowercase` can turn a non-ASCII letter into an ASCII one (the Kelvin sign into `k`).
 
 use std::collections::HashMap;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::packed;
 use rustc_hash::FxBuildHasher;
 
 use mt5_bus::InvalidConfig;
@@ -73,38 +74,40 @@ pub(crate) struct Keywords {
     ascii: Option<FirstWords>,
 }
 
-/// The distinct first words of the keywords (lower case) as one Aho-Corasick automaton, and per
-/// pattern the keywords that start with it. It searches a lower-cased copy of the text: asked to
-/// ignore ASCII case itself, the crate has no SIMD prefilter for ten patterns and stepped the
-/// automaton byte by byte, ~12 instructions a byte.
+/// The distinct first words of the keywords (lower case) in the Aho-Corasick crate's packed
+/// (SIMD, Teddy) searcher, and per pattern the keywords that start with it. It searches a
+/// lower-cased copy of the text: asked to ignore ASCII case itself, the crate's automaton has no
+/// SIMD prefilter and stepped byte by byte, ~12 instructions a byte.
 ///
-/// Its search is leftmost-longest, without overlaps, and still reports every occurrence that is
+/// The search is leftmost-longest, without overlaps, and still reports every occurrence that is
 /// a whole word: a match that began before a whole word and overlapped it would be made of
 /// letters and digits up to the word's first byte, whose left neighbour is not one; and at the
 /// word's own start the longest match is the word itself (a longer one would run past its end,
-/// into a byte that is not a letter or digit). The search can then skip ahead with its
-/// prefilter, which an overlapping search could not.
+/// into a byte that is not a letter or digit).
 #[derive(Debug, Clone)]
 struct FirstWords {
-    automaton: AhoCorasick,
+    searcher: packed::Searcher,
     /// Pattern id → the indices in `Keywords::list` (ascending) of the keywords it starts.
     keywords: Vec<Vec<usize>>,
 }
 
 impl FirstWords {
-    /// `None` when a first word is not ASCII (or the automaton cannot be built): the general
-    /// path then reads every text.
+    /// `None` when a first word is not ASCII, or when the crate declines to build its SIMD
+    /// searcher for these words (no SIMD on this CPU; or too many words for their length, say
+    /// more than 16 with a one-letter word, or more than 64: the shipped list of ~100): the word
+    /// by word path is then faster, and it reads every text.
     fn new(by_first: &HashMap<String, Vec<usize>, FxBuildHasher>) -> Option<Self> {
         if !by_first.keys().all(|w| w.is_ascii()) {
             return None;
         }
         let (patterns, keywords): (Vec<&str>, Vec<Vec<usize>>) =
             by_first.iter().map(|(w, ks)| (w.as_str(), ks.clone())).unzip();
-        let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(patterns)
-            .ok()?;
-        Some(FirstWords { automaton, keywords })
+        let searcher = packed::Config::new()
+            .match_kind(packed::MatchKind::LeftmostLongest)
+            .builder()
+            .extend(patterns)
+            .build()?;
+        Some(FirstWords { searcher, keywords })
     }
 }
 
@@ -185,7 +188,7 @@ impl Keywords {
             lower.push_str(text);
             lower.make_ascii_lowercase();
             let bytes = lower.as_bytes();
-            for m in first.automaton.find_iter(&lower) {
+            for m in first.searcher.find_iter(&lower) {
                 let (start, end) = (m.start(), m.end());
                 let joined = |i: Option<usize>| i.and_then(|i| bytes.get(i)).is_some_and(u8::is_ascii_alphanumeric);
                 if joined(start.checked_sub(1)) || joined(Some(end)) {
