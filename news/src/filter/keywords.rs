@@ -15,10 +15,11 @@
 //! When every keyword starts with an ASCII word and the text is ASCII (news nearly always is),
 //! the words of the text are not read one by one at all: one SIMD Aho-Corasick pass over a
 //! lower-cased copy finds where the keywords' first words occur, and only an occurrence that is
-//! a whole word goes on as above. That searcher exists for up to a few dozen first words (the
-//! crate decides); with more, the word-by-word path runs. In ASCII a word is a run of ASCII letters and digits and lower-casing is
-//! ASCII's, so this finds the same keywords; a non-ASCII text needs the general path, since
-//! `str::to_lowercase` can turn a non-ASCII letter into an ASCII one (the Kelvin sign into `k`).
+//! a whole word goes on as above. In ASCII a word is a run of ASCII letters and digits and
+//! lower-casing is ASCII's, so this finds the same keywords. A non-ASCII text takes the
+//! word-by-word path, since `str::to_lowercase` can turn a non-ASCII letter into an ASCII one
+//! (the Kelvin sign into `k`); so do all texts when the crate declines to build its SIMD
+//! searcher (over a few dozen first words, such as the shipped list's ~100).
 
 use std::collections::HashMap;
 
@@ -94,8 +95,8 @@ struct FirstWords {
 impl FirstWords {
     /// `None` when a first word is not ASCII, or when the crate declines to build its SIMD
     /// searcher for these words (no SIMD on this CPU; or too many words for their length, say
-    /// more than 16 with a one-letter word, or more than 64: the shipped list of ~100): the word
-    /// by word path is then faster, and it reads every text.
+    /// more than 16 with a one-letter word, or more than 64: the shipped list of ~100). The
+    /// word-by-word path then reads every text, as before this searcher.
     fn new(by_first: &HashMap<String, Vec<usize>, FxBuildHasher>) -> Option<Self> {
         if !by_first.keys().all(|w| w.is_ascii()) {
             return None;
