@@ -72,44 +72,33 @@ pub(crate) struct Keywords {
     /// hashing them.
     first: Box<[u64; 256]>,
     /// For an ASCII text, when every first word is ASCII: where the first words occur.
-    ascii: Option<FirstWords>,
+    ascii: Option<packed::Searcher>,
 }
 
-/// The distinct first words of the keywords (lower case) in the Aho-Corasick crate's packed
-/// (SIMD, Teddy) searcher, and per pattern the keywords that start with it. It searches a
-/// lower-cased copy of the text: asked to ignore ASCII case itself, the crate's automaton has no
-/// SIMD prefilter and stepped byte by byte, ~12 instructions a byte.
+/// The keywords' distinct first words (the keys of `by_first`, lower case) in the Aho-Corasick
+/// crate's packed (SIMD, Teddy) searcher, for lower-cased ASCII text. It searches a lower-cased
+/// copy of the text: asked to ignore ASCII case itself, the crate's automaton has no SIMD
+/// prefilter and stepped byte by byte, ~12 instructions a byte.
 ///
 /// The search is leftmost-longest, without overlaps, and still reports every occurrence that is
 /// a whole word: a match that began before a whole word and overlapped it would be made of
 /// letters and digits up to the word's first byte, whose left neighbour is not one; and at the
 /// word's own start the longest match is the word itself (a longer one would run past its end,
 /// into a byte that is not a letter or digit).
-#[derive(Debug, Clone)]
-struct FirstWords {
-    searcher: packed::Searcher,
-    /// Pattern id → the indices in `Keywords::list` (ascending) of the keywords it starts.
-    keywords: Vec<Vec<usize>>,
-}
-
-impl FirstWords {
-    /// `None` when a first word is not ASCII, or when the crate declines to build its SIMD
-    /// searcher for these words (no SIMD on this CPU; or too many words for their length, say
-    /// more than 16 with a one-letter word, or more than 64: the shipped list of ~100). The
-    /// word-by-word path then reads every text, as before this searcher.
-    fn new(by_first: &HashMap<String, Vec<usize>, FxBuildHasher>) -> Option<Self> {
-        if !by_first.keys().all(|w| w.is_ascii()) {
-            return None;
-        }
-        let (patterns, keywords): (Vec<&str>, Vec<Vec<usize>>) =
-            by_first.iter().map(|(w, ks)| (w.as_str(), ks.clone())).unzip();
-        let searcher = packed::Config::new()
-            .match_kind(packed::MatchKind::LeftmostLongest)
-            .builder()
-            .extend(patterns)
-            .build()?;
-        Some(FirstWords { searcher, keywords })
+///
+/// `None` when a first word is not ASCII, or when the crate declines to build its SIMD searcher
+/// for these words (no SIMD on this CPU; or too many words for their length, say more than 16
+/// with a one-letter word, or more than 64: the shipped list of ~100). The word-by-word path then
+/// reads every text, as before this searcher.
+fn first_word_searcher(by_first: &HashMap<String, Vec<usize>, FxBuildHasher>) -> Option<packed::Searcher> {
+    if !by_first.keys().all(|w| w.is_ascii()) {
+        return None;
     }
+    packed::Config::new()
+        .match_kind(packed::MatchKind::LeftmostLongest)
+        .builder()
+        .extend(by_first.keys())
+        .build()
 }
 
 impl Keywords {
@@ -131,7 +120,7 @@ impl Keywords {
             }
             by_first.entry(word.clone()).or_default().push(i);
         }
-        let ascii = FirstWords::new(&by_first);
+        let ascii = first_word_searcher(&by_first);
         Ok(Keywords {
             list,
             by_first,
@@ -172,7 +161,9 @@ impl Keywords {
         }
         let enough = enough.min(self.list.len());
         match &self.ascii {
-            Some(first) if texts.iter().all(|t| t.is_ascii()) => self.scan_ascii(first, texts, enough, &mut found),
+            Some(searcher) if texts.iter().all(|t| t.is_ascii()) => {
+                self.scan_ascii(searcher, texts, enough, &mut found)
+            }
             _ => self.scan_words(texts, enough, &mut found),
         }
         found
@@ -180,40 +171,27 @@ impl Keywords {
 
     /// [`Keywords::scan`] of ASCII `texts`: every occurrence of a first word that is a whole
     /// word (no ASCII letter or digit on either side) starts a match.
-    fn scan_ascii(&self, first: &FirstWords, texts: &[&str], enough: usize, found: &mut Found) {
+    fn scan_ascii(&self, searcher: &packed::Searcher, texts: &[&str], enough: usize, found: &mut Found) {
         let mut missing = enough;
         let (mut buf, mut lower) = (String::new(), String::new());
         for (t, text) in texts.iter().enumerate() {
             // Lower-casing ASCII keeps every byte's place and whether it is a letter or digit.
-            lower.clear();
-            lower.push_str(text);
-            lower.make_ascii_lowercase();
-            let bytes = lower.as_bytes();
-            for m in first.searcher.find_iter(&lower) {
+            let low = lowercase(text, &mut lower);
+            let bytes = low.as_bytes();
+            for m in searcher.find_iter(low) {
                 let (start, end) = (m.start(), m.end());
                 let joined = |i: Option<usize>| i.and_then(|i| bytes.get(i)).is_some_and(u8::is_ascii_alphanumeric);
                 if joined(start.checked_sub(1)) || joined(Some(end)) {
                     continue;
                 }
-                for &i in &first.keywords[m.pattern().as_usize()] {
-                    if found.contains(i) {
-                        continue;
-                    }
-                    let rest = &self.list[i].words[1..];
-                    // `end` is a character boundary (ASCII) and ends a word.
-                    if rest.is_empty()
-                        || follows(
-                            Words::new(&[&text[end..]]).chain(Words::new(&texts[t + 1..])),
-                            rest,
-                            &mut buf,
-                        )
-                    {
-                        found.insert(i);
-                        missing -= 1;
-                        if missing == 0 {
-                            return;
-                        }
-                    }
+                let Some(starting) = self.by_first.get(&low[start..end]) else {
+                    continue;
+                };
+                // `end` is a character boundary (ASCII) and ends a word.
+                let rest_of_text = [&text[end..]];
+                let after = Words::new(&rest_of_text).chain(Words::new(&texts[t + 1..]));
+                if self.match_from(starting, after, found, &mut missing, &mut buf) {
+                    return;
                 }
             }
         }
@@ -238,23 +216,37 @@ impl Keywords {
             let Some(starting) = self.by_first.get(lower) else {
                 continue;
             };
-            for &i in starting {
-                if found.contains(i) {
-                    continue;
-                }
-                let rest = &self.list[i].words[1..];
-                if rest.is_empty() || follows(words.clone(), rest, &mut buf) {
-                    found.insert(i);
-                    missing -= 1;
-                    if missing == 0 {
-                        break;
-                    }
-                }
-            }
-            if missing == 0 {
+            if self.match_from(starting, words.clone(), found, &mut missing, &mut buf) {
                 break;
             }
         }
+    }
+
+    /// After a first word: adds to `found` each keyword of `starting` (those it starts, not
+    /// found yet) whose other words are the next ones of `after`, counting `missing` down.
+    /// Returns whether `missing` reached 0 (the scan can stop).
+    fn match_from<'a>(
+        &self,
+        starting: &[usize],
+        after: impl Iterator<Item = &'a str> + Clone,
+        found: &mut Found,
+        missing: &mut usize,
+        buf: &mut String,
+    ) -> bool {
+        for &i in starting {
+            if found.contains(i) {
+                continue;
+            }
+            let rest = &self.list[i].words[1..];
+            if rest.is_empty() || follows(after.clone(), rest, buf) {
+                found.insert(i);
+                *missing -= 1;
+                if *missing == 0 {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// The keywords in `found`, as configured, in configured order.
