@@ -380,6 +380,15 @@ pub async fn run(target: Target, load: &Load) -> Result<Report> {
     // counts), and leave the printing to the caller.
     config.no_reset_metrics = true;
     config.no_print_metrics = true;
+    // The generator shares two cores with the gateway and Redis: gather only the request
+    // metrics the report reads (counts, failures, response times), not goose's per-transaction,
+    // per-scenario, per-status and per-second tallies, and run no controllers.
+    config.no_transaction_metrics = true;
+    config.no_scenario_metrics = true;
+    config.no_status_codes = true;
+    config.no_percentiles_over_time = true;
+    config.no_telnet = true;
+    config.no_websocket = true;
     let attack = GooseAttack::initialize_with_config(config)
         .map_err(|e| LoadError::Run(format!("goose: {e}")))?
         .register_scenario(

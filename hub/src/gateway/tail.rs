@@ -6,8 +6,9 @@
 //! The tail holds a contiguous suffix of the stream: every entry with an id above `from`, up to
 //! the last one read. A read whose `after` is below `from` (a client catching up from further
 //! back), a read while the follower is disconnected, and a non-blocking read the tail cannot
-//! answer yet all go to Redis as before, so an answer from the tail is always the one Redis would
-//! have given (or, while the follower is one read behind, a later one).
+//! answer with a full page all go to Redis as before. So a non-blocking answer from the tail is
+//! the one Redis would give; a long-poll's may be the one Redis gave a moment earlier (while the
+//! follower is one read behind), and the client's next poll goes on from it.
 
 use std::collections::VecDeque;
 use std::sync::RwLock;
@@ -120,7 +121,9 @@ impl Tail {
     /// The entries after `after`, at most `count`, waiting until `deadline` for the first one
     /// when none is held yet (or until `cancel`). `Uncovered` when the tail cannot answer (also
     /// when its follower disconnects during the wait), and when a read that must not wait finds
-    /// nothing: Redis may have what the follower has not read yet.
+    /// fewer than `count`: Redis may have what the follower has not read yet, and a client that
+    /// just had a publish acknowledged must find it (a full page is the one Redis would give,
+    /// since the tail holds a contiguous run of the stream).
     pub(super) async fn read(
         &self,
         after: StreamId,
@@ -132,7 +135,10 @@ impl Tail {
         let wait = deadline > tokio::time::Instant::now();
         loop {
             match self.held().lookup(after, count) {
-                Lookup::Entries(e) if e.is_empty() && !wait => return Lookup::Uncovered,
+                // Short of `count`, the held entries may end before the stream does (the
+                // follower is one read behind a publish that was just acknowledged): only
+                // Redis knows, and a read that must not wait has no next poll to catch up in.
+                Lookup::Entries(e) if e.len() < count && !wait => return Lookup::Uncovered,
                 Lookup::Entries(e) if e.is_empty() => {}
                 found => return found,
             }
@@ -303,6 +309,24 @@ mod tests {
         assert_eq!(h.last(), Some(id(11)));
         h.reset();
         assert_eq!(h.last(), None);
+    }
+
+    /// A read that must not wait is answered from the tail only with a full page: fewer held
+    /// entries than it asks for may end before the stream does (the follower has not read a
+    /// just-acknowledged publish yet), so Redis answers it. A long-poll takes what is held.
+    #[tokio::test(start_paused = true)]
+    async fn a_non_blocking_read_short_of_its_count_goes_to_redis() {
+        let tail = Tail::new("s".into(), 100);
+        *tail.held_mut() = live_from(10);
+        tail.held_mut().append([11, 12, 13].map(entry), 100);
+        let cancel = CancellationToken::new();
+        let now = after(Duration::ZERO);
+        assert_eq!(tail.read(id(10), 10, now, &cancel).await, Lookup::Uncovered);
+        assert_eq!(tail.read(id(11), 3, now, &cancel).await, Lookup::Uncovered);
+        assert_eq!(ids(&tail.read(id(10), 3, now, &cancel).await), [11, 12, 13]);
+        assert_eq!(ids(&tail.read(id(10), 2, now, &cancel).await), [11, 12]);
+        let poll = after(Duration::from_secs(1));
+        assert_eq!(ids(&tail.read(id(10), 10, poll, &cancel).await), [11, 12, 13]);
     }
 
     #[tokio::test(start_paused = true)]

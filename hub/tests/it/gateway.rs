@@ -206,6 +206,53 @@ async fn posted_events_are_read_back_in_order_once() {
     svc.terminate(Duration::from_secs(10)).await;
 }
 
+/// A POST of an array is published as one batch: 100 events without keys are one
+/// `MULTI`/`EXEC` of 100 `XADD`s, 100 with keys one call of the publish script; a read right
+/// after finds them all.
+#[tokio::test]
+async fn an_array_of_100_events_is_published_as_one_batch() {
+    let hub = Hub::start().await;
+    let mut env = gateway_env(&hub);
+    env.retain(|(k, _)| k != "MT5_HTTP__GATEWAY__MAX_BODY_BYTES");
+    let svc = Service::start(&env, &["gateway"]).await;
+    let c = Client::new(&svc);
+    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    // One keyed event first, so the publish script is loaded before counting.
+    let (status, body) = c
+        .post(&hub.input, &json!({"type": "mt5.order.v1", "data": {}, "idempotency_key": "warm"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let calls = |cmd: &'static str| hub.fx.command_calls(cmd);
+    let (multi, exec, xadd, evalsha) = (
+        calls("multi").await.unwrap(),
+        calls("exec").await.unwrap(),
+        calls("xadd").await.unwrap(),
+        calls("evalsha").await.unwrap(),
+    );
+
+    let plain: Vec<Value> = (0..100).map(|n| json!({"type": "mt5.order.v1", "data": {"n": n}})).collect();
+    let (status, body) = c.post(&hub.input, &Value::Array(plain)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["results"].as_array().unwrap().len(), 100);
+    assert_eq!(calls("multi").await.unwrap() - multi, 1, "one transaction");
+    assert_eq!(calls("exec").await.unwrap() - exec, 1);
+    assert_eq!(calls("xadd").await.unwrap() - xadd, 100);
+
+    let keyed: Vec<Value> = (0..100)
+        .map(|n| json!({"type": "mt5.order.v1", "data": {"n": n}, "idempotency_key": format!("k{n}")}))
+        .collect();
+    let (status, body) = c.post(&hub.input, &Value::Array(keyed)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["results"].as_array().unwrap().len(), 100);
+    assert_eq!(calls("evalsha").await.unwrap() - evalsha, 1, "one script call");
+
+    // Read right after the acknowledgement: every event is there (the gateway's tail, one read
+    // behind, does not answer a read short of its count).
+    let (_, all) = c.get(&hub.input, "after=0&count=1000").await;
+    assert_eq!(all["events"].as_array().unwrap().len(), 201, "{all}");
+    svc.terminate(Duration::from_secs(10)).await;
+}
+
 /// A long-poll (`block_ms`, no `after`: from now on) answers as soon as an event arrives, not
 /// at the end of its block, and without `block_ms` a read answers at once.
 #[tokio::test]
