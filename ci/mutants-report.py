@@ -14,7 +14,8 @@ Unviable mutants (they do not build) are not in it. Timeouts are not in it eithe
 tests hung was stopped, which cargo-mutants does not count as caught, and a hang under load is not
 proof that a test checks the behaviour. They are printed beside the rate, with the rate they would
 give counted as caught, so a reader sees both. The merge warns when shards of different shard
-counts or commits are mixed, or some are missing.
+counts or of different tested trees are mixed (the crate and what its tests build on, as
+`ci/mutants` hashes them; the commit for shards that predate that line), or some are missing.
 """
 
 import json
@@ -77,8 +78,14 @@ def report(name, directory):
     for label, path, text in reports:
         data = json.loads(path.read_text())
         m = re.search(r"shard (\d+)/(\d+) of \S+ at (\S+)", text)
+        tree = re.search(r"^tested tree (\S+)(.*)$", text, re.M)
         if m:
             specs.add(int(m.group(2)))
+        if tree:
+            # The crate's inputs (ci/mutants' tested_tree): commits that changed only other
+            # crates or docs test the same code.
+            commits.add("tree " + tree.group(1) + (" (dirty)" if "uncommitted" in tree.group(2) else ""))
+        elif m:
             commits.add(m.group(3) + (" (dirty)" if "uncommitted" in text else ""))
         t = re.search(r"took (\d+) s", text)
         counts = dict.fromkeys(KINDS, 0)
