@@ -433,6 +433,33 @@ mod tests {
         assert_eq!(Article::from_value(&v).unwrap().sentiment, None);
     }
 
+    /// A sentiment score given as text must be a finite number: "NaN" and "inf" parse as
+    /// floats but are rejected, naming the field, like a non-finite JSON number would be.
+    #[test]
+    fn a_sentiment_score_written_as_nan_or_infinity_is_rejected() {
+        for text in ["NaN", "inf", "-infinity"] {
+            let mut v = full();
+            v["sentiment"] = json!({"polarity": text});
+            assert_eq!(rejected(&v).field, "sentiment.polarity", "{text}");
+            v["sentiment"] = json!({"polarity": 0.5, "neu": text});
+            assert_eq!(rejected(&v).field, "sentiment.neu", "{text}");
+        }
+        let mut v = full();
+        v["sentiment"] = json!({"polarity": " -0.25 "});
+        assert_eq!(Article::from_value(&v).unwrap().sentiment.unwrap().polarity, -0.25);
+    }
+
+    /// Blank entries of `symbols` and `tags` are dropped, the others trimmed.
+    #[test]
+    fn blank_symbols_and_tags_are_dropped_and_the_rest_trimmed() {
+        let mut v = full();
+        v["symbols"] = json!(["", " AAPL.US ", "  \t"]);
+        v["tags"] = json!([" ", "TECH"]);
+        let a = Article::from_value(&v).unwrap();
+        assert_eq!(a.symbols, ["AAPL.US"]);
+        assert_eq!(a.tags, ["TECH"]);
+    }
+
     /// Every date shape seen in the wild parses, and odd offsets are converted to UTC.
     #[test]
     fn odd_date_offsets_parse_to_utc() {

@@ -219,7 +219,10 @@ async fn an_array_of_100_events_is_published_as_one_batch() {
     svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
     // One keyed event first, so the publish script is loaded before counting.
     let (status, body) = c
-        .post(&hub.input, &json!({"type": "mt5.order.v1", "data": {}, "idempotency_key": "warm"}))
+        .post(
+            &hub.input,
+            &json!({"type": "mt5.order.v1", "data": {}, "idempotency_key": "warm"}),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     let calls = |cmd: &'static str| hub.fx.command_calls(cmd);
@@ -230,7 +233,9 @@ async fn an_array_of_100_events_is_published_as_one_batch() {
         calls("evalsha").await.unwrap(),
     );
 
-    let plain: Vec<Value> = (0..100).map(|n| json!({"type": "mt5.order.v1", "data": {"n": n}})).collect();
+    let plain: Vec<Value> = (0..100)
+        .map(|n| json!({"type": "mt5.order.v1", "data": {"n": n}}))
+        .collect();
     let (status, body) = c.post(&hub.input, &Value::Array(plain)).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["results"].as_array().unwrap().len(), 100);
