@@ -449,6 +449,26 @@ mod tests {
         assert_eq!(Article::from_value(&v).unwrap().sentiment.unwrap().polarity, -0.25);
     }
 
+    /// A rejection quotes the offending value, cut to 64 characters (32 for a score) with an
+    /// ellipsis, so a huge garbage field does not end up whole in a dead letter's reason.
+    #[test]
+    fn a_rejection_quotes_the_value_cut_short() {
+        let mut v = full();
+        v["date"] = json!("yesterday");
+        assert_eq!(rejected(&v).reason, r#"not a date-time: "yesterday""#);
+        let exactly = "x".repeat(64);
+        v["date"] = json!(exactly);
+        assert_eq!(rejected(&v).reason, format!("not a date-time: {exactly:?}"));
+        v["date"] = json!("é".repeat(100));
+        assert_eq!(
+            rejected(&v).reason,
+            format!("not a date-time: {:?}", "é".repeat(64) + "…")
+        );
+        let mut v = full();
+        v["sentiment"] = json!({"polarity": "y".repeat(40)});
+        assert_eq!(rejected(&v).reason, format!("not a number: {:?}", "y".repeat(32) + "…"));
+    }
+
     /// Blank entries of `symbols` and `tags` are dropped, the others trimmed.
     #[test]
     fn blank_symbols_and_tags_are_dropped_and_the_rest_trimmed() {
