@@ -337,6 +337,22 @@ mod tests {
         CircuitBreaker::new(&cfg).unwrap()
     }
 
+    /// Each state has one lower-case name, the same in `as_str` and `Display` (logs), and one
+    /// gauge value.
+    #[test]
+    fn states_have_their_log_names_and_gauge_values() {
+        let states = [
+            (CircuitState::Closed, "closed", 0),
+            (CircuitState::HalfOpen, "half_open", 1),
+            (CircuitState::Open, "open", 2),
+        ];
+        for (state, name, gauge) in states {
+            assert_eq!(state.as_str(), name);
+            assert_eq!(state.to_string(), name);
+            assert_eq!(state.gauge_value(), gauge);
+        }
+    }
+
     fn fail(b: &CircuitBreaker, n: u32) {
         for _ in 0..n {
             b.try_acquire().unwrap().failure();
