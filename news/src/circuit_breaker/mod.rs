@@ -441,6 +441,59 @@ mod tests {
         assert_eq!(b.state(), CircuitState::Closed);
     }
 
+    /// Half-open, a probe that succeeded still counts against `half_open_probes` (successes
+    /// plus probes in flight), and reporting it frees nothing more when it is dropped: with 2
+    /// probes, one succeeded and one in flight, no third is let through.
+    #[tokio::test(start_paused = true)]
+    async fn half_open_probes_count_successes_and_those_in_flight() {
+        let b = breaker(1, 10, 2);
+        fail(&b, 1);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let first = b.try_acquire().unwrap();
+        let second = b.try_acquire().unwrap();
+        first.success();
+        assert!(
+            matches!(b.try_acquire(), Err(Error::CircuitOpen { retry_in }) if retry_in.is_zero()),
+            "one success and one probe in flight fill the two slots"
+        );
+        second.success();
+        assert_eq!(b.state(), CircuitState::Closed);
+
+        let b = breaker(1, 10, 3);
+        fail(&b, 1);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        b.try_acquire().unwrap().success();
+        b.try_acquire().unwrap().success();
+        let third = b.try_acquire().unwrap();
+        assert!(
+            b.try_acquire().is_err(),
+            "two successes and one in flight fill three slots"
+        );
+        third.success();
+        assert_eq!(b.state(), CircuitState::Closed);
+    }
+
+    /// A cancelled request is neither a failure nor a success: it does not reset the count of
+    /// consecutive failures.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_request_counts_as_nothing() {
+        let b = breaker(2, 1000, 1);
+        fail(&b, 1);
+        b.try_acquire().unwrap().record::<()>(&Err(Error::Cancelled));
+        fail(&b, 1);
+        assert_eq!(b.state(), CircuitState::Open);
+    }
+
+    /// The breaker runs with, and shows, the configuration it was made with.
+    #[test]
+    fn the_breaker_shows_its_configuration() {
+        let cfg = CircuitBreakerConfig::default()
+            .with_failure_threshold(7)
+            .with_cooldown_ms(1234)
+            .with_half_open_probes(2);
+        assert_eq!(*CircuitBreaker::new(&cfg).unwrap().config(), cfg);
+    }
+
     /// Outcomes of requests that began before the circuit opened change nothing.
     #[tokio::test(start_paused = true)]
     async fn late_outcomes_from_an_older_state_are_ignored() {
@@ -449,6 +502,18 @@ mod tests {
         fail(&b, 1);
         slow.success();
         assert_eq!(b.state(), CircuitState::Open);
+
+        // A failure reported after the circuit opened and closed again is not counted in the
+        // new closed state.
+        let b = breaker(2, 10, 1);
+        let slow = b.try_acquire().unwrap();
+        fail(&b, 2);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        b.try_acquire().unwrap().success();
+        assert_eq!(b.state(), CircuitState::Closed);
+        slow.failure();
+        fail(&b, 1);
+        assert_eq!(b.state(), CircuitState::Closed, "only one failure since it closed");
     }
 
     /// `call` counts upstream failures but treats 4xx replies as a live upstream; the gauge

@@ -4,6 +4,7 @@ use chrono::{Duration as TimeDelta, Utc};
 use mt5_fixtures::eodhd::article_date;
 use mt5_fixtures::MockEodhd;
 use mt5_news::{NewsQuery, Subject};
+use serde_json::json;
 
 use super::support::{client, config_for};
 
@@ -180,4 +181,27 @@ async fn unknown_ticker_is_an_empty_complete_walk() {
     let batch = c.news_all(&NewsQuery::symbol("NOPE.US"), 10).await.unwrap();
     assert!(batch.articles.is_empty() && batch.is_complete());
     assert_eq!(mock.request_count(), 1);
+}
+
+/// A page of several megabytes (long articles, a full page of them) is read whole: only a body
+/// beyond the client's 32 MiB bound is refused.
+#[tokio::test]
+async fn a_page_of_several_megabytes_is_read_whole() {
+    let mock = MockEodhd::start().await;
+    let article = |i: usize| {
+        json!({
+            "date": "2024-06-05T20:35:00+00:00",
+            "title": format!("Long read {i}"),
+            "content": "x".repeat(300_000),
+            "link": format!("https://example.com/long/{i}"),
+            "symbols": ["AAPL.US"],
+            "tags": [],
+            "sentiment": {"polarity": 0.1, "neg": 0.0, "neu": 1.0, "pos": 0.0}
+        })
+    };
+    mock.set_articles("AAPL.US", (0..10).map(article).collect());
+    let c = client(&config_for(&mock));
+    let page = c.news(&NewsQuery::symbol("AAPL.US").with_limit(10)).await.unwrap();
+    assert_eq!(page.articles.len(), 10, "a ~3 MB page");
+    assert!(page.articles.iter().all(|a| a.content.len() == 300_000));
 }
