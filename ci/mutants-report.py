@@ -1,23 +1,41 @@
 #!/usr/bin/env python3
-"""Merges cargo-mutants shard reports into one table per crate (ci/mutants report).
+"""Records cargo-mutants shard outcomes and merges them into one kill rate per crate (ci/mutants).
 
-Usage: mutants-report.py NAME=DIR [NAME=DIR ...]
+Usage:
+    mutants-report.py keys LIST_JSON > KEYS_TSV
+    mutants-report.py record SHARD_DIR > RECORD_TSV
+    mutants-report.py report NAME LIST_JSON RECORD_DIR [RECORD_DIR ...]
 
-DIR holds the shard directories of one crate (`shard-K/mutants.out/outcomes.json` and
-`shard-K/shard.txt`, as ci/mutants writes them); a DIR that itself holds `mutants.out/` (a one-off
-run with `--file`) is read as a single report. Prints caught / missed / unviable / timeout per
-file, then per crate:
+`keys` reads `cargo mutants --list --json` and prints one line per mutant: its *key* (six
+tab-separated fields: its file, its function, a hash of the function's source as it is now, its position
+relative to the function's first line, its genre and its replacement), its position, its name. The key does not hold the
+mutant's line number, so a change elsewhere in the file (a test added to its `mod tests`) leaves
+it as it was, while any change to the function itself gives its mutants new keys: an outcome is
+never carried over to code that was not tested.
+
+`record` turns a shard's outcomes (`SHARD_DIR/mutants.out/outcomes.json`, the keys written
+before the shard ran in `SHARD_DIR/keys.tsv`, and `SHARD_DIR/shard.txt`) into a record: the
+shard's description as `#` lines, then `outcome<TAB>key<TAB>name` per mutant (cargo-mutants'
+name for it, `file:line:column: what`, for readers). ci/mutants keeps
+the records under docs/mutants/CRATE/, committed, so shards run in different sessions (on
+different machines) add up to one run.
+
+`report` merges the records of one crate against its current mutant list (LIST_JSON, as `keys`
+reads it): a mutant's outcome is the one of the newest record that holds its key; mutants with no
+record are "not run". It prints the records, caught / missed / unviable / timeout / not run per
+file, and
 
     kill rate = caught / (caught + missed)
 
 Unviable mutants (they do not build) are not in it. Timeouts are not in it either: a mutant whose
 tests hung was stopped, which cargo-mutants does not count as caught, and a hang under load is not
 proof that a test checks the behaviour. They are printed beside the rate, with the rate they would
-give counted as caught, so a reader sees both. The merge warns when shards of different shard
-counts or of different tested trees are mixed (the crate and what its tests build on, as
-`ci/mutants` hashes them; the commit for shards that predate that line), or some are missing.
+give counted as caught. A record's outcome stands for the tests of its commit: a caught mutant
+stays caught as tests are added (no test is ever weakened: the project's rule), and a missed one
+counts as missed until a newer record (a shard or a `ci/mutants verify` run) says otherwise.
 """
 
+import hashlib
 import json
 import re
 import sys
@@ -31,93 +49,167 @@ SUMMARY_KIND = {
     "Unviable": "unviable",
     "Timeout": "timeout",
 }
+NOT_RUN = "not run"
+# A key's tab-separated fields: file, function, source hash, position, genre, replacement.
+KEY_FIELDS = 6
 
 
-def mutant_of(outcome):
-    scenario = outcome.get("scenario")
-    if isinstance(scenario, dict) and "Mutant" in scenario:
-        return scenario["Mutant"]
-    return None
+def line_col(span, end="start"):
+    point = (span or {}).get(end) or {}
+    return int(point.get("line", 0)), int(point.get("column", 0))
 
 
-def describe(m):
-    fn = m.get("function") or {}
-    name = fn.get("function_name", "?") if isinstance(fn, dict) else str(fn)
-    span = m.get("span") or {}
-    line = (span.get("start") or {}).get("line", "?")
-    return f"{m.get('file', '?')}:{line}: {m.get('genre', '')} in {name}: {m.get('replacement', '')}"
+def position(mutant):
+    """Where a mutant sits: (file, line, column, genre, replacement), as both the list and the
+    outcomes give it."""
+    line, col = line_col(mutant.get("span"))
+    return (mutant.get("file", "?"), line, col, mutant.get("genre", ""), mutant.get("replacement", ""))
 
 
-def reports_of(directory):
-    """(label, outcomes.json path, shard.txt text) for each report under `directory`."""
-    directory = Path(directory)
-    found = []
-    single = directory / "mutants.out" / "outcomes.json"
-    if single.is_file():
-        found.append((directory.name, single, ""))
-    shard_dirs = [d for d in directory.glob("shard-*") if d.is_dir()]
-    for shard in sorted(shard_dirs, key=lambda p: int(re.sub(r"\D", "", p.name) or 0)):
-        outcomes = shard / "mutants.out" / "outcomes.json"
-        info = shard / "shard.txt"
-        text = info.read_text() if info.is_file() else ""
-        if outcomes.is_file():
-            found.append((shard.name, outcomes, text))
-        else:
-            print(f"warning: {shard} has no mutants.out/outcomes.json (not run, or interrupted)")
-    return found
+class Sources:
+    """The crate's source files as they are now, read once each."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.files = {}
+
+    def lines(self, file):
+        if file not in self.files:
+            path = self.root / file
+            self.files[file] = path.read_text().splitlines() if path.is_file() else []
+        return self.files[file]
 
 
-def report(name, directory):
-    reports = reports_of(directory)
-    if not reports:
-        print(f"== {name}: no reports under {directory}\n")
+def key_of(mutant, sources):
+    """file, function, hash of the function's source, position in it, genre, replacement."""
+    file = mutant.get("file", "?")
+    line, col = line_col(mutant.get("span"))
+    function = mutant.get("function") or {}
+    if isinstance(function, dict) and function.get("span"):
+        name = function.get("function_name", "?")
+        first, _ = line_col(function["span"])
+        last, _ = line_col(function["span"], "end")
+    else:
+        # A mutant outside any function (a constant's expression): its own lines stand in.
+        name = "-"
+        first, _ = line_col(mutant.get("span"))
+        last, _ = line_col(mutant.get("span"), "end")
+    text = "\n".join(sources.lines(file)[max(first - 1, 0) : last])
+    digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+    fields = (file, name, digest, f"{line - first}:{col}", mutant.get("genre", ""), mutant.get("replacement", ""))
+    return "\t".join(f.replace("\t", " ").replace("\n", " ") for f in fields)
+
+
+def name_of(mutant):
+    return mutant.get("name") or "{}:{}:{}: {} {}".format(*position(mutant))
+
+
+def keys(list_json, root="."):
+    sources = Sources(root)
+    for mutant in json.loads(Path(list_json).read_text()):
+        print(f"{key_of(mutant, sources)}\t{json.dumps(position(mutant))}\t{name_of(mutant)}")
+    return 0
+
+
+def read_keys(path):
+    """{position: (key, name)} from a keys file."""
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        parts = line.split("\t")
+        key, pos, name = "\t".join(parts[:KEY_FIELDS]), parts[KEY_FIELDS], "\t".join(parts[KEY_FIELDS + 1 :])
+        out[tuple(json.loads(pos))] = (key, name)
+    return out
+
+
+def record(shard_dir):
+    shard_dir = Path(shard_dir)
+    by_position = read_keys(shard_dir / "keys.tsv")
+    outcomes = json.loads((shard_dir / "mutants.out" / "outcomes.json").read_text())
+    info = shard_dir / "shard.txt"
+    for line in (info.read_text() if info.is_file() else "").splitlines():
+        print(f"# {line}")
+    unmatched = 0
+    for outcome in outcomes.get("outcomes", []):
+        scenario = outcome.get("scenario")
+        if not (isinstance(scenario, dict) and "Mutant" in scenario):
+            continue  # the baseline
+        kind = SUMMARY_KIND.get(outcome.get("summary"))
+        if kind is None:
+            continue
+        mutant = scenario["Mutant"]
+        found = by_position.get(position(mutant))
+        if found is None:
+            unmatched += 1
+            print(f"warning: no key for {name_of(mutant)}", file=sys.stderr)
+            continue
+        key, name = found
+        print(f"{kind}\t{key}\t{name}")
+    return 1 if unmatched else 0
+
+
+class Record:
+    def __init__(self, path):
+        self.path = Path(path)
+        self.header = []
+        self.outcomes = {}
+        for line in self.path.read_text().splitlines():
+            if line.startswith("#"):
+                self.header.append(line[1:].strip())
+            elif line.strip():
+                parts = line.split("\t")
+                key, name = "\t".join(parts[1 : KEY_FIELDS + 1]), "\t".join(parts[KEY_FIELDS + 1 :])
+                self.outcomes[key] = (parts[0], name)
+
+    def field(self, pattern):
+        for line in self.header:
+            m = re.search(pattern, line)
+            if m:
+                return m
         return None
-    per_file = defaultdict(lambda: dict.fromkeys(KINDS, 0))
-    missed, timeouts = [], []
-    specs, commits, times = set(), set(), []
-    for label, path, text in reports:
-        data = json.loads(path.read_text())
-        m = re.search(r"shard (\d+)/(\d+) of \S+ at (\S+)", text)
-        tree = re.search(r"^tested tree (\S+)(.*)$", text, re.M)
-        if m:
-            specs.add(int(m.group(2)))
-        if tree:
-            # The crate's inputs (ci/mutants' tested_tree): commits that changed only other
-            # crates or docs test the same code.
-            commits.add("tree " + tree.group(1) + (" (dirty)" if "uncommitted" in tree.group(2) else ""))
-        elif m:
-            commits.add(m.group(3) + (" (dirty)" if "uncommitted" in text else ""))
-        t = re.search(r"took (\d+) s", text)
+
+
+def report(name, list_json, record_dirs, root="."):
+    sources = Sources(root)
+    current = {}
+    for mutant in json.loads(Path(list_json).read_text()):
+        current[key_of(mutant, sources)] = (mutant.get("file", "?"), name_of(mutant))
+    paths = sorted((p for d in record_dirs for p in Path(d).glob("*.tsv")), key=lambda p: p.name)
+    records = [Record(p) for p in paths]
+    print(f"== {name}: {len(current)} mutants now, {len(records)} record(s)")
+    total_time = 0
+    latest = {}
+    for rec in records:
         counts = dict.fromkeys(KINDS, 0)
-        for outcome in data.get("outcomes", []):
-            mutant = mutant_of(outcome)
-            if mutant is None:
-                continue
-            kind = SUMMARY_KIND.get(outcome.get("summary"))
-            if kind is None:
-                continue
-            per_file[mutant.get("file", "?")][kind] += 1
+        for key, (kind, _) in rec.outcomes.items():
             counts[kind] += 1
-            if kind == "missed":
-                missed.append(describe(mutant))
-            elif kind == "timeout":
-                timeouts.append(describe(mutant))
-        took = f"{int(t.group(1)) // 60}m{int(t.group(1)) % 60:02d}s" if t else "?"
-        if t:
-            times.append(int(t.group(1)))
-        n = sum(counts.values())
-        times_txt = f", {took}" if t else ""
-        print(f"{name} {label}: {n} mutants{times_txt}: " + ", ".join(f"{counts[k]} {k}" for k in KINDS))
-    print()
-    print(f"== {name} ({len(reports)} report(s))")
-    print(f"{'file':44} {'caught':>7} {'missed':>7} {'unviable':>9} {'timeout':>8}")
-    total = dict.fromkeys(KINDS, 0)
+            latest[key] = kind  # records are read oldest first: the newest wins
+        live = sum(1 for key in rec.outcomes if key in current)
+        took = rec.field(r"took (\d+) s")
+        if took:
+            total_time += int(took.group(1))
+        took_txt = f"{int(took.group(1)) // 60}m{int(took.group(1)) % 60:02d}s, " if took else ""
+        print(
+            f"  {rec.path.name}: {len(rec.outcomes)} mutants, {took_txt}"
+            + ", ".join(f"{counts[k]} {k}" for k in KINDS)
+            + ("" if live == len(rec.outcomes) else f" ({len(rec.outcomes) - live} no longer in the list)")
+        )
+    per_file = defaultdict(lambda: dict.fromkeys(KINDS + (NOT_RUN,), 0))
+    listed = defaultdict(list)
+    for key, (file, mname) in current.items():
+        kind = latest.get(key, NOT_RUN)
+        per_file[file][kind] += 1
+        if kind in ("missed", "timeout"):
+            listed[kind].append(mname)
+    print(f"{'file':44} {'caught':>7} {'missed':>7} {'unviable':>9} {'timeout':>8} {'not run':>8}")
+    total = dict.fromkeys(KINDS + (NOT_RUN,), 0)
     for file in sorted(per_file):
         c = per_file[file]
-        print(f"{file:44} {c['caught']:7} {c['missed']:7} {c['unviable']:9} {c['timeout']:8}")
-        for k in KINDS:
+        print(f"{file:44} " + " ".join(f"{c[k]:{w}}" for k, w in zip(KINDS + (NOT_RUN,), (7, 7, 9, 8, 8))))
+        for k in total:
             total[k] += c[k]
-    print(f"{'total':44} {total['caught']:7} {total['missed']:7} {total['unviable']:9} {total['timeout']:8}")
+    print(f"{'total':44} " + " ".join(f"{total[k]:{w}}" for k, w in zip(KINDS + (NOT_RUN,), (7, 7, 9, 8, 8))))
+    run = len(current) - total[NOT_RUN]
+    print(f"run: {run} of {len(current)} mutants ({100.0 * run / max(len(current), 1):.1f} %)")
     viable = total["caught"] + total["missed"]
     if viable:
         rate = 100.0 * total["caught"] / viable
@@ -126,51 +218,26 @@ def report(name, directory):
             with_t = 100.0 * (total["caught"] + total["timeout"]) / (viable + total["timeout"])
             line += f"; {total['timeout']} timeout(s) left out ({with_t:.1f} % if counted as caught)"
         print(line)
-    if times:
-        print(f"shard time: {sum(times) // 60} min in total, longest {max(times) // 60}m{max(times) % 60:02d}s")
-    if len(specs) > 1:
-        print(f"warning: shards of different shard counts merged: {sorted(specs)}")
-    elif specs:
-        (n,) = specs
-        have = {int(re.sub(r"\D", "", label)) for label, _, _ in reports if label.startswith("shard-")}
-        absent = sorted(set(range(n)) - have)
-        if absent:
-            print(f"note: {len(absent)} of {n} shards not run: {compact(absent)}")
-    if len(commits) > 1:
-        print(f"warning: shards of different trees merged: {', '.join(sorted(commits))}")
-    for title, items in (("missed", missed), ("timeout", timeouts)):
-        if items:
-            print(f"-- {title}:")
-            for item in sorted(items):
+    if total_time:
+        print(f"time in the records: {total_time // 3600} h {total_time % 3600 // 60:02d} min")
+    for kind in ("missed", "timeout"):
+        if listed[kind]:
+            print(f"-- {kind}:")
+            for item in sorted(listed[kind]):
                 print(f"   {item}")
     print()
-    return total
-
-
-def compact(numbers):
-    """[0, 1, 2, 5] -> '0-2, 5'."""
-    out, start, prev = [], None, None
-    for n in numbers + [None]:
-        if start is None:
-            start = prev = n
-        elif n is not None and n == prev + 1:
-            prev = n
-        else:
-            out.append(f"{start}" if start == prev else f"{start}-{prev}")
-            start = prev = n
-    return ", ".join(out)
+    return 0
 
 
 def main(args):
-    if not args:
-        print(__doc__)
-        return 2
-    for arg in args:
-        name, _, directory = arg.partition("=")
-        if not directory:
-            name, directory = Path(arg).name, arg
-        report(name, directory)
-    return 0
+    if len(args) == 2 and args[0] == "keys":
+        return keys(args[1])
+    if len(args) == 2 and args[0] == "record":
+        return record(args[1])
+    if len(args) >= 4 and args[0] == "report":
+        return report(args[1], args[2], args[3:])
+    print(__doc__, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
