@@ -473,8 +473,9 @@ impl<H: Handler> Consumer<H> {
         match written {
             Ok(()) => Ok(report),
             Err(e) => {
-                // Counted with the batch whose settle writes these decisions.
-                self.carried = BatchReport { read: 0, ..report };
+                // Counted with the batch whose settle writes these decisions (which sets its
+                // own `read`).
+                self.carried = report;
                 Err(e)
             }
         }
