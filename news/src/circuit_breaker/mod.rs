@@ -359,6 +359,16 @@ mod tests {
         }
     }
 
+    /// A breaker that opened on one failure and whose 10 ms cool-down is over: half-open,
+    /// with `probes` probe slots.
+    async fn half_open(probes: u32) -> CircuitBreaker {
+        let b = breaker(1, 10, probes);
+        fail(&b, 1);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert_eq!(b.state(), CircuitState::HalfOpen);
+        b
+    }
+
     /// The threshold of consecutive failures opens the circuit; a success in between resets
     /// the count.
     #[tokio::test(start_paused = true)]
@@ -417,9 +427,7 @@ mod tests {
     /// With several probes configured, all must succeed before the circuit closes.
     #[tokio::test(start_paused = true)]
     async fn every_half_open_probe_must_succeed() {
-        let b = breaker(1, 10, 3);
-        fail(&b, 1);
-        tokio::time::advance(Duration::from_millis(10)).await;
+        let b = half_open(3).await;
         let probes: Vec<_> = (0..3).map(|_| b.try_acquire().unwrap()).collect();
         assert!(b.try_acquire().is_err());
         let mut probes = probes.into_iter();
@@ -433,9 +441,7 @@ mod tests {
     /// A probe dropped without an outcome (cancelled) frees its slot for another probe.
     #[tokio::test(start_paused = true)]
     async fn dropped_probe_frees_its_slot() {
-        let b = breaker(1, 10, 1);
-        fail(&b, 1);
-        tokio::time::advance(Duration::from_millis(10)).await;
+        let b = half_open(1).await;
         drop(b.try_acquire().unwrap());
         b.try_acquire().unwrap().success();
         assert_eq!(b.state(), CircuitState::Closed);
@@ -446,9 +452,7 @@ mod tests {
     /// probes, one succeeded and one in flight, no third is let through.
     #[tokio::test(start_paused = true)]
     async fn half_open_probes_count_successes_and_those_in_flight() {
-        let b = breaker(1, 10, 2);
-        fail(&b, 1);
-        tokio::time::advance(Duration::from_millis(10)).await;
+        let b = half_open(2).await;
         let first = b.try_acquire().unwrap();
         let second = b.try_acquire().unwrap();
         first.success();
@@ -459,9 +463,7 @@ mod tests {
         second.success();
         assert_eq!(b.state(), CircuitState::Closed);
 
-        let b = breaker(1, 10, 3);
-        fail(&b, 1);
-        tokio::time::advance(Duration::from_millis(10)).await;
+        let b = half_open(3).await;
         b.try_acquire().unwrap().success();
         b.try_acquire().unwrap().success();
         let third = b.try_acquire().unwrap();
