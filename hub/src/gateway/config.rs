@@ -10,6 +10,8 @@ const MAX_BODY_LIMIT: usize = 16 * 1024 * 1024;
 const MAX_TAIL_ENTRIES: usize = 1_000_000;
 /// Longest long-poll a config may allow (5 minutes).
 const MAX_BLOCK_LIMIT_MS: u64 = 300_000;
+/// Longest linger a config may set (1 s: the end-to-end latency budget).
+const MAX_LINGER_MS: u64 = 1000;
 
 /// `[http.gateway]`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -38,6 +40,12 @@ pub(crate) struct GatewayConfig {
     /// near the stream's end (one `XREAD` per stream serves every terminal); 0 turns the shared
     /// tail off (every read then goes to Redis). Default 10000.
     pub(crate) tail_entries: usize,
+    /// How long a long-poll that waited for its first entry waits on for more before it
+    /// answers, in milliseconds (never past its `block_ms`, and not once it has `count`). Under
+    /// a stream of single events each terminal then gets fewer, fuller answers, at up to this
+    /// much more delivery latency. Served from the shared tail only. 0 answers with the first
+    /// entries. Default 5 (at most 1000), as Kafka 4.0's producer `linger.ms`.
+    pub(crate) linger_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -52,6 +60,7 @@ impl Default for GatewayConfig {
             max_block_ms: 30_000,
             max_concurrent_reads: 256,
             tail_entries: 10_000,
+            linger_ms: 5,
         }
     }
 }
@@ -82,7 +91,8 @@ impl GatewayConfig {
         within("http.gateway.default_count", self.default_count, 1..=self.max_count)?;
         at_most("http.gateway.max_block_ms", self.max_block_ms, MAX_BLOCK_LIMIT_MS)?;
         positive("http.gateway.max_concurrent_reads", self.max_concurrent_reads)?;
-        at_most("http.gateway.tail_entries", self.tail_entries, MAX_TAIL_ENTRIES)
+        at_most("http.gateway.tail_entries", self.tail_entries, MAX_TAIL_ENTRIES)?;
+        at_most("http.gateway.linger_ms", self.linger_ms, MAX_LINGER_MS)
     }
 }
 
@@ -158,6 +168,13 @@ mod tests {
                     ..GatewayConfig::default()
                 },
                 "http.gateway.tail_entries",
+            ),
+            (
+                GatewayConfig {
+                    linger_ms: 1001,
+                    ..GatewayConfig::default()
+                },
+                "http.gateway.linger_ms",
             ),
         ];
         for (c, field) in cases {

@@ -3,7 +3,8 @@
 //!
 //! - `GET /v1/streams/{stream}/events?after=ID&count=N&block_ms=M`: the entries after `after`
 //!   (default `$`: what arrives from now on), at most `count`, waiting up to `block_ms` for the
-//!   first one (a long-poll). The answer's `last_id` is the next call's `after`, so a client
+//!   first one (a long-poll; answered from the shared tail, it waits `linger_ms` more for others
+//!   unless it has `count`). The answer's `last_id` is the next call's `after`, so a client
 //!   that always passes it back sees every entry once, in order, across calls.
 //! - `POST /v1/streams/{stream}/events`: one event (`{"type","data","id"?,"source"?,
 //!   "idempotency_key"?,"extensions"?}`, the same object as a `publish` input line) or an array
@@ -317,7 +318,8 @@ async fn read(
     // Redis) goes on in Redis for what is left of `block_ms`, not for all of it again.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(block_ms);
     if let (Some(tail), Ok(after_id)) = (g.tail(&stream), after.parse::<StreamId>()) {
-        if let Lookup::Entries(found) = tail.read(after_id, count, deadline, &g.cancel).await {
+        let linger = Duration::from_millis(g.cfg.linger_ms);
+        if let Lookup::Entries(found) = tail.read(after_id, count, deadline, linger, &g.cancel).await {
             if let Some(conn) = conn {
                 g.release(conn).await;
             }

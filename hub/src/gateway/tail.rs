@@ -124,27 +124,44 @@ impl Tail {
     /// fewer than `count`: Redis may have what the follower has not read yet, and a client that
     /// just had a publish acknowledged must find it (a full page is the one Redis would give,
     /// since the tail holds a contiguous run of the stream).
+    ///
+    /// A long-poll short of `count` waits up to `linger` after its first entry (never past
+    /// `deadline`) for more to join it: under a stream of single events it then answers with
+    /// several instead of one, and its client polls less often. A full page answers at once.
     pub(super) async fn read(
         &self,
         after: StreamId,
         count: usize,
         deadline: tokio::time::Instant,
+        linger: Duration,
         cancel: &CancellationToken,
     ) -> Lookup {
         let mut appended = self.appended.subscribe();
         let wait = deadline > tokio::time::Instant::now();
+        // The end of the linger, from the first time entries were found.
+        let mut lingering: Option<tokio::time::Instant> = None;
         loop {
-            match self.held().lookup(after, count) {
+            let until = match self.held().lookup(after, count) {
                 // Short of `count`, the held entries may end before the stream does (the
                 // follower is one read behind a publish that was just acknowledged): only
                 // Redis knows, and a read that must not wait has no next poll to catch up in.
                 Lookup::Entries(e) if e.len() < count && !wait => return Lookup::Uncovered,
-                Lookup::Entries(e) if e.is_empty() => {}
+                Lookup::Entries(e) if e.is_empty() => deadline,
+                Lookup::Entries(e) if e.len() < count && !linger.is_zero() => {
+                    let now = tokio::time::Instant::now();
+                    let end = *lingering.get_or_insert_with(|| (now + linger).min(deadline));
+                    if now >= end {
+                        return Lookup::Entries(e);
+                    }
+                    end
+                }
                 found => return found,
-            }
+            };
             tokio::select! {
-                r = tokio::time::timeout_at(deadline, appended.changed()) => match r {
+                r = tokio::time::timeout_at(until, appended.changed()) => match r {
                     Ok(Ok(())) => {}
+                    // The linger is over: answer with what is held.
+                    Err(_) if lingering.is_some() => {}
                     // The deadline passed: nothing arrived.
                     Err(_) => return Lookup::Entries(Vec::new()),
                     // The tail is gone (cannot happen while `self` lives).
@@ -321,12 +338,15 @@ mod tests {
         tail.held_mut().append([11, 12, 13].map(entry), 100);
         let cancel = CancellationToken::new();
         let now = after(Duration::ZERO);
-        assert_eq!(tail.read(id(10), 10, now, &cancel).await, Lookup::Uncovered);
-        assert_eq!(tail.read(id(11), 3, now, &cancel).await, Lookup::Uncovered);
-        assert_eq!(ids(&tail.read(id(10), 3, now, &cancel).await), [11, 12, 13]);
-        assert_eq!(ids(&tail.read(id(10), 2, now, &cancel).await), [11, 12]);
+        assert_eq!(tail.read(id(10), 10, now, NO_LINGER, &cancel).await, Lookup::Uncovered);
+        assert_eq!(tail.read(id(11), 3, now, NO_LINGER, &cancel).await, Lookup::Uncovered);
+        assert_eq!(ids(&tail.read(id(10), 3, now, NO_LINGER, &cancel).await), [11, 12, 13]);
+        assert_eq!(ids(&tail.read(id(10), 2, now, NO_LINGER, &cancel).await), [11, 12]);
         let poll = after(Duration::from_secs(1));
-        assert_eq!(ids(&tail.read(id(10), 10, poll, &cancel).await), [11, 12, 13]);
+        assert_eq!(
+            ids(&tail.read(id(10), 10, poll, NO_LINGER, &cancel).await),
+            [11, 12, 13]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -335,16 +355,21 @@ mod tests {
         *tail.held_mut() = live_from(10);
         let cancel = CancellationToken::new();
         assert_eq!(
-            tail.read(id(10), 10, after(Duration::ZERO), &cancel).await,
+            tail.read(id(10), 10, after(Duration::ZERO), NO_LINGER, &cancel).await,
             Lookup::Uncovered
         );
-        let empty = tail.read(id(10), 10, after(Duration::from_millis(50)), &cancel).await;
+        let empty = tail
+            .read(id(10), 10, after(Duration::from_millis(50)), NO_LINGER, &cancel)
+            .await;
         assert_eq!(empty, Lookup::Entries(Vec::new()));
-        let (found, ()) = tokio::join!(tail.read(id(10), 10, after(Duration::from_secs(5)), &cancel), async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            tail.held_mut().append([11, 12].map(entry), 100);
-            tail.appended.send_replace(Some(id(12)));
-        });
+        let (found, ()) = tokio::join!(
+            tail.read(id(10), 10, after(Duration::from_secs(5)), NO_LINGER, &cancel),
+            async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                tail.held_mut().append([11, 12].map(entry), 100);
+                tail.appended.send_replace(Some(id(12)));
+            }
+        );
         assert_eq!(ids(&found), [11, 12]);
     }
 
@@ -356,15 +381,110 @@ mod tests {
         *tail.held_mut() = live_from(10);
         let cancel = CancellationToken::new();
         let started = tokio::time::Instant::now();
-        let (found, ()) = tokio::join!(tail.read(id(10), 10, after(Duration::from_secs(5)), &cancel), async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            tail.went_down();
-        });
+        let (found, ()) = tokio::join!(
+            tail.read(id(10), 10, after(Duration::from_secs(5)), NO_LINGER, &cancel),
+            async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                tail.went_down();
+            }
+        );
         assert_eq!(found, Lookup::Uncovered);
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "woken at once, not at the deadline"
         );
+    }
+
+    /// A long-poll short of its count waits `linger` after its first entry for more, then
+    /// answers with all that arrived in that time and no later one; entries held already start
+    /// the linger at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_poll_lingers_for_more_entries_after_its_first() {
+        let tail = Tail::new("s".into(), 100);
+        *tail.held_mut() = live_from(10);
+        let cancel = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        let linger = Duration::from_millis(2);
+        let read = async {
+            let found = tail
+                .read(id(10), 10, after(Duration::from_secs(5)), linger, &cancel)
+                .await;
+            (found, started.elapsed())
+        };
+        let ((found, answered), ()) = tokio::join!(read, async {
+            for (at_ms, e) in [(20, 11), (21, 12), (30, 13)] {
+                tokio::time::sleep_until(started + Duration::from_millis(at_ms)).await;
+                append(&tail, e);
+            }
+        });
+        assert_eq!(ids(&found), [11, 12]);
+        assert_eq!(
+            answered,
+            Duration::from_millis(22),
+            "the first entry's time plus the linger"
+        );
+
+        let started = tokio::time::Instant::now();
+        let found = tail
+            .read(id(11), 10, after(Duration::from_secs(5)), linger, &cancel)
+            .await;
+        assert_eq!((ids(&found), started.elapsed()), (vec![12, 13], linger));
+    }
+
+    /// A linger ends as soon as `count` entries are held (a full page answers at once), and
+    /// never goes past the deadline; a read that must not wait does not linger.
+    #[tokio::test(start_paused = true)]
+    async fn a_linger_ends_with_a_full_page_or_the_deadline() {
+        let linger = Duration::from_secs(1);
+        let cancel = CancellationToken::new();
+        let tail = Tail::new("s".into(), 100);
+        *tail.held_mut() = live_from(10);
+        append(&tail, 11);
+        let started = tokio::time::Instant::now();
+        let found = tail
+            .read(id(10), 1, after(Duration::from_secs(5)), linger, &cancel)
+            .await;
+        assert_eq!((ids(&found), started.elapsed()), (vec![11], Duration::ZERO));
+        let found = tail.read(id(10), 1, after(Duration::ZERO), linger, &cancel).await;
+        assert_eq!((ids(&found), started.elapsed()), (vec![11], Duration::ZERO));
+
+        let ((found, answered), ()) = tokio::join!(
+            async {
+                let found = tail
+                    .read(id(11), 2, after(Duration::from_secs(5)), linger, &cancel)
+                    .await;
+                (found, started.elapsed())
+            },
+            async {
+                for (at_ms, e) in [(10, 12), (15, 13), (20, 14)] {
+                    tokio::time::sleep_until(started + Duration::from_millis(at_ms)).await;
+                    append(&tail, e);
+                }
+            }
+        );
+        assert_eq!((ids(&found), answered), (vec![12, 13], Duration::from_millis(15)));
+
+        let started = tokio::time::Instant::now();
+        let ((found, answered), ()) = tokio::join!(
+            async {
+                let found = tail
+                    .read(id(14), 10, after(Duration::from_millis(50)), linger, &cancel)
+                    .await;
+                (found, started.elapsed())
+            },
+            async {
+                tokio::time::sleep_until(started + Duration::from_millis(40)).await;
+                append(&tail, 15);
+            }
+        );
+        assert_eq!((ids(&found), answered), (vec![15], Duration::from_millis(50)));
+    }
+
+    const NO_LINGER: Duration = Duration::ZERO;
+
+    fn append(tail: &Tail, ms: u64) {
+        tail.held_mut().append([entry(ms)], 100);
+        tail.appended.send_replace(Some(id(ms)));
     }
 
     fn after(block: Duration) -> tokio::time::Instant {

@@ -284,6 +284,43 @@ async fn a_long_poll_answers_as_soon_as_an_event_arrives() {
     svc.terminate(Duration::from_secs(10)).await;
 }
 
+/// With `linger_ms` set, a long-poll that got its first event waits that long for more: two
+/// events posted 100 ms apart come in one answer, in order, and the answer comes no sooner than
+/// the linger. (With the default of 5 ms the second would be left for the next poll.)
+#[tokio::test]
+async fn a_long_poll_lingers_for_the_events_that_follow_its_first() {
+    let hub = Hub::start().await;
+    let mut env = gateway_env(&hub);
+    env.push(("MT5_HTTP__GATEWAY__LINGER_MS".to_string(), "600".to_string()));
+    let svc = Service::start(&env, &["gateway"]).await;
+    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let c = Client::new(&svc);
+
+    let poll = c.spawn_get(&hub.input, "block_ms=20000&count=10");
+    wait_for_long_polls(&svc, 1).await;
+    let start = Instant::now();
+    c.post(&hub.input, &json!({"type": "t.v1", "data": "first"})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, second) = c.post(&hub.input, &json!({"type": "t.v1", "data": "second"})).await;
+    let ((status, body), _) = poll.await.unwrap();
+    let took = start.elapsed();
+    assert_eq!(status, 200, "{body}");
+    let data: Vec<&Value> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event"]["data"])
+        .collect();
+    assert_eq!(data, [&json!("first"), &json!("second")], "{body}");
+    assert_eq!(body["last_id"], second["entry_id"]);
+    assert!(
+        took >= Duration::from_millis(500),
+        "answered before the linger: {took:?}"
+    );
+    assert!(took < Duration::from_secs(15), "waited its whole block: {took:?}");
+    svc.terminate(Duration::from_secs(10)).await;
+}
+
 /// A retried post with the same `Idempotency-Key` header writes once: the second answer is 200
 /// `duplicate: true` with the first entry id.
 #[tokio::test]
