@@ -402,33 +402,17 @@ mod tests {
     async fn a_long_poll_lingers_for_more_entries_after_its_first() {
         let tail = Tail::new("s".into(), 100);
         *tail.held_mut() = live_from(10);
-        let cancel = CancellationToken::new();
-        let started = tokio::time::Instant::now();
         let linger = Duration::from_millis(2);
-        let read = async {
-            let found = tail
-                .read(id(10), 10, after(Duration::from_secs(5)), linger, &cancel)
-                .await;
-            (found, started.elapsed())
-        };
-        let ((found, answered), ()) = tokio::join!(read, async {
-            for (at_ms, e) in [(20, 11), (21, 12), (30, 13)] {
-                tokio::time::sleep_until(started + Duration::from_millis(at_ms)).await;
-                append(&tail, e);
-            }
-        });
-        assert_eq!(ids(&found), [11, 12]);
+        let appends = [(20, 11), (21, 12), (30, 13)];
+        let (found, answered) = read_while_appending(&tail, (10, 10), Duration::from_secs(5), linger, &appends).await;
+        assert_eq!(found, [11, 12]);
         assert_eq!(
             answered,
             Duration::from_millis(22),
             "the first entry's time plus the linger"
         );
-
-        let started = tokio::time::Instant::now();
-        let found = tail
-            .read(id(11), 10, after(Duration::from_secs(5)), linger, &cancel)
-            .await;
-        assert_eq!((ids(&found), started.elapsed()), (vec![12, 13], linger));
+        let answer = read_while_appending(&tail, (11, 10), Duration::from_secs(5), linger, &[]).await;
+        assert_eq!(answer, (vec![12, 13], linger));
     }
 
     /// A linger ends as soon as `count` entries are held (a full page answers at once), and
@@ -436,48 +420,43 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_linger_ends_with_a_full_page_or_the_deadline() {
         let linger = Duration::from_secs(1);
-        let cancel = CancellationToken::new();
         let tail = Tail::new("s".into(), 100);
         *tail.held_mut() = live_from(10);
         append(&tail, 11);
-        let started = tokio::time::Instant::now();
-        let found = tail
-            .read(id(10), 1, after(Duration::from_secs(5)), linger, &cancel)
-            .await;
-        assert_eq!((ids(&found), started.elapsed()), (vec![11], Duration::ZERO));
-        let found = tail.read(id(10), 1, after(Duration::ZERO), linger, &cancel).await;
-        assert_eq!((ids(&found), started.elapsed()), (vec![11], Duration::ZERO));
+        for block in [Duration::from_secs(5), Duration::ZERO] {
+            let answer = read_while_appending(&tail, (10, 1), block, linger, &[]).await;
+            assert_eq!(answer, (vec![11], Duration::ZERO));
+        }
+        let appends = [(10, 12), (15, 13), (20, 14)];
+        let answer = read_while_appending(&tail, (11, 2), Duration::from_secs(5), linger, &appends).await;
+        assert_eq!(answer, (vec![12, 13], Duration::from_millis(15)));
+        let answer = read_while_appending(&tail, (14, 10), Duration::from_millis(50), linger, &[(40, 15)]).await;
+        assert_eq!(answer, (vec![15], Duration::from_millis(50)));
+    }
 
-        let ((found, answered), ()) = tokio::join!(
-            async {
-                let found = tail
-                    .read(id(11), 2, after(Duration::from_secs(5)), linger, &cancel)
-                    .await;
-                (found, started.elapsed())
-            },
-            async {
-                for (at_ms, e) in [(10, 12), (15, 13), (20, 14)] {
-                    tokio::time::sleep_until(started + Duration::from_millis(at_ms)).await;
-                    append(&tail, e);
-                }
-            }
-        );
-        assert_eq!((ids(&found), answered), (vec![12, 13], Duration::from_millis(15)));
-
+    /// `tail.read` after entry `after` for `count` entries, blocking up to `block`, while
+    /// `appends` (milliseconds from the start, entry) are appended: the ids it answered with,
+    /// and when.
+    async fn read_while_appending(
+        tail: &Tail,
+        (after_ms, count): (u64, usize),
+        block: Duration,
+        linger: Duration,
+        appends: &[(u64, u64)],
+    ) -> (Vec<u64>, Duration) {
+        let cancel = CancellationToken::new();
         let started = tokio::time::Instant::now();
-        let ((found, answered), ()) = tokio::join!(
-            async {
-                let found = tail
-                    .read(id(14), 10, after(Duration::from_millis(50)), linger, &cancel)
-                    .await;
-                (found, started.elapsed())
-            },
-            async {
-                tokio::time::sleep_until(started + Duration::from_millis(40)).await;
-                append(&tail, 15);
+        let read = async {
+            let found = tail.read(id(after_ms), count, after(block), linger, &cancel).await;
+            (ids(&found), started.elapsed())
+        };
+        let (answer, ()) = tokio::join!(read, async {
+            for &(at_ms, e) in appends {
+                tokio::time::sleep_until(started + Duration::from_millis(at_ms)).await;
+                append(tail, e);
             }
-        );
-        assert_eq!((ids(&found), answered), (vec![15], Duration::from_millis(50)));
+        });
+        answer
     }
 
     const NO_LINGER: Duration = Duration::ZERO;

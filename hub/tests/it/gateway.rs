@@ -31,6 +31,16 @@ fn gateway_env(hub: &Hub) -> Vec<(String, String)> {
     env
 }
 
+/// A gateway on `hub` with `gateway_env` and the settings `extra` (env name, value), once it is
+/// ready.
+async fn ready_gateway(hub: &Hub, extra: &[(&str, &str)]) -> Service {
+    let mut env = gateway_env(hub);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let svc = Service::start(&env, &["gateway"]).await;
+    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    svc
+}
+
 /// A client for `svc`'s gateway.
 struct Client {
     http: reqwest::Client,
@@ -290,10 +300,7 @@ async fn a_long_poll_answers_as_soon_as_an_event_arrives() {
 #[tokio::test]
 async fn a_long_poll_lingers_for_the_events_that_follow_its_first() {
     let hub = Hub::start().await;
-    let mut env = gateway_env(&hub);
-    env.push(("MT5_HTTP__GATEWAY__LINGER_MS".to_string(), "600".to_string()));
-    let svc = Service::start(&env, &["gateway"]).await;
-    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let svc = ready_gateway(&hub, &[("MT5_HTTP__GATEWAY__LINGER_MS", "600")]).await;
     let c = Client::new(&svc);
 
     let poll = c.spawn_get(&hub.input, "block_ms=20000&count=10");
@@ -571,16 +578,8 @@ async fn terminals_long_polling_together_each_see_every_entry_once_in_order() {
 #[tokio::test]
 async fn reads_from_before_the_tail_come_from_redis_and_answers_match_a_gateway_without_one() {
     let hub = Hub::start().await;
-    let mut env = gateway_env(&hub);
-    env.push(("MT5_HTTP__GATEWAY__TAIL_ENTRIES".into(), "4".into()));
-    let svc = Service::start(&env, &["gateway"]).await;
-    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
-    let mut plain_env = gateway_env(&hub);
-    plain_env.push(("MT5_HTTP__GATEWAY__TAIL_ENTRIES".into(), "0".into()));
-    let plain = Service::start(&plain_env, &["gateway"]).await;
-    plain
-        .wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200)
-        .await;
+    let svc = ready_gateway(&hub, &[("MT5_HTTP__GATEWAY__TAIL_ENTRIES", "4")]).await;
+    let plain = ready_gateway(&hub, &[("MT5_HTTP__GATEWAY__TAIL_ENTRIES", "0")]).await;
     let (c, p) = (Client::new(&svc), Client::new(&plain));
 
     let batch: Vec<Value> = (0..10).map(|n| json!({"type": "t.v1", "data": {"n": n}})).collect();
