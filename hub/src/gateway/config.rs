@@ -40,7 +40,7 @@ pub(crate) struct GatewayConfig {
     /// near the stream's end (one `XREAD` per stream serves every terminal); 0 turns the shared
     /// tail off (every read then goes to Redis). Default 10000.
     pub(crate) tail_entries: usize,
-    /// How long a long-poll that waited for its first entry waits on for more before it
+    /// How long a long-poll short of `count` waits after its first entry for more before it
     /// answers, in milliseconds (never past its `block_ms`, and not once it has `count`). Under
     /// a stream of single events each terminal then gets fewer, fuller answers, at up to this
     /// much more delivery latency. Served from the shared tail only. 0 answers with the first
