@@ -112,13 +112,13 @@ pub struct BatchReport {
 }
 
 impl BatchReport {
+    /// Adds a settle's outcomes. `read`, `retried` and `unfinished` are not a settle's: the
+    /// batch counts them itself.
     fn absorb(&mut self, o: BatchReport) {
         self.acked += o.acked;
         self.emitted += o.emitted;
-        self.retried += o.retried;
         self.not_owner += o.not_owner;
         self.trimmed += o.trimmed;
-        self.unfinished += o.unfinished;
         for (reason, n) in o.dead_lettered {
             *self.dead_lettered.entry(reason).or_default() += n;
         }
