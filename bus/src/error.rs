@@ -185,18 +185,18 @@ pub(crate) fn is_no_such_key(e: &redis::RedisError) -> bool {
 /// Replies after which a connection is replaced (see [`Error::is_connection_dropped`]).
 const NEW_CONNECTION_CODES: &[&str] = &["READONLY", "MASTERDOWN", "UNBLOCKED", "LOADING", "NOREPLICAS"];
 
-/// Whether a driver error means the connection must be replaced.
+/// Whether a driver error means the connection must be replaced: any I/O failure (in the
+/// driver, a dropped or refused connection and a timeout are I/O errors too, which
+/// `io_failures_of_every_kind_are_io_errors_to_the_driver` pins), or a reply that says the
+/// server is no longer the master or not ready.
 pub(crate) fn needs_new_connection(e: &redis::RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || e.code().is_some_and(|c| NEW_CONNECTION_CODES.contains(&c))
+    e.is_io_error() || e.code().is_some_and(|c| NEW_CONNECTION_CODES.contains(&c))
 }
 
 /// The classifier for raw driver errors, shared with code that holds a `RedisError`.
 pub fn redis_is_transient(e: &redis::RedisError) -> bool {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+    // Dropped, refused and timed-out connections included (see `needs_new_connection`).
+    if e.is_io_error() {
         return true;
     }
     // A pipeline or an aborted transaction carries the server errors of its commands (its own
@@ -260,6 +260,35 @@ mod tests {
     fn wrongtype_and_validation_are_permanent() {
         assert!(!server_error("WRONGTYPE").is_transient());
         assert!(!Error::EntryTooLarge { size: 2, max: 1 }.is_transient());
+    }
+
+    /// The classifiers ask only `is_io_error()` for I/O failures: that rests on the driver
+    /// (redis 1.8, vendored) building every error that is a dropped or refused connection or a
+    /// timeout from an `io::Error`, as an I/O error.
+    #[test]
+    fn io_failures_of_every_kind_are_io_errors_to_the_driver() {
+        use std::io::ErrorKind as K;
+        for kind in [
+            K::BrokenPipe,
+            K::ConnectionReset,
+            K::ConnectionRefused,
+            K::ConnectionAborted,
+            K::UnexpectedEof,
+            K::NotConnected,
+            K::NotFound,
+            K::TimedOut,
+            K::WouldBlock,
+        ] {
+            let e = redis::RedisError::from(std::io::Error::new(kind, "x"));
+            assert!(
+                e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout(),
+                "{kind:?}"
+            );
+            assert!(e.is_io_error(), "{kind:?}");
+            assert!(needs_new_connection(&e) && redis_is_transient(&e), "{kind:?}");
+        }
+        let dropped = redis::RedisError::from((redis::ErrorKind::Io, "connection dropped"));
+        assert!(dropped.is_connection_dropped() && dropped.is_io_error());
     }
 
     #[test]
