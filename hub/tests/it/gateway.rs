@@ -167,9 +167,8 @@ async fn requests_without_the_bearer_token_are_refused() {
 #[tokio::test]
 async fn posted_events_are_read_back_in_order_once() {
     let hub = Hub::start().await;
-    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
+    let svc = ready_gateway(&hub, &[]).await;
     let c = Client::new(&svc);
-    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
 
     let (status, one) = c
         .post(
@@ -273,8 +272,7 @@ async fn an_array_of_100_events_is_published_as_one_batch() {
 #[tokio::test]
 async fn a_long_poll_answers_as_soon_as_an_event_arrives() {
     let hub = Hub::start().await;
-    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
-    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let svc = ready_gateway(&hub, &[]).await;
     let c = Client::new(&svc);
     // An old event the long-poll must not return.
     c.post(&hub.input, &json!({"type": "t.v1", "data": "old"})).await;
@@ -333,8 +331,7 @@ async fn a_long_poll_lingers_for_the_events_that_follow_its_first() {
 #[tokio::test]
 async fn a_retried_post_with_its_idempotency_key_writes_once() {
     let hub = Hub::start().await;
-    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
-    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let svc = ready_gateway(&hub, &[]).await;
     let c = Client::new(&svc);
     let mut answers = Vec::new();
     for _ in 0..2 {
@@ -379,8 +376,7 @@ async fn streams_off_the_allow_lists_are_refused() {
 #[tokio::test]
 async fn bad_input_gets_json_errors_and_writes_nothing() {
     let hub = Hub::start().await;
-    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
-    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let svc = ready_gateway(&hub, &[]).await;
     let c = Client::new(&svc);
     let raw = |body: &'static str, content_type: &'static str| {
         c.http
@@ -473,8 +469,7 @@ async fn without_redis_requests_get_503_with_retry_after() {
 #[tokio::test]
 async fn sigterm_ends_a_long_poll_and_the_process_promptly() {
     let hub = Hub::start().await;
-    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
-    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let svc = ready_gateway(&hub, &[]).await;
     let c = Client::new(&svc);
     let poll = {
         let (http, url) = (c.http.clone(), format!("{}?block_ms=30000", c.events(&hub.input)));
@@ -625,8 +620,7 @@ async fn reads_from_before_the_tail_come_from_redis_and_answers_match_a_gateway_
 /// A ready gateway on a fresh `Hub`, a client, and the id of one event posted to the input.
 async fn gateway_with_one_event() -> (Hub, Service, Client, String) {
     let hub = Hub::start().await;
-    let svc = Service::start(&gateway_env(&hub), &["gateway"]).await;
-    svc.wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200).await;
+    let svc = ready_gateway(&hub, &[]).await;
     let c = Client::new(&svc);
     let (_, posted) = c.post(&hub.input, &json!({"type": "t.v1", "data": 1})).await;
     let after = posted["entry_id"].as_str().unwrap().to_string();
