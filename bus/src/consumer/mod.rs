@@ -815,6 +815,10 @@ impl<H: Handler> Consumer<H> {
         // Handlers get most of the shutdown time; the rest is for writing their decisions.
         let handler_budget = shutdown.mul_f64(0.8);
         while !cancel.is_cancelled() {
+            // An iteration that finds everything ready (a batch read beforehand, nothing to
+            // write) completes without yielding; this lets the heartbeat, joined to this future,
+            // and the runtime's other tasks run between such iterations.
+            tokio::task::consume_budget().await;
             let stop = async {
                 cancel.cancelled().await;
                 tokio::time::sleep(handler_budget).await;
