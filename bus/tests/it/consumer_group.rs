@@ -36,6 +36,36 @@ async fn publish_consume_round_trip() {
     assert_eq!(out[0].1["specversion"], "1.0");
 }
 
+/// A fetch with a block waits for new entries: on an empty stream it comes back empty only after
+/// its block, and an entry published while it waits is what that same fetch returns.
+#[tokio::test]
+async fn a_fetch_waits_up_to_its_block_for_new_entries() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, bus) = configs(&fx, &n);
+    let p = producer(&redis, &bus).await;
+    let mut consumer = consumer(&redis, &bus, &n, None);
+
+    let started = std::time::Instant::now();
+    let batch = consumer.fetch(Some(Duration::from_millis(400))).await.unwrap();
+    assert!(batch.is_empty(), "{batch:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "an empty fetch came back before its block: {:?}",
+        started.elapsed()
+    );
+
+    let publish = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        p.publish(&n.input, &scripted(0, &["ack"])).await.unwrap()
+    };
+    let started = std::time::Instant::now();
+    let (batch, published) = tokio::join!(consumer.fetch(Some(Duration::from_secs(20))), publish);
+    let ids: Vec<String> = batch.unwrap().into_iter().map(|r| r.entry.id).collect();
+    assert_eq!(ids, [published.entry_id]);
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+}
+
 /// Plain acks of a whole batch go out as one XACK: the PEL is empty after one step.
 #[tokio::test]
 async fn a_batch_of_plain_acks_is_acknowledged() {
