@@ -224,6 +224,9 @@ const PAGE: usize = 500;
 /// The driver's error.
 pub async fn list<C: ConnectionLike + Send>(conn: &mut C, dlq: &str, opts: &ListOptions) -> Result<Vec<DeadLetter>> {
     let mut out = Vec::new();
+    if opts.limit == Some(0) {
+        return Ok(out);
+    }
     let mut pages = RangeReader::new(dlq, PAGE);
     while let Some(page) = pages.next_page(conn).await? {
         for e in &page {
@@ -368,6 +371,20 @@ pub async fn purge_all<C: ConnectionLike + Send>(conn: &mut C, dlq: &str) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Field bytes are kept as given and compare with text byte for byte.
+    #[test]
+    fn field_bytes_keep_their_bytes_and_compare_exactly() {
+        let raw = FieldBytes::from(vec![0xff, b'a']);
+        assert_eq!(raw.as_bytes(), [0xff, b'a']);
+        assert_eq!(raw.as_str(), None);
+        let text = FieldBytes::from("handler");
+        assert_eq!(text.as_str(), Some("handler"));
+        assert!(text == "handler");
+        assert!(text != "handlers" && text != "");
+        assert!(<FieldBytes as PartialEq<str>>::eq(&text, "handler"));
+        assert!(!<FieldBytes as PartialEq<str>>::eq(&text, "Handler"));
+    }
 
     /// Every original field keeps its bytes (a non-UTF-8 name and value included) and its place;
     /// the `dlq_*` fields follow; an original `dlq_*` field is not taken for ours.

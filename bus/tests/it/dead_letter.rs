@@ -8,6 +8,47 @@ use mt5_fixtures::RedisFixture;
 
 use crate::support::{configs, conn, consumer, output_seqs, pending, producer, read_all, scripted, Names};
 
+/// `list` keeps the dead letters of the given reason and original stream, oldest first, and its
+/// limit counts what passed the filters, not what was read; a limit of 0 lists nothing.
+#[tokio::test]
+async fn list_filters_by_reason_and_stream_and_limits_what_passed() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let mut c = conn(&fx).await;
+    // e0..e5 from streams a, b, a, b, a, b; malformed for e0 and e3, handler for the rest.
+    for i in 0..6 {
+        let stream = if i % 2 == 0 { "s:a" } else { "s:b" };
+        let reason = if i % 3 == 0 { "malformed" } else { "handler" };
+        let _: String = redis::cmd("XADD")
+            .arg(&n.dlq)
+            .arg("*")
+            .arg(&[
+                ("id", format!("e{i}")),
+                ("dlq_stream", stream.into()),
+                ("dlq_reason", reason.into()),
+            ])
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let all = ListOptions::default;
+    for (opts, want) in [
+        (all(), &["e0", "e1", "e2", "e3", "e4", "e5"][..]),
+        (all().with_stream("s:a"), &["e0", "e2", "e4"]),
+        (all().with_stream("s:c"), &[]),
+        (all().with_reason("handler"), &["e1", "e2", "e4", "e5"]),
+        (all().with_stream("s:b").with_reason("handler"), &["e1", "e5"]),
+        (all().with_limit(2), &["e0", "e1"]),
+        (all().with_stream("s:b").with_limit(2), &["e1", "e3"]),
+        (all().with_reason("malformed").with_limit(5), &["e0", "e3"]),
+        (all().with_limit(0), &[]),
+    ] {
+        let listed = dead_letter::list(&mut c, &n.dlq, &opts).await.unwrap();
+        let ids: Vec<&str> = listed.iter().map(|d| d.event_id.as_deref().unwrap()).collect();
+        assert_eq!(ids, want, "{opts:?}");
+    }
+}
+
 /// A dead-lettered event replayed to its stream keeps its `id`, is processed normally the
 /// second time, and a second replay of the same dead letter does nothing.
 #[tokio::test]
