@@ -105,6 +105,10 @@ async fn replay_round_trip_keeps_the_event_id() {
         matches!(&again[0], dead_letter::Replayed::NotFound { deadletter_id } if *deadletter_id == d.entry_id),
         "a second replay does nothing: {again:?}"
     );
+    assert_eq!(
+        (replayed[0].deadletter_id(), again[0].deadletter_id()),
+        (d.entry_id.as_str(), d.entry_id.as_str())
+    );
     assert!(read_all(&mut c, &n.dlq).await.is_empty());
     let input = read_all(&mut c, &n.input).await;
     let back = input
