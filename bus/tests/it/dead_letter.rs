@@ -49,6 +49,52 @@ async fn list_filters_by_reason_and_stream_and_limits_what_passed() {
     }
 }
 
+/// `replay_matching` replays exactly the dead letters `list` gives for its options, each back to
+/// its own stream, and leaves the others in the dead letter stream.
+#[tokio::test]
+async fn replay_matching_replays_what_the_filter_lists_and_nothing_else() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let mut c = conn(&fx).await;
+    let other = format!("{}:other", n.input);
+    for (i, stream) in [&n.input, &other, &n.input].into_iter().enumerate() {
+        let _: String = redis::cmd("XADD")
+            .arg(&n.dlq)
+            .arg("*")
+            .arg(&[
+                ("id", format!("e{i}")),
+                ("dlq_stream", stream.clone()),
+                ("dlq_reason", "handler".into()),
+            ])
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let replayed = dead_letter::replay_matching(&mut c, &n.dlq, &ListOptions::default().with_stream(&n.input))
+        .await
+        .unwrap();
+    assert_eq!(replayed.len(), 2, "{replayed:?}");
+    assert!(
+        replayed
+            .iter()
+            .all(|r| matches!(r, dead_letter::Replayed::Replayed { stream, .. } if *stream == n.input)),
+        "{replayed:?}"
+    );
+    let back: Vec<String> = read_all(&mut c, &n.input)
+        .await
+        .into_iter()
+        .map(|(_, f)| f["id"].clone())
+        .collect();
+    assert_eq!(back, ["e0", "e2"]);
+    let left = dead_letter::list(&mut c, &n.dlq, &ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|d| d.event_id.as_deref()).collect::<Vec<_>>(),
+        [Some("e1")]
+    );
+}
+
 /// A dead-lettered event replayed to its stream keeps its `id`, is processed normally the
 /// second time, and a second replay of the same dead letter does nothing.
 #[tokio::test]
