@@ -568,6 +568,19 @@ mod tests {
         assert!(matches!(err, Err(MalformedError::TooLarge { max: 50, .. })));
     }
 
+    /// An entry's size is its names' and values' bytes added up; an entry of exactly the
+    /// maximum is accepted, one byte more is too large.
+    #[test]
+    fn the_size_limit_counts_names_and_values_and_admits_exactly_the_maximum() {
+        let fields = raw(&[("id", "abc"), ("type", "t"), ("data", "{}")]);
+        assert_eq!(fields_size(&fields), 2 + 3 + 4 + 1 + 4 + 2);
+        assert!(Event::from_fields("1-0", &fields, 16).is_ok());
+        assert_eq!(
+            Event::from_fields("1-0", &fields, 15),
+            Err(MalformedError::TooLarge { size: 16, max: 15 })
+        );
+    }
+
     #[test]
     fn non_utf8_values_are_malformed_not_a_panic() {
         let fields = vec![("id".to_string(), vec![0xff, 0xfe]), ("type".into(), b"t".to_vec())];
@@ -605,6 +618,11 @@ mod tests {
         );
         assert_eq!(escape_bytes(b"l1\nl2\t\x1b"), "l1\\nl2\\t\\x1b");
         assert_eq!(escape_bytes(&[0xe2, 0x82]), "\\xe2\\x82", "a cut multi-byte character");
+        assert_eq!(
+            escape_bytes("a\u{85}b\u{9f}".as_bytes()),
+            "a\\u{0085}b\\u{009f}",
+            "a control character beyond ASCII"
+        );
     }
 
     #[test]
