@@ -17,9 +17,9 @@ use crate::script::Scripts;
 /// when the stream is absent or empty, atomically (one Lua script). An existing group is left as
 /// it is. Returns whether the group was created.
 ///
-/// Under memory pressure (`maxmemory` with `noeviction`) Redis refuses the creation with `OOM`;
-/// when the group turns out to exist after all, that is success, so a service can (re)start while
-/// Redis is full.
+/// Under memory pressure (`maxmemory` with `noeviction`) Redis refuses the creation with `OOM`.
+/// The script writes only when it creates, so an existing group is found without a write and a
+/// service can (re)start while Redis is full.
 ///
 /// # Errors
 /// [`Error::GroupMissing`] when the group does not exist and the stream has entries (its message
@@ -28,11 +28,7 @@ use crate::script::Scripts;
 pub async fn ensure_group<C: ConnectionLike + Send>(conn: &mut C, stream: &str, group: &str) -> Result<bool> {
     let script = &Scripts::get().ensure_group;
     let cmd = script.cmd(&[stream], group);
-    let reply: Value = match script.run(conn, &cmd).await {
-        Ok(v) => v,
-        Err(e) if e.has_code("OOM") => return exists_despite_oom(conn, stream, group, e).await,
-        Err(e) => return Err(e),
-    };
+    let reply: Value = script.run(conn, &cmd).await?;
     match items(&reply).first().and_then(text).as_deref() {
         Some("created") => {
             tracing::info!(stream, group, "Created consumer group at 0.");

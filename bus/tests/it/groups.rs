@@ -187,6 +187,27 @@ async fn an_existing_group_is_fine_while_redis_is_out_of_memory() {
     );
 }
 
+/// Errors other than Redis being full are not taken for "the group exists": `create_group` with
+/// an invalid start id fails even where the group exists, and `group_exists` on a key that is not
+/// a stream fails with `WRONGTYPE` rather than answering `false`.
+#[tokio::test]
+async fn other_errors_are_not_taken_for_an_existing_or_absent_group() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let mut c = conn(&fx).await;
+    assert!(create_group(&mut c, &n.input, &n.group, "0").await.unwrap());
+    let err = create_group(&mut c, &n.input, &n.group, "not-an-id").await.unwrap_err();
+    assert!(err.has_code("ERR") && !err.is_transient(), "{err:?}");
+
+    let text = format!("{}:text", fx.prefix());
+    let _: () = redis::cmd("SET").arg(&text).arg("x").query_async(&mut c).await.unwrap();
+    let err = group_exists(&mut c, &text, "g").await.unwrap_err();
+    assert!(err.has_code("WRONGTYPE"), "{err:?}");
+    assert!(!group_exists(&mut c, &format!("{}:absent", fx.prefix()), "g")
+        .await
+        .unwrap());
+}
+
 /// `create_group` creates a group at `0`, `$` or an entry id on a stream with entries (the
 /// explicit way), with `MKSTREAM` on an absent stream, and leaves an existing group as it is.
 #[tokio::test]
