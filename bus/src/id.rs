@@ -131,6 +131,10 @@ mod tests {
             "+",
             "$",
             "18446744073709551616-0",
+            // Rust's integer parsing takes a leading `+`; Redis's ids do not.
+            "+1",
+            "+1-2",
+            "1-+2",
         ] {
             assert!(bad.parse::<StreamId>().is_err(), "{bad:?}");
         }
