@@ -8,6 +8,17 @@ use mt5_fixtures::RedisFixture;
 
 use crate::support::{configs, conn, consumer, output_seqs, pending, producer, read_all, scripted, Names};
 
+/// Adds a dead letter of event `id` from `stream` with `reason` straight to `dlq`.
+async fn add_dead_letter(c: &mut redis::aio::MultiplexedConnection, dlq: &str, id: &str, stream: &str, reason: &str) {
+    let _: String = redis::cmd("XADD")
+        .arg(dlq)
+        .arg("*")
+        .arg(&[("id", id), ("dlq_stream", stream), ("dlq_reason", reason)])
+        .query_async(c)
+        .await
+        .unwrap();
+}
+
 /// `list` keeps the dead letters of the given reason and original stream, oldest first, and its
 /// limit counts what passed the filters, not what was read; a limit of 0 lists nothing.
 #[tokio::test]
@@ -19,17 +30,7 @@ async fn list_filters_by_reason_and_stream_and_limits_what_passed() {
     for i in 0..6 {
         let stream = if i % 2 == 0 { "s:a" } else { "s:b" };
         let reason = if i % 3 == 0 { "malformed" } else { "handler" };
-        let _: String = redis::cmd("XADD")
-            .arg(&n.dlq)
-            .arg("*")
-            .arg(&[
-                ("id", format!("e{i}")),
-                ("dlq_stream", stream.into()),
-                ("dlq_reason", reason.into()),
-            ])
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        add_dead_letter(&mut c, &n.dlq, &format!("e{i}"), stream, reason).await;
     }
     let all = ListOptions::default;
     for (opts, want) in [
@@ -58,17 +59,7 @@ async fn replay_matching_replays_what_the_filter_lists_and_nothing_else() {
     let mut c = conn(&fx).await;
     let other = format!("{}:other", n.input);
     for (i, stream) in [&n.input, &other, &n.input].into_iter().enumerate() {
-        let _: String = redis::cmd("XADD")
-            .arg(&n.dlq)
-            .arg("*")
-            .arg(&[
-                ("id", format!("e{i}")),
-                ("dlq_stream", stream.clone()),
-                ("dlq_reason", "handler".into()),
-            ])
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        add_dead_letter(&mut c, &n.dlq, &format!("e{i}"), stream, "handler").await;
     }
     let replayed = dead_letter::replay_matching(&mut c, &n.dlq, &ListOptions::default().with_stream(&n.input))
         .await
