@@ -5,7 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mt5_bus::{BusMetrics, Consumer, ConsumerOptions};
+use mt5_bus::metrics::reclaim_kind;
+use mt5_bus::{BusMetrics, Consumer, ConsumerOptions, Reclaimer};
 use mt5_fixtures::RedisFixture;
 use tokio_util::sync::CancellationToken;
 
@@ -553,4 +554,93 @@ async fn reclaim_ticks_recur_after_the_first() {
     task.await.unwrap().unwrap();
     assert!(took.is_some(), "the dead consumer's entry was taken by a later tick");
     assert_eq!(pending(&mut c, &n.input, &n.group).await, 0);
+}
+
+/// Deletes the entry `id` of `stream`, as a trim would, while it may be pending.
+async fn xdel(c: &mut redis::aio::MultiplexedConnection, stream: &str, id: &str) {
+    let deleted: i64 = redis::cmd("XDEL").arg(stream).arg(id).query_async(c).await.unwrap();
+    assert_eq!(deleted, 1);
+}
+
+/// A (re)connect restarts the grace of one heartbeat TTL before the dead-consumer path claims
+/// anything (consumers cut off with us need that long to write their heartbeats again); after
+/// it, a dead consumer's entries are claimed, and every claim is counted by kind, as are the
+/// entries found trimmed while pending, on either path.
+#[tokio::test]
+async fn dead_consumers_wait_one_ttl_after_a_connect_and_every_claim_is_counted() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.consumer.heartbeat_ttl_ms = 400;
+    bus.reclaim.min_idle_ms = 300;
+    let p = producer(&redis, &bus).await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(p.publish(&n.input, &scripted(i, &["emit"])).await.unwrap().entry_id);
+    }
+    let mut c = conn(&fx).await;
+    ghost_reads_everything(&mut c, &n).await;
+
+    let metrics = BusMetrics::default();
+    let count = |kind: &str| {
+        metrics
+            .reclaimed
+            .with_label_values(&[n.input.as_str(), n.group.as_str(), kind])
+            .get()
+    };
+    let trimmed = || {
+        metrics
+            .trimmed_unacked
+            .with_label_values(&[n.input.as_str(), n.group.as_str()])
+            .get()
+    };
+    let mut rescuer = Reclaimer::new(&n.input, &n.group, "rescuer", &bus, metrics.clone());
+    rescuer.skip_connect_grace();
+    rescuer.on_connect(); // a reconnect: the grace starts again
+    let connected = Instant::now();
+    let early = rescuer.tick(&mut c).await.unwrap();
+    assert!(
+        connected.elapsed() < Duration::from_millis(300),
+        "the first tick came too late to test the grace"
+    );
+    assert_eq!(
+        early,
+        mt5_bus::ReclaimReport::default(),
+        "nothing is claimed within the grace"
+    );
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 7);
+
+    xdel(&mut c, &n.input, &ids[0]).await; // trimmed while the ghost held it
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = rescuer.tick(&mut c).await.unwrap();
+    assert_eq!(report.from_dead, 6, "{report:?}");
+    assert_eq!(report.claimed, ids[1..].to_vec());
+    assert_eq!((report.idle, report.trimmed), (0, 1), "{report:?}");
+    assert_eq!(report.deleted_consumers, ["ghost"]);
+    assert_eq!(
+        (count(reclaim_kind::DEAD_CONSUMER), count(reclaim_kind::IDLE), trimmed()),
+        (6, 0, 1)
+    );
+
+    // The rescuer is alive now but holds its entries past min_idle: the idle path takes them,
+    // except one trimmed meanwhile, which is counted as trimmed.
+    let _: () = redis::cmd("SET")
+        .arg(mt5_bus::heartbeat_key(&n.input, &n.group, "rescuer"))
+        .arg(1)
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    xdel(&mut c, &n.input, &ids[1]).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut second = Reclaimer::new(&n.input, &n.group, "second", &bus, metrics.clone());
+    let report = second.tick(&mut c).await.unwrap();
+    assert_eq!(report.claimed, ids[2..].to_vec());
+    assert_eq!((report.from_dead, report.idle, report.trimmed), (0, 5, 1), "{report:?}");
+    assert_eq!(
+        (count(reclaim_kind::DEAD_CONSUMER), count(reclaim_kind::IDLE), trimmed()),
+        (6, 5, 2)
+    );
+    assert_eq!(pending(&mut c, &n.input, &n.group).await, 5);
 }
