@@ -285,6 +285,51 @@ mod tests {
         assert_eq!(e.field("n"), None);
     }
 
+    /// Every string shape a server sends (RESP2 or RESP3, a bulk, status or verbatim string,
+    /// `OK`, a number) is text, and bytes where a field is taken out of a reply; what is not a
+    /// string is neither.
+    #[test]
+    fn every_string_shape_is_text_and_bytes() {
+        let shapes = [
+            (bulk("v"), Some("v")),
+            (Value::SimpleString("v".into()), Some("v")),
+            (
+                Value::VerbatimString {
+                    format: redis::VerbatimFormat::Text,
+                    text: "v".into(),
+                },
+                Some("v"),
+            ),
+            (Value::Okay, Some("OK")),
+            (Value::Int(-42), Some("-42")),
+            (Value::BulkString(vec![0xff]), None),
+            (Value::Nil, None),
+            (Value::Array(vec![bulk("v")]), None),
+        ];
+        for (v, want) in shapes {
+            assert_eq!(text(&v).as_deref(), want, "{v:?}");
+        }
+        assert_eq!(int(&Value::Int(7)), Some(7));
+        assert_eq!(int(&bulk("-12")), Some(-12));
+        assert_eq!(int(&Value::SimpleString("3".into())), Some(3));
+        assert_eq!(int(&bulk("x")), None);
+
+        // A field value a script returns as a status reply or a number reads as its text.
+        let fields = Value::Array(vec![
+            Value::SimpleString("status".into()),
+            Value::SimpleString("ok".into()),
+            bulk("n"),
+            Value::Int(5),
+        ]);
+        let e = entry(Value::Array(vec![bulk("1-0"), fields]), "XRANGE").unwrap();
+        assert_eq!(
+            e.fields.as_deref(),
+            Some(&[(b"status".to_vec(), b"ok".to_vec()), (b"n".to_vec(), b"5".to_vec())][..])
+        );
+        let bad = Value::Array(vec![bulk("1-0"), Value::Array(vec![bulk("n"), Value::Nil])]);
+        assert!(entry(bad, "XRANGE").is_err(), "a nil value is not a field value");
+    }
+
     #[test]
     fn odd_shapes_are_errors_not_panics() {
         let v = Value::Array(vec![Value::Array(vec![bulk("s")])]);

@@ -124,6 +124,23 @@ mod tests {
         let mut b = Backoff::new(&cfg(0.0));
         let got: Vec<u64> = (0..6).map(|_| b.next_delay().as_millis() as u64).collect();
         assert_eq!(got, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(b.attempts(), 6, "each delay counts an attempt");
+        b.reset();
+        assert_eq!((b.attempts(), b.next_delay()), (0, Duration::from_millis(100)));
+    }
+
+    /// Jitter spreads the delays over `[base * (1 - jitter), base]`, so clients that failed
+    /// together do not retry together: 200 draws with a jitter of 0.5 reach both ends' quarters.
+    #[test]
+    fn jitter_spreads_the_delays() {
+        let mut b = Backoff::new(&RetryConfig {
+            multiplier: 1.0,
+            ..cfg(0.5)
+        });
+        let got: Vec<Duration> = (0..200).map(|_| b.next_delay()).collect();
+        let (min, max) = (got.iter().min().unwrap(), got.iter().max().unwrap());
+        assert!(*min < Duration::from_millis(63), "no delay near the low end: {min:?}");
+        assert!(*max > Duration::from_millis(87), "no delay near the base: {max:?}");
     }
 
     #[test]
@@ -139,12 +156,17 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn transient_errors_are_retried_until_the_bound() {
         let mut calls = 0;
-        let err = retry_transient(&cfg(0.0), Some(4), &CancellationToken::new(), "op", || {
+        let (cfg, cancel) = (cfg(0.0), CancellationToken::new());
+        let retries = retry_transient(&cfg, Some(4), &cancel, "op", || {
             calls += 1;
             async { Err::<(), _>(Error::Redis(redis::make_extension_error("LOADING".into(), None))) }
-        })
-        .await
-        .unwrap_err();
+        });
+        // Four attempts sleep 0.7 s of the paused clock; a bound that is never reached fails
+        // here instead of retrying forever.
+        let err = tokio::time::timeout(Duration::from_secs(60), retries)
+            .await
+            .expect("the retries ended")
+            .unwrap_err();
         assert_eq!(calls, 4);
         assert!(matches!(err, Error::RetriesExhausted { attempts: 4, .. }), "{err}");
     }
