@@ -247,6 +247,51 @@ async fn the_cursor_moves_forward_only() {
         .unwrap();
     let err = query::cursor(&mut c, &key).await.unwrap_err().to_string();
     assert!(err.contains("soon"), "{err}");
+    // Advancing it is an error too, and leaves the value as it is.
+    let err = query::advance_cursor(&mut c, &key, 2_000)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a number"), "{err}");
+    let kept: String = redis::cmd("GET").arg(&key).query_async(&mut c).await.unwrap();
+    assert_eq!(kept, "soon");
+}
+
+/// A script is loaded again only when the server lost it (`NOSCRIPT`, after a restart or a
+/// `SCRIPT FLUSH`); a script that fails for another reason (the cursor holds text) returns its
+/// error after one run, without a reload or a second run.
+#[tokio::test]
+async fn a_script_is_reloaded_only_after_noscript() {
+    let fx = RedisFixture::start().await.unwrap();
+    let key = format!("{}:cursor", fx.prefix());
+    let mut c = connection(&fx).await;
+    assert_eq!(query::advance_cursor(&mut c, &key, 5).await.unwrap(), 5);
+    let calls = || async {
+        (
+            fx.command_calls("script|load").await.unwrap(),
+            fx.command_calls("evalsha").await.unwrap(),
+        )
+    };
+    let (loads, runs) = calls().await;
+
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("soon")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let err = query::advance_cursor(&mut c, &key, 6).await.unwrap_err();
+    assert!(!err.is_noscript(), "{err}");
+    assert_eq!(calls().await, (loads, runs + 1), "one run, no reload, after {err}");
+
+    let _: () = redis::cmd("SET").arg(&key).arg(7).query_async(&mut c).await.unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut c).await.unwrap();
+    assert_eq!(query::advance_cursor(&mut c, &key, 9).await.unwrap(), 9);
+    assert_eq!(
+        calls().await,
+        (loads + 1, runs + 3),
+        "NOSCRIPT, one load, the run again"
+    );
 }
 
 /// The time-scored record drops names older than the floor and keeps the rest; a name added
