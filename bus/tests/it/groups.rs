@@ -304,3 +304,84 @@ async fn a_group_deleted_under_a_running_consumer_stops_it_with_group_missing() 
     );
     assert!(text.contains(&series), "{series} in\n{text}");
 }
+
+/// `stream_stats` reports a stream's ends and length, and per group what is pending (and since
+/// when), how far it has read, and which of its consumers are alive (have a heartbeat); the
+/// gauges take those figures. An absent stream is reported as such.
+#[tokio::test]
+async fn stream_stats_report_ends_pending_and_live_consumers() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let mut c = conn(&fx).await;
+    let absent = stream_stats(&mut c, &n.input).await.unwrap();
+    assert!(!absent.exists && absent.groups.is_empty() && absent.first_id.is_none());
+
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id: String = redis::cmd("XADD")
+            .arg(&n.input)
+            .arg("*")
+            .arg("k")
+            .arg(i)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    assert!(create_group(&mut c, &n.input, &n.group, "0").await.unwrap());
+    for (name, count) in [("alive", 2), ("dead", 1)] {
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&n.group)
+            .arg(name)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(&n.input)
+            .arg(">")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg(mt5_bus::heartbeat_key(&n.input, &n.group, "alive"))
+        .arg(1)
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+
+    let stats = stream_stats(&mut c, &n.input).await.unwrap();
+    assert!(stats.exists);
+    assert_eq!(stats.length, 3);
+    assert_eq!(
+        (stats.first_id.as_deref(), stats.last_id.as_deref()),
+        (Some(&*ids[0]), Some(&*ids[2]))
+    );
+    let [g] = &stats.groups[..] else {
+        panic!("one group: {:?}", stats.groups)
+    };
+    assert_eq!(
+        (g.name.as_str(), g.pending, g.last_delivered_id.as_str()),
+        (n.group.as_str(), 3, &*ids[2])
+    );
+    assert_eq!((g.entries_read, g.lag), (Some(3), Some(0)));
+    assert_eq!(g.oldest_pending_id.as_deref(), Some(&*ids[0]));
+    assert!(g.oldest_pending_age_ms.is_some_and(|ms| ms < 60_000), "{g:?}");
+    let consumers: Vec<_> = g
+        .consumers
+        .iter()
+        .map(|c| (c.name.as_str(), c.pending, c.alive))
+        .collect();
+    assert_eq!(consumers, [("alive", 2, true), ("dead", 1, false)]);
+    assert_eq!(g.alive(), 1);
+
+    let metrics = BusMetrics::default();
+    metrics.observe_stats(&stats);
+    let labels = [n.input.as_str(), n.group.as_str()];
+    assert_eq!(metrics.stream_length.with_label_values(&[n.input.as_str()]).get(), 3);
+    assert_eq!(metrics.group_pending.with_label_values(&labels).get(), 3);
+    assert_eq!(metrics.group_lag.with_label_values(&labels).get(), 0);
+    assert_eq!(metrics.consumers_alive.with_label_values(&labels).get(), 1);
+}
