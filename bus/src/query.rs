@@ -332,6 +332,20 @@ pub async fn pending_summary<C: ConnectionLike + Send>(
     }))
 }
 
+/// The oldest pending id of `group` on `stream`; `None` when nothing is pending or the stream
+/// or the group does not exist. One `XPENDING`, asked whatever the group's pending count said:
+/// a count read before may be stale.
+///
+/// # Errors
+/// As [`pending_summary`].
+pub async fn oldest_pending_id<C: ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+    group: &str,
+) -> Result<Option<String>> {
+    Ok(pending_summary(conn, stream, group).await?.and_then(|s| s.first_id))
+}
+
 /// Checks that Redis answers (`PING`).
 ///
 /// # Errors

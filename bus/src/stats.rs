@@ -9,6 +9,7 @@ use crate::envelope::entry_millis;
 use crate::error::{is_no_such_key, Result};
 use crate::keys;
 use crate::metrics::BusMetrics;
+use crate::query;
 use crate::reply::{int, items, pairs, text};
 
 /// One consumer of a group.
@@ -143,12 +144,7 @@ pub async fn stream_stats<C: ConnectionLike + Send>(conn: &mut C, stream: &str) 
             continue;
         };
         let pending = m.get("pending").and_then(int).unwrap_or(0).max(0) as u64;
-        let oldest_pending_id = if pending > 0 {
-            let s: Value = redis::cmd("XPENDING").arg(stream).arg(&name).query_async(conn).await?;
-            items(&s).get(1).and_then(text)
-        } else {
-            None
-        };
+        let oldest_pending_id = query::oldest_pending_id(conn, stream, &name).await?;
         let cv: Value = redis::cmd("XINFO")
             .arg("CONSUMERS")
             .arg(stream)

@@ -54,13 +54,7 @@ async fn group_positions<C: ConnectionLike + Send>(conn: &mut C, stream: &str) -
             .get("last-delivered-id")
             .and_then(text)
             .unwrap_or_else(|| "0-0".into());
-        let pending = m.get("pending").and_then(int).unwrap_or(0);
-        let oldest_pending = if pending > 0 {
-            let s: Value = redis::cmd("XPENDING").arg(stream).arg(&name).query_async(conn).await?;
-            items(&s).get(1).and_then(text)
-        } else {
-            None
-        };
+        let oldest_pending = query::oldest_pending_id(conn, stream, &name).await?;
         out.push(GroupPos {
             last_delivered,
             oldest_pending,

@@ -384,4 +384,41 @@ async fn stream_stats_report_ends_pending_and_live_consumers() {
     assert_eq!(metrics.group_pending.with_label_values(&labels).get(), 3);
     assert_eq!(metrics.group_lag.with_label_values(&labels).get(), 0);
     assert_eq!(metrics.consumers_alive.with_label_values(&labels).get(), 1);
+    let mut aged = stats.clone();
+    aged.groups[0].oldest_pending_age_ms = Some(5_500);
+    metrics.observe_stats(&aged);
+    assert_eq!(
+        metrics.oldest_pending_age.with_label_values(&labels).get(),
+        5,
+        "whole seconds"
+    );
+
+    // A key that is not a stream is an error, not an absent stream.
+    let text = format!("{}:text", fx.prefix());
+    let _: () = redis::cmd("SET").arg(&text).arg("x").query_async(&mut c).await.unwrap();
+    let err = stream_stats(&mut c, &text).await.unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+}
+
+/// `list_streams` names every stream of the database once, sorted, however many pages `SCAN`
+/// takes, and nothing that is not a stream.
+#[tokio::test]
+async fn list_streams_names_every_stream_across_scan_pages() {
+    let fx = RedisFixture::start().await.unwrap();
+    let mut c = conn(&fx).await;
+    let mut pipe = redis::pipe();
+    let mut want = Vec::new();
+    for i in 0..2_500 {
+        let name = format!("s:{i:04}");
+        pipe.cmd("XADD").arg(&name).arg("*").arg("k").arg("v").ignore();
+        want.push(name);
+        if i % 10 == 0 {
+            pipe.cmd("SET").arg(format!("k:{i}")).arg("v").ignore();
+        }
+    }
+    let _: () = pipe.query_async(&mut c).await.unwrap();
+    // SCAN looks at about COUNT (1000) keys a call: several pages for 2 750 keys.
+    assert_eq!(mt5_bus::stats::list_streams(&mut c).await.unwrap(), want);
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut c).await.unwrap();
+    assert!(mt5_bus::stats::list_streams(&mut c).await.unwrap().is_empty());
 }
