@@ -33,7 +33,8 @@ pub struct TrimReport {
     pub trimmed: u64,
     /// Whether a group's unacknowledged entries held the floor back (safe mode).
     pub held_back: bool,
-    /// Per group, entries removed before it acknowledged them (maxlen mode only).
+    /// Per group that lost any, entries removed before it acknowledged them (maxlen mode only;
+    /// a group that lost none is not listed).
     pub trimmed_unacked: BTreeMap<String, u64>,
 }
 

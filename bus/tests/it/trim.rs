@@ -81,16 +81,25 @@ async fn maxlen_trimming_counts_every_unacknowledged_loss() {
     assert_eq!(bus.trim.mode_for(&n.input, &n.dlq), TrimMode::Maxlen);
     let p = producer(&redis, &bus).await;
     publish_n(&p, &n.input, 1000).await;
+    let mut c = conn(&fx).await;
+    // A second group that starts after everything: it loses nothing and is not listed.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&n.input)
+        .arg("late")
+        .arg("$")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     let mut consumer = consumer(&redis, &bus, &n, None);
     // 100 processed, 100 read and pending, 800 never delivered.
     consumer.step(Some(Duration::from_millis(5))).await.unwrap();
     let _held = consumer.fetch(Some(Duration::from_millis(5))).await.unwrap();
-    let mut c = conn(&fx).await;
     let metrics = BusMetrics::default();
     let r = trim_stream(&mut c, &n.input, &bus, &metrics).await.unwrap();
     assert_eq!(r.trimmed, 800);
     // Trimmed: entries 0..800. Of those 0..100 were acknowledged; 100..200 pending; 200..800 unread.
-    assert_eq!(r.trimmed_unacked.get(&n.group), Some(&700), "{r:?}");
+    assert_eq!(r.trimmed_unacked, [(n.group.clone(), 700)].into(), "{r:?}");
     assert_eq!(
         metrics.trimmed_unacked.with_label_values(&[&n.input, &n.group]).get(),
         700
@@ -139,6 +148,15 @@ async fn a_trim_report_names_the_stream_and_its_length_before() {
         (r.stream.as_str(), r.length_before, r.trimmed),
         (short.as_str(), 10, 0),
         "{r:?}"
+    );
+    assert_eq!(r.floor, None, "at the cap, no floor: {r:?}");
+    let shorter = format!("{}:shorter", n.input);
+    publish_n(&p, &shorter, 3).await;
+    let r = trim_stream(&mut c, &shorter, &bus, &metrics).await.unwrap();
+    assert_eq!(
+        (r.length_before, r.trimmed, r.floor.as_deref()),
+        (3, 0, None),
+        "under the cap: {r:?}"
     );
     let r = trim_stream(&mut c, &n.output, &bus, &metrics).await.unwrap();
     assert_eq!((r.stream.as_str(), r.length_before), (n.output.as_str(), 30), "{r:?}");
