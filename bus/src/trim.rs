@@ -155,7 +155,7 @@ pub async fn trim_stream<C: ConnectionLike + Send>(
         return Ok(report);
     }
     let chunk = ((len - cfg.trim.max_len) as usize).min(MAX_TRIM_CHUNK);
-    let excess: Vec<String> = query::range(conn, stream, &RangeOptions::all().count(chunk + 1))
+    let excess: Vec<String> = query::range(conn, stream, &RangeOptions::all().count(chunk))
         .await?
         .into_iter()
         .map(|e| e.id)
@@ -163,12 +163,8 @@ pub async fn trim_stream<C: ConnectionLike + Send>(
     let Some(last) = excess.last() else {
         return Ok(report);
     };
-    // Keep the (chunk+1)-th oldest entry and everything after it.
-    let position_floor = if excess.len() > chunk {
-        last.clone()
-    } else {
-        next_id(last)
-    };
+    // Below the id just after the chunk-th oldest entry: the chunk goes, what follows it stays.
+    let position_floor = next_id(last);
     match mode {
         TrimMode::Safe => trim_safe(conn, stream, position_floor, &excess[0], &mut report).await?,
         TrimMode::Maxlen => trim_maxlen(conn, stream, position_floor, metrics, &mut report).await?,

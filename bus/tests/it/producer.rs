@@ -14,6 +14,11 @@ async fn group_is_created_at_zero_before_the_first_publish() {
     let n = Names::new(&fx);
     let (redis, bus) = configs(&fx, &n);
     let p = producer(&redis, &bus).await;
+    assert_eq!(
+        p.config(),
+        &bus,
+        "the producer keeps the configuration it was built with"
+    );
     let mut c = conn(&fx).await;
     let groups: Value = redis::cmd("XINFO")
         .arg("GROUPS")

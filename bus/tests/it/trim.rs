@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use mt5_bus::trim::trim_stream;
+use mt5_bus::trim::{run_trimmer, trim_stream};
 use mt5_bus::{BusMetrics, PublishOptions, TrimMode};
 use mt5_fixtures::RedisFixture;
 
-use crate::support::{assert_zero_loss, configs, conn, consumer, producer, read_all, scripted, Names};
+use crate::support::{assert_zero_loss, configs, conn, consumer, producer, read_all, scripted, wait_until, Names};
 
 async fn publish_n(p: &mt5_bus::EventProducer, stream: &str, n: u64) {
     for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
@@ -161,4 +161,47 @@ async fn a_trim_report_names_the_stream_and_its_length_before() {
     let r = trim_stream(&mut c, &n.output, &bus, &metrics).await.unwrap();
     assert_eq!((r.stream.as_str(), r.length_before), (n.output.as_str(), 30), "{r:?}");
     assert!(r.floor.is_some(), "over the cap, a floor was computed: {r:?}");
+}
+
+/// `run_trimmer` trims its streams every `trim.interval_ms`, not once: a stream that grows past
+/// its cap after the first tick is trimmed again; it returns when cancelled.
+#[tokio::test]
+async fn the_trimmer_trims_its_streams_every_interval_until_cancelled() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.trim.max_len = 10;
+    bus.trim.backlog_limit = 0;
+    bus.trim.interval_ms = 50;
+    bus.trim.maxlen_streams = vec![n.input.clone()];
+    let p = producer(&redis, &bus).await;
+    let c = conn(&fx).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let metrics = BusMetrics::default();
+    let trimmer = tokio::spawn(run_trimmer(
+        c.clone(),
+        vec![n.input.clone()],
+        bus.clone(),
+        metrics,
+        cancel.clone(),
+    ));
+    let len_is = |want: u64| {
+        let (c, input) = (c.clone(), n.input.clone());
+        move || {
+            let (mut c, input) = (c.clone(), input.clone());
+            async move { mt5_bus::query::len(&mut c, &input).await.unwrap() == want }
+        }
+    };
+    for round in 0..2 {
+        publish_n(&p, &n.input, 30).await;
+        assert!(
+            wait_until(Duration::from_secs(5), len_is(10)).await.is_some(),
+            "round {round}: trimmed to the cap of 10"
+        );
+    }
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(5), trimmer)
+        .await
+        .expect("the trimmer returns once cancelled")
+        .unwrap();
 }
