@@ -270,3 +270,98 @@ async fn an_oom_refusal_of_an_unkeyed_batch_is_transient_and_writes_nothing() {
     assert_eq!(published.len(), 20);
     assert_eq!(read_all(&mut c, &n.input).await.len(), 20);
 }
+
+/// The maximum entry size counts field names and values and admits exactly the maximum, on the
+/// plain path and on the keyed (script) path; one byte over is refused with the entry's size.
+#[tokio::test]
+async fn an_entry_of_exactly_the_maximum_size_is_published_and_one_byte_more_is_not() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    let e = Event::new("t", "test.v1", serde_json::json!("x".repeat(500)));
+    let size = mt5_bus::envelope::fields_size(&e.to_fields());
+    let keyed = PublishOptions::idempotent("k");
+    bus.max_entry_bytes = size;
+    let p = producer(&redis, &bus).await;
+    p.publish(&n.input, &e).await.unwrap();
+    p.publish_with(&n.input, &e, &keyed).await.unwrap();
+    bus.max_entry_bytes = size - 1;
+    let p = producer(&redis, &bus).await;
+    for opts in [PublishOptions::default(), PublishOptions::idempotent("k2")] {
+        let err = p.publish_with(&n.input, &e, &opts).await.unwrap_err();
+        assert!(
+            matches!(err, Error::EntryTooLarge { size: s, max } if s == size && max == size - 1),
+            "{opts:?}: {err}"
+        );
+    }
+    let mut c = conn(&fx).await;
+    assert_eq!(read_all(&mut c, &n.input).await.len(), 2);
+}
+
+/// A batch with different idempotency keys writes each event once; sent again, each one is a
+/// duplicate of its own first entry.
+#[tokio::test]
+async fn each_key_of_a_batch_guards_its_own_event() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, bus) = configs(&fx, &n);
+    let p = producer(&redis, &bus).await;
+    let events: Vec<(Event, PublishOptions)> = (0..3)
+        .map(|i| {
+            (
+                Event::new("t", "test.v1", serde_json::json!(i)),
+                PublishOptions::idempotent(format!("k{i}")),
+            )
+        })
+        .collect();
+    let first = p.publish_batch(&n.input, &events).await.unwrap();
+    assert!(first.iter().all(|p| !p.duplicate), "{first:?}");
+    let again = p.publish_batch(&n.input, &events).await.unwrap();
+    assert!(again.iter().all(|p| p.duplicate), "{again:?}");
+    let ids = |out: &[mt5_bus::Published]| out.iter().map(|p| p.entry_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&first));
+    let mut c = conn(&fx).await;
+    let written: Vec<String> = read_all(&mut c, &n.input).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(written, ids(&first));
+}
+
+/// The plain path's backlog check trusts the length it saw after its previous batch only while
+/// that leaves room: a batch that fits costs no extra `XLEN`, and once the stream was trimmed
+/// below the limit, publishes are accepted again instead of being refused on an old length.
+#[tokio::test]
+async fn the_backlog_check_rereads_the_length_only_when_the_known_one_leaves_no_room() {
+    let fx = RedisFixture::start().await.unwrap();
+    let n = Names::new(&fx);
+    let (redis, mut bus) = configs(&fx, &n);
+    bus.trim.max_len = 5;
+    bus.trim.backlog_limit = 10;
+    let p = producer(&redis, &bus).await;
+    let event = |i: i64| Event::new("t", "test.v1", serde_json::json!(i));
+    let xlens = || async { fx.command_calls("xlen").await.unwrap() };
+    p.publish(&n.input, &event(0)).await.unwrap();
+    let before = xlens().await;
+    for i in 1..10 {
+        p.publish(&n.input, &event(i)).await.unwrap();
+    }
+    assert_eq!(
+        xlens().await - before,
+        9,
+        "one XLEN per batch, in its own MULTI/EXEC, while the known length leaves room"
+    );
+    assert!(matches!(
+        p.publish(&n.input, &event(10)).await,
+        Err(Error::Backpressure { length: 10, .. })
+    ));
+    let mut c = conn(&fx).await;
+    let _: i64 = redis::cmd("XTRIM")
+        .arg(&n.input)
+        .arg("MAXLEN")
+        .arg(4)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    p.publish(&n.input, &event(11))
+        .await
+        .expect("room again after the trim: the length is read again, not taken from before");
+    assert_eq!(read_all(&mut c, &n.input).await.len(), 5);
+}
