@@ -124,3 +124,27 @@ pub trait Handler: Send + Sync + 'static {
     /// counts as a transient failure.
     fn handle(&self, delivery: &Delivery) -> impl Future<Output = Outcome> + Send;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reason reads back from the `dlq_reason` it is stored as (the dead-letter tools
+    /// filter by it), and nothing else reads as a reason.
+    #[test]
+    fn every_dead_letter_reason_parses_from_its_stored_name_and_nothing_else_does() {
+        let all = [
+            DeadLetterReason::Malformed,
+            DeadLetterReason::Unsupported,
+            DeadLetterReason::MaxDeliveries,
+            DeadLetterReason::Handler,
+        ];
+        for r in all {
+            assert_eq!(DeadLetterReason::parse(r.as_str()), Some(r));
+            assert_eq!(r.to_string(), r.as_str());
+        }
+        for other in ["", "Malformed", "max-deliveries", "handler "] {
+            assert_eq!(DeadLetterReason::parse(other), None, "{other:?}");
+        }
+    }
+}
