@@ -253,6 +253,18 @@ mod tests {
         assert_eq!(f.to_touch(Duration::from_millis(1)), vec![id(1)]);
     }
 
+    /// Settled entries are forgotten: the heartbeat stops touching them and the map does not
+    /// grow with every entry the consumer ever held.
+    #[test]
+    fn removed_entries_are_no_longer_touched() {
+        let f = InFlight::default();
+        f.queue([id(1), id(2), id(3)]);
+        f.remove([id(1), id(3)]);
+        assert_eq!(f.to_touch(Duration::from_secs(1)), vec![id(2)]);
+        f.remove([id(2)]);
+        assert!(f.lock().is_empty());
+    }
+
     #[test]
     fn a_gone_entry_stays_gone_and_is_not_touched() {
         let f = InFlight::default();
