@@ -184,13 +184,16 @@ mod tests {
     fn claimed_entries_ahead_of_the_own_pel_walk_are_left_to_it() {
         let mut p = ReadPlan::default();
         p.own_pel_read(Some(id(4)));
-        p.claimed([id(2), id(7)]);
-        // 7 lies ahead of the walk, which reads it; 2 lies behind it and is queued.
+        p.claimed([id(2), id(4), id(7)]);
+        // 7 lies ahead of the walk, which reads it; 2 lies behind it and 4 is where it stands
+        // (read before the claim; the walk goes on after it): both are queued.
         p.own_pel_read(Some(id(7)));
         p.own_pel_read(None);
         let now = Instant::now();
         assert_eq!(p.next(now), Read::Id(id(2)));
         p.id_read(id(2));
+        assert_eq!(p.next(now), Read::Id(id(4)));
+        p.id_read(id(4));
         assert_eq!(p.next(now), Read::New);
     }
 

@@ -150,6 +150,12 @@ mod tests {
     fn text_is_kept_as_given_without_surrounding_whitespace() {
         let d = Data::from_json("  {\"b\": 1,  \"a\": [1, 2.50]}\n").unwrap();
         assert_eq!(d.get(), "{\"b\": 1,  \"a\": [1, 2.50]}");
+        assert_eq!(d.len(), 25, "the kept text's bytes");
+        assert!(!d.is_empty());
+        assert_eq!(
+            (Data::from_json("0").unwrap().len(), Data::from(json!("é")).len()),
+            (1, 4)
+        );
         assert_eq!(d, json!({"a": [1, 2.5], "b": 1}));
     }
 
