@@ -182,6 +182,21 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(json!({"a": 1, "b": "x"}), a);
+        assert_eq!(a, json!({"a": 1, "b": "x"}));
+        assert_ne!(json!({"a": 1, "b": "y"}), a);
+        assert_ne!(a, json!({"a": 1, "b": "y"}));
+    }
+
+    /// Text serde_json made or checked is kept as it is, and shown as it is by `Display` and
+    /// `Debug` (a log line shows the JSON, not a wrapper around it).
+    #[test]
+    fn raw_text_is_kept_and_shown_as_it_is() {
+        let text = r#"{"b": [1, 2.50], "a": "x"}"#;
+        let raw = RawValue::from_string(text.to_string()).unwrap();
+        let d = Data::from(raw);
+        assert_eq!(d.get(), text);
+        assert_eq!(d.to_string(), text);
+        assert_eq!(format!("{d:?}"), text);
     }
 
     #[test]
