@@ -198,7 +198,7 @@ def report(name, list_json, record_dirs, root="."):
     for key, (file, mname) in current.items():
         kind = latest.get(key, NOT_RUN)
         per_file[file][kind] += 1
-        if kind in ("missed", "timeout"):
+        if kind in ("missed", "timeout", NOT_RUN):
             listed[kind].append(mname)
     print(f"{'file':44} {'caught':>7} {'missed':>7} {'unviable':>9} {'timeout':>8} {'not run':>8}")
     total = dict.fromkeys(KINDS + (NOT_RUN,), 0)
@@ -220,7 +220,7 @@ def report(name, list_json, record_dirs, root="."):
         print(line)
     if total_time:
         print(f"time in the records: {total_time // 3600} h {total_time % 3600 // 60:02d} min")
-    for kind in ("missed", "timeout"):
+    for kind in ("missed", "timeout", NOT_RUN):
         if listed[kind]:
             print(f"-- {kind}:")
             for item in sorted(listed[kind]):
