@@ -12,7 +12,9 @@ use mt5_fixtures::RedisFixture;
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{configs, conn, counted_consumer, output_seqs, producer, scripted, wait_until, Names, Scripted};
+use crate::support::{
+    configs, conn, counted_consumer, mark_alive, output_seqs, producer, read_as, scripted, wait_until, Names, Scripted,
+};
 
 async fn destroy_group(c: &mut MultiplexedConnection, stream: &str, group: &str) {
     let destroyed: i64 = redis::cmd("XGROUP")
@@ -330,27 +332,9 @@ async fn stream_stats_report_ends_pending_and_live_consumers() {
     }
     assert!(create_group(&mut c, &n.input, &n.group, "0").await.unwrap());
     for (name, count) in [("alive", 2), ("dead", 1)] {
-        let _: redis::Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&n.group)
-            .arg(name)
-            .arg("COUNT")
-            .arg(count)
-            .arg("STREAMS")
-            .arg(&n.input)
-            .arg(">")
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        read_as(&mut c, &n.input, &n.group, name, count).await;
     }
-    let _: () = redis::cmd("SET")
-        .arg(mt5_bus::heartbeat_key(&n.input, &n.group, "alive"))
-        .arg(1)
-        .arg("PX")
-        .arg(60_000)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    mark_alive(&mut c, &n.input, &n.group, "alive", 60_000).await;
 
     let stats = stream_stats(&mut c, &n.input).await.unwrap();
     assert!(stats.exists);

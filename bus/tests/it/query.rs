@@ -8,7 +8,7 @@ use mt5_bus::query::{self, Bound, RangeOptions, RangeReader, ReadOptions};
 use mt5_bus::{Connection, Redis, RedisConfig};
 use mt5_fixtures::RedisFixture;
 
-use crate::support::Names;
+use crate::support::{read_as, Names};
 
 async fn connection(fx: &RedisFixture) -> Connection {
     Redis::new(&RedisConfig::default().with_url(fx.url()))
@@ -196,18 +196,7 @@ async fn the_pending_summary_counts_per_consumer() {
         .unwrap();
     assert_eq!(idle, query::PendingSummary::default());
     for (consumer, count) in [("a", 2), ("b", 3)] {
-        let _: redis::Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&n.group)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("STREAMS")
-            .arg(&n.input)
-            .arg(">")
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        read_as(&mut c, &n.input, &n.group, consumer, count).await;
     }
     let mut sum = query::pending_summary(&mut c, &n.input, &n.group)
         .await

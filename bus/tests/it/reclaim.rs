@@ -11,7 +11,8 @@ use mt5_fixtures::RedisFixture;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    assert_zero_loss, configs, conn, consumer, output_seqs, pending, producer, scripted, wait_until, Names, Scripted,
+    assert_zero_loss, configs, conn, consumer, mark_alive, output_seqs, pending, producer, read_as, scripted,
+    wait_until, Names, Scripted,
 };
 
 const CHILD_TEST: &str = "reclaim::crash_child_holds_a_batch";
@@ -366,42 +367,13 @@ async fn the_idle_reclaim_reaches_idle_entries_behind_more_than_one_ticks_scan()
     let mut c = conn(&fx).await;
     // Both holders are alive (heartbeats outlive the test), so only the idle path applies.
     for name in ["live", "stuck"] {
-        let _: () = redis::cmd("SET")
-            .arg(mt5_bus::heartbeat_key(&n.input, &n.group, name))
-            .arg(1)
-            .arg("PX")
-            .arg(120_000)
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        mark_alive(&mut c, &n.input, &n.group, name, 120_000).await;
     }
-    let read = |name: &'static str, count: u64| {
-        let mut c = c.clone();
-        let (input, group) = (n.input.clone(), n.group.clone());
-        async move {
-            let v: redis::Value = redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(&group)
-                .arg(name)
-                .arg("COUNT")
-                .arg(count)
-                .arg("STREAMS")
-                .arg(&input)
-                .arg(">")
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            let reply: redis::streams::StreamReadReply = redis::from_redis_value(v).unwrap();
-            reply
-                .keys
-                .into_iter()
-                .flat_map(|k| k.ids)
-                .map(|e| e.id)
-                .collect::<Vec<String>>()
-        }
-    };
-    assert_eq!(read("live", FRESH).await.len() as u64, FRESH);
-    let stuck_ids = read("stuck", IDLE).await;
+    assert_eq!(
+        read_as(&mut c, &n.input, &n.group, "live", FRESH).await.len() as u64,
+        FRESH
+    );
+    let stuck_ids = read_as(&mut c, &n.input, &n.group, "stuck", IDLE).await;
     assert_eq!(stuck_ids.len() as u64, IDLE);
     // The stuck consumer's entries have been idle for 10 minutes; the live one's are fresh.
     let _: redis::Value = redis::cmd("XCLAIM")
@@ -624,14 +596,7 @@ async fn dead_consumers_wait_one_ttl_after_a_connect_and_every_claim_is_counted(
 
     // The rescuer is alive now but holds its entries past min_idle: the idle path takes them,
     // except one trimmed meanwhile, which is counted as trimmed.
-    let _: () = redis::cmd("SET")
-        .arg(mt5_bus::heartbeat_key(&n.input, &n.group, "rescuer"))
-        .arg(1)
-        .arg("PX")
-        .arg(60_000)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    mark_alive(&mut c, &n.input, &n.group, "rescuer", 60_000).await;
     xdel(&mut c, &n.input, &ids[1]).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let mut second = Reclaimer::new(&n.input, &n.group, "second", &bus, metrics.clone());

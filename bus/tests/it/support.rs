@@ -256,3 +256,47 @@ pub(crate) async fn assert_zero_loss_allowing(
     assert!(dup.is_empty(), "duplicated effects: {dup:?}");
     assert_eq!(pending(conn, &n.input, &n.group).await, 0, "the PEL must drain");
 }
+
+/// Reads up to `count` new entries of `stream` as `consumer` of `group` (`XREADGROUP ... >`),
+/// which then holds them pending as a consumer that stopped would; returns their ids.
+pub(crate) async fn read_as<C: redis::aio::ConnectionLike + Send>(
+    c: &mut C,
+    stream: &str,
+    group: &str,
+    consumer: &str,
+    count: u64,
+) -> Vec<String> {
+    let v: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(group)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(">")
+        .query_async(c)
+        .await
+        .unwrap();
+    let reply: redis::streams::StreamReadReply = redis::from_redis_value(v).unwrap();
+    reply.keys.into_iter().flat_map(|k| k.ids).map(|e| e.id).collect()
+}
+
+/// Gives `consumer` of `group` a heartbeat that lives `ttl_ms`: alive to every reclaim and to
+/// the stats for that long.
+pub(crate) async fn mark_alive<C: redis::aio::ConnectionLike + Send>(
+    c: &mut C,
+    stream: &str,
+    group: &str,
+    consumer: &str,
+    ttl_ms: u64,
+) {
+    let _: () = redis::cmd("SET")
+        .arg(mt5_bus::heartbeat_key(stream, group, consumer))
+        .arg(1)
+        .arg("PX")
+        .arg(ttl_ms)
+        .query_async(c)
+        .await
+        .unwrap();
+}
