@@ -360,6 +360,9 @@ async fn stream_stats_report_ends_pending_and_live_consumers() {
         .collect();
     assert_eq!(consumers, [("alive", 2, true), ("dead", 1, false)]);
     assert_eq!(g.alive(), 1);
+    mark_alive(&mut c, &n.input, &n.group, "dead", 60_000).await;
+    let both = stream_stats(&mut c, &n.input).await.unwrap();
+    assert_eq!(both.groups[0].alive(), 2, "a heartbeat makes a consumer alive");
 
     let metrics = BusMetrics::default();
     metrics.observe_stats(&stats);
