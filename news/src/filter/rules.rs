@@ -326,6 +326,13 @@ mod tests {
         }
     }
 
+    /// The reason an event was rejected prints as its metric label.
+    #[test]
+    fn a_reject_reason_displays_as_its_label() {
+        let shown: Vec<String> = RejectReason::ALL.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["ticker", "stale", "keywords", "sentiment"]);
+    }
+
     #[test]
     fn a_reject_reason_indexes_its_place_in_all() {
         for (i, r) in RejectReason::ALL.into_iter().enumerate() {
