@@ -160,6 +160,25 @@ async fn rate_limited_with_retry_after_waits_then_succeeds() {
     assert_eq!((c.metrics().count("rate_limited"), c.metrics().count("ok")), (1, 1));
 }
 
+/// A `Retry-After` exactly at `max_retry_after_ms` is still waited for: only a longer one is
+/// given up on.
+#[tokio::test]
+async fn a_retry_after_at_the_cap_is_waited_for() {
+    let mock = MockEodhd::start().await;
+    mock.set_fault_times(
+        Fault::RateLimited {
+            retry_after_secs: Some(1),
+        },
+        1,
+    );
+    let cfg = config_for(&mock);
+    let retry = cfg.retry.clone().with_max_retry_after_ms(1_000);
+    let c = client(&cfg.with_retry(retry));
+    let page = c.news(&aapl()).await.unwrap();
+    assert_eq!(page.received, 10);
+    assert_eq!(mock.requests().iter().map(|r| r.status).collect::<Vec<_>>(), [429, 200]);
+}
+
 /// A 429 without `Retry-After` backs off and retries; a `Retry-After` beyond the cap is
 /// returned at once as a transient `RateLimited`.
 #[tokio::test]
