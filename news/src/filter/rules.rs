@@ -629,6 +629,22 @@ mod tests {
             assert_eq!(reason(r.decide(&n, now())), Some(RejectReason::Sentiment));
         }
 
+        /// A polarity set through the library that is not a finite number (the JSON reader
+        /// already drops those) is no polarity: VADER scores the text.
+        #[test]
+        fn a_polarity_that_is_not_finite_falls_back_to_vader() {
+            let r = rules(base().with_sentiment_source(SentimentSource::Eodhd));
+            for p in [f64::NAN, f64::INFINITY] {
+                match r.decide(&news("A.US", GOOD).with_polarity(Some(p)), now()) {
+                    Decision::Pass { score, model, .. } => {
+                        assert_eq!(model, SentimentModel::VaderFallback, "{p}");
+                        assert_eq!(score, r.scorer().vader(GOOD, ""), "{p}");
+                    }
+                    other => panic!("{p}: {other:?}"),
+                }
+            }
+        }
+
         #[test]
         fn eodhd_source_falls_back_to_vader_and_says_so() {
             let r = rules(base().with_sentiment_source(SentimentSource::Eodhd));
