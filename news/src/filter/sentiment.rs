@@ -246,6 +246,20 @@ fn lede(content: &str, max_chars: usize) -> &str {
 mod tests {
     use super::*;
 
+    /// A model prints as its `sentiment.model` value.
+    #[test]
+    fn a_model_displays_as_its_value() {
+        let shown: Vec<String> = [
+            SentimentModel::Vader,
+            SentimentModel::Eodhd,
+            SentimentModel::VaderFallback,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(shown, ["vader", "eodhd", "vader_fallback"]);
+    }
+
     #[test]
     fn text_is_the_title_a_space_and_the_lede() {
         let s = SentimentScorer::new(10, 12);
