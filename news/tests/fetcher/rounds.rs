@@ -139,10 +139,17 @@ async fn a_restart_resumes_from_the_redis_cursor() {
         assert_eq!(r.failed(), 0, "{r:?}");
     }
     let restarted = fetcher(&fx, &mock, &keys).await;
+    assert_eq!(restarted.config(), &keys.fetcher());
     let newest = mock.now();
+    let mut conn = fx.connection().await;
     for t in TICKERS {
         let cursor = restarted.cursor(t).await.unwrap().expect("a cursor per ticker");
         assert!(cursor <= newest + TimeDelta::seconds(1), "{t}: {cursor} after {newest}");
+        // Each ticker's cursor is a key of its own, `<cursor_prefix>:<ticker>`, in Unix ms.
+        let key = restarted.cursor_key(t);
+        assert_eq!(key, format!("{}:{t}", keys.cursor_prefix));
+        let stored: i64 = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+        assert_eq!(stored, cursor.timestamp_millis(), "{key}");
     }
     let aapl_cursor = restarted.cursor("AAPL.US").await.unwrap().unwrap();
     mock.reset_requests();
