@@ -245,6 +245,7 @@ async fn a_ticker_quiet_longer_than_the_idempotency_ttl_republishes_nothing() {
         .unwrap()
         .and_utc()
         .timestamp_millis();
+    assert_eq!(f.seen_key("MSFT.US"), format!("{}:MSFT.US:seen", keys.cursor_prefix));
     let record: Vec<(String, i64)> = redis::cmd("ZRANGE")
         .arg(f.seen_key("MSFT.US"))
         .arg(0)
