@@ -315,6 +315,9 @@ mod tests {
                 "base_url",
             ),
             (EodhdConfig::default().with_base_url("not a url"), "base_url"),
+            (EodhdConfig::default().with_base_url("https://eodhd.com/#k"), "base_url"),
+            (EodhdConfig::default().with_base_url("https://user@eodhd.com/"), "base_url"),
+            (EodhdConfig::default().with_base_url("https://:pw@eodhd.com/"), "base_url"),
             (EodhdConfig::default().with_timeout_ms(0), "timeout_ms"),
             (EodhdConfig::default().with_paging(0, 1), "page_limit"),
             (EodhdConfig::default().with_paging(1001, 1), "page_limit"),
@@ -348,5 +351,8 @@ mod tests {
         let delays: Vec<u64> = (0..5).map(|_| b.next_delay().as_millis() as u64).collect();
         assert_eq!(delays, vec![10, 20, 40, 80, 80]);
         assert_eq!(r.backoff().max_attempts, 3);
+        let r = r.with_max_retry_after_ms(2_500);
+        assert_eq!(r.max_retry_after(), Duration::from_millis(2_500));
+        assert_eq!((r.initial_ms, r.max_attempts), (10, 3), "the other settings are kept");
     }
 }

@@ -333,6 +333,114 @@ mod tests {
         assert!(e.to_string().contains("text/html"));
     }
 
+    /// A bus error is as transient as the bus says it is.
+    #[test]
+    fn bus_errors_are_as_transient_as_the_bus_says() {
+        let short = Error::Bus(mt5_bus::Error::DurabilityShort {
+            op: "publish",
+            command: "WAIT",
+            acked: 0,
+            wanted: 1,
+        });
+        assert!(short.is_transient(), "{short}");
+        let config = Error::Bus(mt5_bus::Error::Config(InvalidConfig::new("bus.x", "y")));
+        assert!(!config.is_transient(), "{config}");
+    }
+
+    /// Only a rejected key is an auth failure.
+    #[test]
+    fn only_a_rejected_key_is_an_auth_failure() {
+        let rejected = Error::Unauthorized {
+            status: 401,
+            detail: "Unauthenticated".into(),
+        };
+        assert!(rejected.is_auth());
+        let others = [
+            Error::Forbidden { detail: String::new() },
+            Error::Status {
+                status: 400,
+                detail: String::new(),
+            },
+            Error::Cancelled,
+        ];
+        for e in &others {
+            assert!(!e.is_auth(), "{e}");
+        }
+    }
+
+    /// An open circuit says how long it stays open; a 429 says what `Retry-After` said.
+    #[test]
+    fn an_open_circuit_and_a_rate_limit_say_when_to_retry() {
+        let open = Error::CircuitOpen {
+            retry_in: Duration::from_millis(1_500),
+        };
+        assert_eq!(open.retry_after(), Some(Duration::from_millis(1_500)));
+        assert_eq!(Error::RateLimited { retry_after: None }.retry_after(), None);
+        assert_eq!(Error::Cancelled.retry_after(), None);
+    }
+
+    /// Each error class has its own `outcome` label.
+    #[test]
+    fn each_error_class_has_its_outcome_label() {
+        let labels = [
+            (
+                Error::Unauthorized {
+                    status: 401,
+                    detail: String::new(),
+                },
+                "unauthorized",
+            ),
+            (Error::Forbidden { detail: String::new() }, "forbidden"),
+            (Error::QuotaExhausted { resets_at: Utc::now() }, "quota_exhausted"),
+            (Error::RateLimited { retry_after: None }, "rate_limited"),
+            (
+                Error::Server {
+                    status: 503,
+                    detail: String::new(),
+                },
+                "server_error",
+            ),
+            (
+                Error::Timeout {
+                    timeout: Duration::from_secs(1),
+                },
+                "timeout",
+            ),
+            (
+                Error::Status {
+                    status: 404,
+                    detail: String::new(),
+                },
+                "http_error",
+            ),
+            (
+                Error::InvalidQuery {
+                    reason: "empty symbol".into(),
+                },
+                "invalid_query",
+            ),
+            (
+                Error::InvalidResponse {
+                    status: 200,
+                    content_type: None,
+                    detail: String::new(),
+                },
+                "invalid_response",
+            ),
+            (
+                Error::CircuitOpen {
+                    retry_in: Duration::from_secs(1),
+                },
+                "circuit_open",
+            ),
+            (Error::Cancelled, "cancelled"),
+            (Error::Config(InvalidConfig::new("news.x", "y")), "other"),
+        ];
+        for (e, label) in &labels {
+            assert_eq!(e.outcome(), *label, "{e}");
+        }
+    }
+
     /// A 429 says the upstream is alive: the breaker does not count it.
     #[test]
     fn rate_limits_are_not_upstream_failures() {

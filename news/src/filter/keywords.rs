@@ -725,6 +725,22 @@ mod tests {
         }
     }
 
+    /// The cheap test before a word is looked up: a first word of the same length that starts
+    /// with the same byte (after `lower`) must exist.
+    #[test]
+    fn only_a_word_with_a_first_words_length_and_first_byte_may_start_a_keyword() {
+        let k = Keywords::parse(&["merger", "rate cut", "x"]).unwrap();
+        let same = |b: u8| b;
+        for word in ["merger", "rate", "x"] {
+            assert!(k.may_start(word, same), "{word}");
+        }
+        for word in ["merge", "mergers", "verger", "rates", "r", "xx", "cut", ""] {
+            assert!(!k.may_start(word, same), "{word}");
+        }
+        assert!(!k.may_start("MERGER", same));
+        assert!(k.may_start("MERGER", |b| b.to_ascii_lowercase()));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4000))]
 

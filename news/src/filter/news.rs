@@ -402,6 +402,20 @@ mod tests {
         assert_eq!(polarity(json!(-0.25)), Some(-0.25));
     }
 
+    /// Without `data.ticker`, the event's ticker extension names the ticker; a blank one is
+    /// as good as none.
+    #[test]
+    fn a_blank_ticker_extension_is_no_ticker() {
+        let data = r#"{"article": {"date": "2025-06-03T10:05:00Z"}}"#;
+        for ext in [None, Some(""), Some("  ")] {
+            match RawNews::from_json(data, ext) {
+                Err(Error::InvalidData { field, .. }) => assert_eq!(field, "ticker", "{ext:?}"),
+                other => panic!("{ext:?}: {other:?}"),
+            }
+        }
+        assert_eq!(RawNews::from_json(data, Some(" MSFT.US ")).unwrap().ticker, "MSFT.US");
+    }
+
     /// `into_owned` keeps every field and outlives the payload.
     #[test]
     fn owned_news_outlives_the_payload() {

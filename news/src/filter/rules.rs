@@ -326,6 +326,13 @@ mod tests {
         }
     }
 
+    /// The reason an event was rejected prints as its metric label.
+    #[test]
+    fn a_reject_reason_displays_as_its_label() {
+        let shown: Vec<String> = RejectReason::ALL.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["ticker", "stale", "keywords", "sentiment"]);
+    }
+
     #[test]
     fn a_reject_reason_indexes_its_place_in_all() {
         for (i, r) in RejectReason::ALL.into_iter().enumerate() {
@@ -620,6 +627,22 @@ mod tests {
             );
             let n = news("A.US", GOOD).with_polarity(Some(0.1));
             assert_eq!(reason(r.decide(&n, now())), Some(RejectReason::Sentiment));
+        }
+
+        /// A polarity set through the library that is not a finite number (the JSON reader
+        /// already drops those) is no polarity: VADER scores the text.
+        #[test]
+        fn a_polarity_that_is_not_finite_falls_back_to_vader() {
+            let r = rules(base().with_sentiment_source(SentimentSource::Eodhd));
+            for p in [f64::NAN, f64::INFINITY] {
+                match r.decide(&news("A.US", GOOD).with_polarity(Some(p)), now()) {
+                    Decision::Pass { score, model, .. } => {
+                        assert_eq!(model, SentimentModel::VaderFallback, "{p}");
+                        assert_eq!(score, r.scorer().vader(GOOD, ""), "{p}");
+                    }
+                    other => panic!("{p}: {other:?}"),
+                }
+            }
         }
 
         #[test]

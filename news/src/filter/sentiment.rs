@@ -246,6 +246,20 @@ fn lede(content: &str, max_chars: usize) -> &str {
 mod tests {
     use super::*;
 
+    /// A model prints as its `sentiment.model` value.
+    #[test]
+    fn a_model_displays_as_its_value() {
+        let shown: Vec<String> = [
+            SentimentModel::Vader,
+            SentimentModel::Eodhd,
+            SentimentModel::VaderFallback,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(shown, ["vader", "eodhd", "vader_fallback"]);
+    }
+
     #[test]
     fn text_is_the_title_a_space_and_the_lede() {
         let s = SentimentScorer::new(10, 12);
@@ -314,12 +328,14 @@ mod tests {
         s.vader("A", "good");
         s.vader("A", "bad");
         s.vader("B", "good");
+        s.vader("B", "bad");
+        s.vader("A", "worse");
         // Scoring a text directly is not a call through the cache.
         s.score_text("good");
-        assert_eq!((s.scored(), s.cache_hits()), (2, 1));
+        assert_eq!((s.scored(), s.cache_hits()), (2, 3));
         assert_eq!(
             (scored.get(), hits.get()),
-            (2, 1),
+            (2, 3),
             "the given counters are the ones counted"
         );
     }
@@ -362,6 +378,9 @@ mod tests {
         let s = SentimentScorer::new(10, usize::MAX);
         s.vader("A", "good news");
         assert!(TEXT.with_borrow(String::capacity) > 0);
+        // A long news text (16 KB) is kept too.
+        s.vader("L", &"y ".repeat(8 * 1024));
+        assert!(TEXT.with_borrow(String::capacity) >= 16 * 1024);
         s.vader("B", &"x ".repeat(TEXT_KEPT));
         assert_eq!(TEXT.with_borrow(String::capacity), 0);
     }

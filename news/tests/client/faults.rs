@@ -7,7 +7,8 @@ use mt5_bus::Secret;
 use mt5_fixtures::eodhd::Fault;
 use mt5_fixtures::MockEodhd;
 use mt5_news::{
-    CircuitBreakerConfig, CircuitState, EodhdClient, EodhdRetryConfig, Error, NewsMetrics, NewsQuery, QuotaConfig,
+    CircuitBreakerConfig, CircuitState, EodhdClient, EodhdConfig, EodhdRetryConfig, Error, NewsMetrics, NewsQuery,
+    QuotaConfig,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -158,6 +159,25 @@ async fn rate_limited_with_retry_after_waits_then_succeeds() {
     assert_eq!(reqs.iter().map(|r| r.status).collect::<Vec<_>>(), [429, 200]);
     assert!(reqs[1].received_at - reqs[0].received_at >= Duration::from_millis(990));
     assert_eq!((c.metrics().count("rate_limited"), c.metrics().count("ok")), (1, 1));
+}
+
+/// A `Retry-After` exactly at `max_retry_after_ms` is still waited for: only a longer one is
+/// given up on.
+#[tokio::test]
+async fn a_retry_after_at_the_cap_is_waited_for() {
+    let mock = MockEodhd::start().await;
+    mock.set_fault_times(
+        Fault::RateLimited {
+            retry_after_secs: Some(1),
+        },
+        1,
+    );
+    let cfg = config_for(&mock);
+    let retry = cfg.retry.clone().with_max_retry_after_ms(1_000);
+    let c = client(&cfg.with_retry(retry));
+    let page = c.news(&aapl()).await.unwrap();
+    assert_eq!(page.received, 10);
+    assert_eq!(mock.requests().iter().map(|r| r.status).collect::<Vec<_>>(), [429, 200]);
 }
 
 /// A 429 without `Retry-After` backs off and retries; a `Retry-After` beyond the cap is
@@ -378,4 +398,48 @@ async fn cancellation_ends_a_retry_wait() {
     assert!(matches!(res, Err(Error::Cancelled)), "{res:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(mock.request_count(), 1);
+}
+
+/// A reply body is read up to 32 MiB: a JSON body of exactly that size is read, one byte more
+/// is an invalid response (the rest is never buffered).
+#[tokio::test]
+async fn a_body_is_read_up_to_32_mib_and_no_further() {
+    const MAX: usize = 32 * 1024 * 1024;
+    let padded_empty_array = |len: usize| {
+        let mut body = vec![b' '; len];
+        body[0] = b'[';
+        body[len - 1] = b']';
+        body
+    };
+    for (len, fits) in [(MAX, true), (MAX + 1, false)] {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::any())
+            .respond_with(
+                wiremock::ResponseTemplate::new(200).set_body_raw(padded_empty_array(len), "application/json"),
+            )
+            .mount(&server)
+            .await;
+        let cfg = EodhdConfig::default()
+            .with_base_url(server.uri())
+            .with_api_key(Secret::new("k"))
+            .with_timeout_ms(30_000);
+        let result = client(&cfg).news(&aapl()).await;
+        if fits {
+            assert_eq!(result.unwrap().received, 0, "{len} bytes");
+        } else {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidResponse { detail, .. } if detail.contains("body larger than 33554432 bytes")),
+                "{len} bytes: {err:?}"
+            );
+        }
+    }
+}
+
+/// The client answers with the configuration it was built with.
+#[tokio::test]
+async fn the_client_runs_with_the_config_it_was_given() {
+    let mock = MockEodhd::start().await;
+    let cfg = config_for(&mock).with_timeout_ms(1_234);
+    assert_eq!(client(&cfg).config(), &cfg);
 }

@@ -139,10 +139,17 @@ async fn a_restart_resumes_from_the_redis_cursor() {
         assert_eq!(r.failed(), 0, "{r:?}");
     }
     let restarted = fetcher(&fx, &mock, &keys).await;
+    assert_eq!(restarted.config(), &keys.fetcher());
     let newest = mock.now();
+    let mut conn = fx.connection().await;
     for t in TICKERS {
         let cursor = restarted.cursor(t).await.unwrap().expect("a cursor per ticker");
         assert!(cursor <= newest + TimeDelta::seconds(1), "{t}: {cursor} after {newest}");
+        // Each ticker's cursor is a key of its own, `<cursor_prefix>:<ticker>`, in Unix ms.
+        let key = restarted.cursor_key(t);
+        assert_eq!(key, format!("{}:{t}", keys.cursor_prefix));
+        let stored: i64 = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+        assert_eq!(stored, cursor.timestamp_millis(), "{key}");
     }
     let aapl_cursor = restarted.cursor("AAPL.US").await.unwrap().unwrap();
     mock.reset_requests();
@@ -238,6 +245,7 @@ async fn a_ticker_quiet_longer_than_the_idempotency_ttl_republishes_nothing() {
         .unwrap()
         .and_utc()
         .timestamp_millis();
+    assert_eq!(f.seen_key("MSFT.US"), format!("{}:MSFT.US:seen", keys.cursor_prefix));
     let record: Vec<(String, i64)> = redis::cmd("ZRANGE")
         .arg(f.seen_key("MSFT.US"))
         .arg(0)

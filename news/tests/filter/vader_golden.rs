@@ -97,6 +97,11 @@ fn idioms_replace_the_valence_with_their_quirks() {
         -0.128,
         "\"party\" is in the lexicon: no idiom check"
     );
+    // "to die for" three words back replaces the valence of the word after it; on its own it
+    // is never checked ("for" is no lexicon word), so "die" keeps its own.
+    assert_eq!(compound("to die for good"), 0.0258);
+    assert_eq!(compound("this cake is to die for"), -0.5994);
+    assert_eq!(compound("the kiss of death good"), 0.4939);
     assert_eq!(compound("The book was only kind of good."), 0.3832);
     assert_eq!(compound("we kind of like it"), 0.2975);
 }
