@@ -316,8 +316,14 @@ mod tests {
             ),
             (EodhdConfig::default().with_base_url("not a url"), "base_url"),
             (EodhdConfig::default().with_base_url("https://eodhd.com/#k"), "base_url"),
-            (EodhdConfig::default().with_base_url("https://user@eodhd.com/"), "base_url"),
-            (EodhdConfig::default().with_base_url("https://:pw@eodhd.com/"), "base_url"),
+            (
+                EodhdConfig::default().with_base_url("https://user@eodhd.com/"),
+                "base_url",
+            ),
+            (
+                EodhdConfig::default().with_base_url("https://:pw@eodhd.com/"),
+                "base_url",
+            ),
             (EodhdConfig::default().with_timeout_ms(0), "timeout_ms"),
             (EodhdConfig::default().with_paging(0, 1), "page_limit"),
             (EodhdConfig::default().with_paging(1001, 1), "page_limit"),
