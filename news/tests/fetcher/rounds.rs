@@ -125,6 +125,45 @@ async fn raw_events_follow_the_contract() {
     assert_eq!(dates, sorted);
 }
 
+/// A crash after a publish but before the record of published links was written (its key lost)
+/// publishes nothing twice: the next round offers the articles again and every one hits its
+/// idempotency key, and the round counts them as duplicates, not as published.
+#[tokio::test]
+async fn articles_missing_from_the_record_are_caught_by_their_idempotency_keys() {
+    let fx = RedisFixture::start().await.unwrap();
+    let mock = MockEodhd::start().await;
+    let keys = Keys::new(&fx);
+    let f = fetcher(&fx, &mock, &keys).await;
+    let first = f.round().await.unwrap();
+    assert_eq!(first.failed(), 0, "{first:?}");
+    let mut conn = fx.connection().await;
+    let written = published_pairs(&mut conn, &keys.raw).await.len();
+    assert_eq!(written, first.published());
+    for t in TICKERS {
+        let deleted: i64 = redis::cmd("DEL")
+            .arg(f.seen_key(t))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(deleted, 1, "{t} had a record");
+    }
+
+    let second = f.round().await.unwrap();
+    assert_eq!(second.failed(), 0, "{second:?}");
+    assert_eq!(second.published(), 0, "{second:?}");
+    assert!(second.fetched() > 0, "{second:?}");
+    assert_eq!(
+        second.duplicates(),
+        second.fetched(),
+        "each one an idempotency hit: {second:?}"
+    );
+    assert_eq!(
+        published_pairs(&mut conn, &keys.raw).await.len(),
+        written,
+        "nothing written twice"
+    );
+}
+
 /// A restarted fetcher (new client, new producer, same Redis) starts from the cursor stored in
 /// Redis: its query's `from` is the cursor's UTC day, not the lookback, and it publishes
 /// nothing twice.
