@@ -11,6 +11,8 @@ use mt5_news::{NewsMetrics, Schedule};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::support::LogCapture;
+
 use super::support::{expected_links, fetcher, fetcher_on_bus, fetcher_with, published_pairs, read_all, Keys, TICKERS};
 
 /// Two rounds over the same (overlapping) window publish each (article, ticker) exactly once:
@@ -340,9 +342,11 @@ async fn a_late_article_of_the_cursors_day_is_published_after_the_ttl() {
 }
 
 /// A skipped page (invalid JSON) keeps the cursor where it was, so the next round refetches;
-/// what was published is not published again.
+/// what was published is not published again. The round with the skipped page warns about it
+/// (and not about the page cap); the complete round after it warns about neither.
 #[tokio::test]
 async fn the_cursor_stays_when_a_page_was_skipped() {
+    let (logs, _guard) = LogCapture::start();
     let fx = RedisFixture::start().await.unwrap();
     let mock = MockEodhd::start().await;
     let keys = Keys::new(&fx);
@@ -356,11 +360,19 @@ async fn the_cursor_stays_when_a_page_was_skipped() {
         None,
         "no cursor after an incomplete walk"
     );
+    assert_eq!(logs.matching(SKIPPED_WARNING).len(), 1, "{:#?}", logs.lines());
+    assert!(logs.matching(PAGE_CAP_WARNING).is_empty(), "{:#?}", logs.lines());
     let r = f.round().await.unwrap();
     assert!(r.tickers[0].complete, "{r:?}");
+    assert_eq!(logs.matching(SKIPPED_WARNING).len(), 1, "{:#?}", logs.lines());
+    assert!(logs.matching(PAGE_CAP_WARNING).is_empty(), "{:#?}", logs.lines());
     assert_eq!(r.published(), expected_links(&mock, "MSFT.US").len());
     assert!(f.cursor("MSFT.US").await.unwrap().is_some());
 }
+
+/// The fetcher's warning when EODHD pages were skipped, and when the page cap ended a walk.
+const SKIPPED_WARNING: &str = "pages with an invalid body were skipped";
+const PAGE_CAP_WARNING: &str = "The page cap ended the walk";
 
 /// A 402 (quota exhausted) pauses fetching: the round stops asking, reports `paused_until`,
 /// and later rounds make no request until the reset.
