@@ -362,12 +362,43 @@ async fn the_cursor_stays_when_a_page_was_skipped() {
     );
     assert_eq!(logs.matching(SKIPPED_WARNING).len(), 1, "{:#?}", logs.lines());
     assert!(logs.matching(PAGE_CAP_WARNING).is_empty(), "{:#?}", logs.lines());
+    assert_eq!(r.tickers[0].error, None, "every article fetched was published: {r:?}");
     let r = f.round().await.unwrap();
     assert!(r.tickers[0].complete, "{r:?}");
     assert_eq!(logs.matching(SKIPPED_WARNING).len(), 1, "{:#?}", logs.lines());
     assert!(logs.matching(PAGE_CAP_WARNING).is_empty(), "{:#?}", logs.lines());
     assert_eq!(r.published(), expected_links(&mock, "MSFT.US").len());
     assert!(f.cursor("MSFT.US").await.unwrap().is_some());
+}
+
+/// A stream at its backlog limit refuses some of a round's articles: those published stay
+/// published, the ticker's round is incomplete and says why, and the cursor does not move, so
+/// the next round offers the rest again.
+#[tokio::test]
+async fn articles_refused_at_the_backlog_limit_keep_the_cursor_and_are_reported() {
+    let fx = RedisFixture::start().await.unwrap();
+    let mock = MockEodhd::start().await;
+    let keys = Keys::new(&fx);
+    let mut bus = keys.bus();
+    bus.trim.max_len = 3;
+    bus.trim.backlog_limit = 3;
+    let cfg = keys.fetcher().with_watchlist(["MSFT.US"]);
+    let f = fetcher_on_bus(&fx, &mock, &bus, cfg, NewsMetrics::unregistered()).await;
+    let links = expected_links(&mock, "MSFT.US");
+    assert!(links.len() > 3, "the sample holds {} MSFT.US articles", links.len());
+
+    let r = f.round().await.unwrap();
+    let t = &r.tickers[0];
+    assert!(!t.complete, "{r:?}");
+    assert_eq!(t.published, 3, "{r:?}");
+    assert!(t.error.as_deref().is_some_and(|e| e.contains("backlog limit")), "{r:?}");
+    assert_eq!(
+        f.cursor("MSFT.US").await.unwrap(),
+        None,
+        "the cursor waits for the rest"
+    );
+    let mut conn = fx.connection().await;
+    assert_eq!(mt5_fixtures::streams::xlen(&mut conn, &keys.raw).await, 3);
 }
 
 /// The fetcher's warning when EODHD pages were skipped, and when the page cap ended a walk.
