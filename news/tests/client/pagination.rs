@@ -6,7 +6,7 @@ use mt5_fixtures::MockEodhd;
 use mt5_news::{NewsQuery, Subject};
 use serde_json::json;
 
-use super::support::{client, config_for};
+use super::support::{client, config_for, LogCapture};
 
 /// A walk stops at the first short page: AAPL's 24 items at limit 10 take pages at offsets
 /// 0, 10 and 20, and the third (4 items) ends it.
@@ -30,9 +30,11 @@ async fn short_page_ends_the_walk() {
 }
 
 /// The page cap bounds a walk that has not reached a short page, and the batch says it is
-/// not complete.
+/// not complete; the client logs that the cap stopped it, once. A walk that reaches its end
+/// logs no such line.
 #[tokio::test]
 async fn page_cap_stops_a_long_walk() {
+    let (logs, _guard) = LogCapture::start();
     let mock = MockEodhd::start().await;
     let c = client(&config_for(&mock));
     let batch = c
@@ -43,7 +45,18 @@ async fn page_cap_stops_a_long_walk() {
     assert_eq!(batch.articles.len(), 10);
     assert!(!batch.reached_end && !batch.is_complete());
     assert_eq!(mock.request_count(), 2);
+    assert_eq!(logs.matching(PAGE_CAP_LINE).len(), 1, "{:#?}", logs.lines());
+
+    let whole = c
+        .news_all(&NewsQuery::symbol("AAPL.US").with_limit(5), 100)
+        .await
+        .unwrap();
+    assert!(whole.reached_end && whole.is_complete());
+    assert_eq!(logs.matching(PAGE_CAP_LINE).len(), 1, "{:#?}", logs.lines());
 }
+
+/// The client's line when the page cap ended a walk.
+const PAGE_CAP_LINE: &str = "pagination stopped at the page cap";
 
 /// The same article at the end of one page and the start of the next is kept once.
 #[tokio::test]
