@@ -221,6 +221,7 @@ mod tests {
     fn budget_counts_calls_per_request_and_pauses_until_midnight() {
         let cfg = QuotaConfig::default().with_daily_quota(20).with_calls_per_request(5);
         let mut q = QuotaTracker::new(&cfg, at(4, 10, 0));
+        assert_eq!(q.config(), &cfg, "it runs with the config it was given");
         for _ in 0..4 {
             q.check(at(4, 10, 0)).unwrap();
             q.record_request(at(4, 10, 0), None, None);
