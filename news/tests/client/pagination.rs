@@ -2,9 +2,11 @@
 
 use chrono::{Duration as TimeDelta, Utc};
 use mt5_fixtures::eodhd::article_date;
+use mt5_fixtures::eodhd::Fault;
 use mt5_fixtures::MockEodhd;
-use mt5_news::{NewsQuery, Subject};
+use mt5_news::{EodhdClient, NewsMetrics, NewsQuery, Subject};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::support::{client, config_for, LogCapture};
 
@@ -27,6 +29,31 @@ async fn short_page_ends_the_walk() {
         .collect();
     assert_eq!(offsets, ["0", "10", "20"]);
     assert!(mock.requests().iter().all(|r| r.param("limit") == Some("10")));
+}
+
+/// Every request is timed into `mt5_news_fetch_duration_seconds`, a failed attempt that is
+/// retried as well as each page of a walk: one failed attempt and three pages are four samples.
+#[tokio::test]
+async fn every_request_is_timed_in_the_duration_histogram() {
+    let mock = MockEodhd::start().await;
+    let registry = prometheus::Registry::new();
+    let metrics = NewsMetrics::register(&registry).unwrap();
+    let c = EodhdClient::new(&config_for(&mock), metrics, CancellationToken::new()).unwrap();
+    mock.set_fault_times(Fault::ServerError { status: 500 }, 1);
+    let batch = c
+        .news_all(&NewsQuery::symbol("AAPL.US").with_limit(10), 10)
+        .await
+        .unwrap();
+    assert_eq!(batch.pages, 3);
+    assert_eq!(mock.request_count(), 4);
+    let family = registry
+        .gather()
+        .into_iter()
+        .find(|f| f.name() == "mt5_news_fetch_duration_seconds")
+        .expect("the histogram is registered");
+    let histogram = family.get_metric()[0].get_histogram();
+    assert_eq!(histogram.get_sample_count(), 4);
+    assert!(histogram.get_sample_sum() > 0.0);
 }
 
 /// The page cap bounds a walk that has not reached a short page, and the batch says it is
