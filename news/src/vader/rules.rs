@@ -259,7 +259,7 @@ fn scalar_inc_dec(token: &Token, valence: f64, cap_diff: bool) -> f64 {
         return 0.0;
     };
     if valence < 0.0 {
-        scalar *= -1.0;
+        scalar = -scalar;
     }
     if token.upper && cap_diff {
         if valence > 0.0 {
