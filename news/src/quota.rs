@@ -186,8 +186,11 @@ impl QuotaTracker {
         self.used
     }
 
-    /// The server's `X-RateLimit-Limit`, when seen today.
-    pub fn header_limit(&self) -> Option<u64> {
+    /// The server's `X-RateLimit-Limit`, when a reply of `now`'s day (GMT) sent it.
+    pub fn header_limit(&self, now: DateTime<Utc>) -> Option<u64> {
+        if now.date_naive() != self.day {
+            return None;
+        }
         self.header_limit
     }
 
@@ -221,6 +224,7 @@ mod tests {
     fn budget_counts_calls_per_request_and_pauses_until_midnight() {
         let cfg = QuotaConfig::default().with_daily_quota(20).with_calls_per_request(5);
         let mut q = QuotaTracker::new(&cfg, at(4, 10, 0));
+        assert_eq!(q.config(), &cfg, "it runs with the config it was given");
         for _ in 0..4 {
             q.check(at(4, 10, 0)).unwrap();
             q.record_request(at(4, 10, 0), None, None);
@@ -253,12 +257,15 @@ mod tests {
         let mut q = QuotaTracker::new(&QuotaConfig::default(), at(4, 9, 0));
         q.record_request(at(4, 9, 0), Some(100_000), Some(42_000));
         assert_eq!(q.remaining(at(4, 9, 0)), 42_000);
-        assert_eq!(q.header_limit(), Some(100_000));
+        assert_eq!(q.header_limit(at(4, 9, 0)), Some(100_000));
         q.record_request(at(4, 9, 1), None, None);
         assert_eq!(q.remaining(at(4, 9, 1)), 42_000);
+        assert_eq!(q.header_limit(at(4, 23, 59)), Some(100_000));
         assert_eq!(q.remaining(at(5, 0, 0)), 100_000);
+        assert_eq!(q.header_limit(at(5, 0, 0)), None, "yesterday's limit");
         q.record_request(at(5, 0, 1), None, None);
         assert_eq!(q.remaining(at(5, 0, 1)), 100_000 - 10);
+        assert_eq!(q.header_limit(at(5, 0, 1)), None);
 
         let cfg = QuotaConfig {
             use_headers: false,
@@ -267,6 +274,7 @@ mod tests {
         let mut q = QuotaTracker::new(&cfg, at(4, 9, 0));
         q.record_request(at(4, 9, 0), Some(360), Some(359));
         assert_eq!(q.remaining(at(4, 9, 0)), 100_000 - 10);
+        assert_eq!(q.header_limit(at(4, 9, 0)), None);
     }
 
     /// A zero cost and a budget below one request are configuration errors.

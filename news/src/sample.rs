@@ -248,5 +248,12 @@ mod tests {
         assert!(SampleQuery::parse(&params(&[("s", "X"), ("from", "May 1")])).is_err());
         let q = SampleQuery::parse(&params(&[("t", "earnings")])).unwrap();
         assert_eq!(q.tag.as_deref(), Some("earnings"));
+        // A blank `s` is no ticker: the tag decides, and blank both is the 400 of neither.
+        let q = SampleQuery::parse(&params(&[("s", " "), ("t", "earnings")])).unwrap();
+        assert!(q.symbols.is_empty());
+        assert_eq!(q.tag.as_deref(), Some("earnings"));
+        assert!(SampleQuery::parse(&params(&[("s", " ")])).is_err());
+        assert!(SampleQuery::parse(&params(&[("t", " ")])).is_err());
+        assert!(SampleQuery::parse(&params(&[("s", ""), ("t", "")])).is_err());
     }
 }

@@ -341,6 +341,12 @@ impl EodhdClient {
         lock(&self.inner.quota).remaining(Utc::now())
     }
 
+    /// The server's daily quota, from `X-RateLimit-Limit`, when a reply of today sent it (and
+    /// `quota.use_headers` is on).
+    pub fn quota_limit(&self) -> Option<u64> {
+        lock(&self.inner.quota).header_limit(Utc::now())
+    }
+
     /// The circuit breaker's state.
     pub fn circuit_state(&self) -> CircuitState {
         self.inner.breaker.state()

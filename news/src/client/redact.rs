@@ -28,7 +28,9 @@ pub(crate) fn redact(text: &str, key: &str) -> String {
         if &out[start..end] != MASK {
             out.replace_range(start..end, MASK);
         }
-        from = start + MASK.len().min(out.len() - start);
+        // The value is the mask now, and the mask holds no `api_token=`: the next search may
+        // start right at it.
+        from = start;
     }
     out
 }
@@ -85,5 +87,32 @@ mod tests {
         assert!(s.chars().count() <= SNIPPET_CHARS + 1);
         assert!(s.ends_with('…'));
         assert_eq!(snippet(b"Unauthenticated", key), "Unauthenticated");
+    }
+
+    /// A snippet ends in `…` exactly when something was cut: text past 200 characters, or a
+    /// body past the 4 KiB that is read, even when what was read is blank.
+    #[test]
+    fn the_ellipsis_marks_a_cut_and_only_a_cut() {
+        let at_limit = "a".repeat(SNIPPET_CHARS);
+        assert_eq!(snippet(at_limit.as_bytes(), "k"), at_limit);
+        let over = "a".repeat(SNIPPET_CHARS + 100);
+        assert_eq!(snippet(over.as_bytes(), "k"), format!("{at_limit}…"));
+        let blank_head = format!("{}tail", " ".repeat(5000));
+        assert_eq!(snippet(blank_head.as_bytes(), "k"), "…");
+    }
+
+    /// Every `api_token=` value is masked, however close together they are, and a value that
+    /// is already the mask is left as it is.
+    #[test]
+    fn adjacent_token_parameters_are_all_masked() {
+        assert_eq!(
+            redact("api_token=a&api_token=b&API_TOKEN=c", ""),
+            "api_token=***&api_token=***&API_TOKEN=***"
+        );
+        assert_eq!(
+            redact("api_token=***&x=api_token=y", ""),
+            "api_token=***&x=api_token=***"
+        );
+        assert_eq!(redact("api_token=api_token=z", ""), "api_token=***");
     }
 }

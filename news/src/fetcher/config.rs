@@ -228,10 +228,16 @@ mod tests {
         assert_eq!(s.wait_for(0.0), Duration::from_secs(600));
         assert_eq!(s.wait_for(-1.0), Duration::from_secs(540));
         assert_eq!(s.wait_for(1.0), Duration::from_secs(660));
-        for _ in 0..1000 {
-            let w = s.next_wait();
-            assert!(w >= Duration::from_secs(540) && w <= Duration::from_secs(660), "{w:?}");
+        let waits: Vec<Duration> = (0..1000).map(|_| s.next_wait()).collect();
+        for w in &waits {
+            assert!(
+                *w >= Duration::from_secs(540) && *w <= Duration::from_secs(660),
+                "{w:?}"
+            );
         }
+        // Spread to both sides of the interval (each side missing from 1000 draws: p = 2^-1000).
+        assert!(waits.iter().any(|w| *w < Duration::from_secs(600)), "none early");
+        assert!(waits.iter().any(|w| *w > Duration::from_secs(600)), "none late");
         let edge = FetcherConfig {
             interval_secs: 300,
             jitter_secs: 120,

@@ -60,3 +60,38 @@ impl<C: Clock> Clock for std::sync::Arc<C> {
         (**self).now()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).expect("in range")
+    }
+
+    /// A manual clock stands still, and moves to what it is set to or by what it is advanced.
+    #[test]
+    fn a_manual_clock_moves_only_when_told() {
+        let clock = ManualClock::new(at(1_000));
+        assert_eq!(clock.now(), at(1_000));
+        assert_eq!(clock.now(), at(1_000), "still");
+        clock.set(at(5_000));
+        assert_eq!(clock.now(), at(5_000));
+        clock.advance(TimeDelta::seconds(30));
+        assert_eq!(clock.now(), at(5_030));
+        clock.advance(TimeDelta::seconds(-1_030));
+        assert_eq!(clock.now(), at(4_000));
+        assert_eq!(std::sync::Arc::new(clock).now(), at(4_000), "through an Arc");
+    }
+
+    /// Advancing past chrono's range saturates at its end in the direction of travel.
+    #[test]
+    fn advancing_past_the_range_saturates() {
+        let clock = ManualClock::new(at(0));
+        clock.advance(TimeDelta::MIN);
+        assert_eq!(clock.now(), DateTime::<Utc>::MIN_UTC);
+        clock.set(at(0));
+        clock.advance(TimeDelta::MAX);
+        assert_eq!(clock.now(), DateTime::<Utc>::MAX_UTC);
+    }
+}

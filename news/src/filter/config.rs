@@ -275,6 +275,15 @@ mod tests {
         assert_eq!(c.sentiment_mode, SentimentMode::Abs);
         assert_eq!(c.sentiment_source, SentimentSource::Eodhd);
         assert!(serde_json::from_str::<FilterConfig>(r#"{"sentiment_mode":"negative"}"#).is_err());
+        // `as_str` is the config spelling, as the validation messages and logs print it.
+        for (mode, text) in [(SentimentMode::Positive, "positive"), (SentimentMode::Abs, "abs")] {
+            assert_eq!(mode.as_str(), text);
+            assert_eq!(serde_json::to_value(mode).unwrap(), text);
+        }
+        for (source, text) in [(SentimentSource::Vader, "vader"), (SentimentSource::Eodhd, "eodhd")] {
+            assert_eq!(source.as_str(), text);
+            assert_eq!(serde_json::to_value(source).unwrap(), text);
+        }
     }
 
     #[test]

@@ -392,7 +392,8 @@ impl<'t, 'a> Words<'t, 'a> {
                 None => (false, 1),
             };
             if alnum {
-                bits |= low_bits(len.min(BLOCK - j)) << j;
+                // The bits of a character that runs past the block are shifted out of the mask.
+                bits |= low_bits(len) << j;
             }
             if j + len > BLOCK {
                 self.spill = (j + len - BLOCK, alnum);

@@ -118,6 +118,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn burst_passes_then_requests_are_spaced_by_the_rate() {
         let l = limiter(60, 3);
+        assert_eq!(
+            l.config(),
+            &RateLimitConfig::default().with_requests_per_minute(60).with_burst(3),
+            "it runs with the config it was given"
+        );
         for _ in 0..3 {
             assert!(l.try_acquire().is_ok());
         }

@@ -203,11 +203,11 @@ fn index(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
 }
 
-/// `allcap_differential`: some but not all tokens are ALL CAPS.
+/// `allcap_differential`: some but not all tokens are ALL CAPS. Only "not all" is checked: the
+/// flag is read only together with an ALL CAPS token's own flag, so "some" holds wherever it
+/// counts (Python's `0 < differential` half could not change a score).
 fn allcap_differential(tokens: &[Token]) -> bool {
-    let upper = tokens.iter().filter(|t| t.upper).count();
-    let differential = tokens.len() - upper;
-    0 < differential && differential < tokens.len()
+    !tokens.iter().all(|t| t.upper)
 }
 
 /// `sentiment_valence` for token `i` (not a booster, not the "kind" of "kind of").
@@ -259,7 +259,7 @@ fn scalar_inc_dec(token: &Token, valence: f64, cap_diff: bool) -> f64 {
         return 0.0;
     };
     if valence < 0.0 {
-        scalar *= -1.0;
+        scalar = -scalar;
     }
     if token.upper && cap_diff {
         if valence > 0.0 {

@@ -115,7 +115,9 @@ async fn spent_server_quota_is_read_from_headers_then_pauses() {
     let mock = MockEodhd::start().await;
     mock.set_quota(100_000, 25);
     let c = client(&config_for(&mock));
+    assert_eq!(c.quota_limit(), None, "no reply yet");
     c.news(&aapl()).await.unwrap();
+    assert_eq!(c.quota_limit(), Some(100_000));
     assert_eq!(c.quota_remaining(), 15);
     assert_eq!(c.metrics().quota_remaining.get(), 15);
     c.news(&aapl()).await.unwrap();

@@ -2,11 +2,13 @@
 
 use chrono::{Duration as TimeDelta, Utc};
 use mt5_fixtures::eodhd::article_date;
+use mt5_fixtures::eodhd::Fault;
 use mt5_fixtures::MockEodhd;
-use mt5_news::{NewsQuery, Subject};
+use mt5_news::{EodhdClient, NewsMetrics, NewsQuery, Subject};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
-use super::support::{client, config_for};
+use super::support::{client, config_for, LogCapture};
 
 /// A walk stops at the first short page: AAPL's 24 items at limit 10 take pages at offsets
 /// 0, 10 and 20, and the third (4 items) ends it.
@@ -29,10 +31,37 @@ async fn short_page_ends_the_walk() {
     assert!(mock.requests().iter().all(|r| r.param("limit") == Some("10")));
 }
 
+/// Every request is timed into `mt5_news_fetch_duration_seconds`, a failed attempt that is
+/// retried as well as each page of a walk: one failed attempt and three pages are four samples.
+#[tokio::test]
+async fn every_request_is_timed_in_the_duration_histogram() {
+    let mock = MockEodhd::start().await;
+    let registry = prometheus::Registry::new();
+    let metrics = NewsMetrics::register(&registry).unwrap();
+    let c = EodhdClient::new(&config_for(&mock), metrics, CancellationToken::new()).unwrap();
+    mock.set_fault_times(Fault::ServerError { status: 500 }, 1);
+    let batch = c
+        .news_all(&NewsQuery::symbol("AAPL.US").with_limit(10), 10)
+        .await
+        .unwrap();
+    assert_eq!(batch.pages, 3);
+    assert_eq!(mock.request_count(), 4);
+    let family = registry
+        .gather()
+        .into_iter()
+        .find(|f| f.name() == "mt5_news_fetch_duration_seconds")
+        .expect("the histogram is registered");
+    let histogram = family.get_metric()[0].get_histogram();
+    assert_eq!(histogram.get_sample_count(), 4);
+    assert!(histogram.get_sample_sum() > 0.0);
+}
+
 /// The page cap bounds a walk that has not reached a short page, and the batch says it is
-/// not complete.
+/// not complete; the client logs that the cap stopped it, once. A walk that reaches its end
+/// logs no such line.
 #[tokio::test]
 async fn page_cap_stops_a_long_walk() {
+    let (logs, _guard) = LogCapture::start();
     let mock = MockEodhd::start().await;
     let c = client(&config_for(&mock));
     let batch = c
@@ -43,7 +72,18 @@ async fn page_cap_stops_a_long_walk() {
     assert_eq!(batch.articles.len(), 10);
     assert!(!batch.reached_end && !batch.is_complete());
     assert_eq!(mock.request_count(), 2);
+    assert_eq!(logs.matching(PAGE_CAP_LINE).len(), 1, "{:#?}", logs.lines());
+
+    let whole = c
+        .news_all(&NewsQuery::symbol("AAPL.US").with_limit(5), 100)
+        .await
+        .unwrap();
+    assert!(whole.reached_end && whole.is_complete());
+    assert_eq!(logs.matching(PAGE_CAP_LINE).len(), 1, "{:#?}", logs.lines());
 }
+
+/// The client's line when the page cap ended a walk.
+const PAGE_CAP_LINE: &str = "pagination stopped at the page cap";
 
 /// The same article at the end of one page and the start of the next is kept once.
 #[tokio::test]

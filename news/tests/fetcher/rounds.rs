@@ -11,6 +11,8 @@ use mt5_news::{NewsMetrics, Schedule};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::support::LogCapture;
+
 use super::support::{expected_links, fetcher, fetcher_on_bus, fetcher_with, published_pairs, read_all, Keys, TICKERS};
 
 /// Two rounds over the same (overlapping) window publish each (article, ticker) exactly once:
@@ -123,6 +125,45 @@ async fn raw_events_follow_the_contract() {
     let mut sorted = dates.clone();
     sorted.sort();
     assert_eq!(dates, sorted);
+}
+
+/// A crash after a publish but before the record of published links was written (its key lost)
+/// publishes nothing twice: the next round offers the articles again and every one hits its
+/// idempotency key, and the round counts them as duplicates, not as published.
+#[tokio::test]
+async fn articles_missing_from_the_record_are_caught_by_their_idempotency_keys() {
+    let fx = RedisFixture::start().await.unwrap();
+    let mock = MockEodhd::start().await;
+    let keys = Keys::new(&fx);
+    let f = fetcher(&fx, &mock, &keys).await;
+    let first = f.round().await.unwrap();
+    assert_eq!(first.failed(), 0, "{first:?}");
+    let mut conn = fx.connection().await;
+    let written = published_pairs(&mut conn, &keys.raw).await.len();
+    assert_eq!(written, first.published());
+    for t in TICKERS {
+        let deleted: i64 = redis::cmd("DEL")
+            .arg(f.seen_key(t))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(deleted, 1, "{t} had a record");
+    }
+
+    let second = f.round().await.unwrap();
+    assert_eq!(second.failed(), 0, "{second:?}");
+    assert_eq!(second.published(), 0, "{second:?}");
+    assert!(second.fetched() > 0, "{second:?}");
+    assert_eq!(
+        second.duplicates(),
+        second.fetched(),
+        "each one an idempotency hit: {second:?}"
+    );
+    assert_eq!(
+        published_pairs(&mut conn, &keys.raw).await.len(),
+        written,
+        "nothing written twice"
+    );
 }
 
 /// A restarted fetcher (new client, new producer, same Redis) starts from the cursor stored in
@@ -301,9 +342,11 @@ async fn a_late_article_of_the_cursors_day_is_published_after_the_ttl() {
 }
 
 /// A skipped page (invalid JSON) keeps the cursor where it was, so the next round refetches;
-/// what was published is not published again.
+/// what was published is not published again. The round with the skipped page warns about it
+/// (and not about the page cap); the complete round after it warns about neither.
 #[tokio::test]
 async fn the_cursor_stays_when_a_page_was_skipped() {
+    let (logs, _guard) = LogCapture::start();
     let fx = RedisFixture::start().await.unwrap();
     let mock = MockEodhd::start().await;
     let keys = Keys::new(&fx);
@@ -317,11 +360,50 @@ async fn the_cursor_stays_when_a_page_was_skipped() {
         None,
         "no cursor after an incomplete walk"
     );
+    assert_eq!(logs.matching(SKIPPED_WARNING).len(), 1, "{:#?}", logs.lines());
+    assert!(logs.matching(PAGE_CAP_WARNING).is_empty(), "{:#?}", logs.lines());
+    assert_eq!(r.tickers[0].error, None, "every article fetched was published: {r:?}");
     let r = f.round().await.unwrap();
     assert!(r.tickers[0].complete, "{r:?}");
+    assert_eq!(logs.matching(SKIPPED_WARNING).len(), 1, "{:#?}", logs.lines());
+    assert!(logs.matching(PAGE_CAP_WARNING).is_empty(), "{:#?}", logs.lines());
     assert_eq!(r.published(), expected_links(&mock, "MSFT.US").len());
     assert!(f.cursor("MSFT.US").await.unwrap().is_some());
 }
+
+/// A stream at its backlog limit refuses some of a round's articles: those published stay
+/// published, the ticker's round is incomplete and says why, and the cursor does not move, so
+/// the next round offers the rest again.
+#[tokio::test]
+async fn articles_refused_at_the_backlog_limit_keep_the_cursor_and_are_reported() {
+    let fx = RedisFixture::start().await.unwrap();
+    let mock = MockEodhd::start().await;
+    let keys = Keys::new(&fx);
+    let mut bus = keys.bus();
+    bus.trim.max_len = 3;
+    bus.trim.backlog_limit = 3;
+    let cfg = keys.fetcher().with_watchlist(["MSFT.US"]);
+    let f = fetcher_on_bus(&fx, &mock, &bus, cfg, NewsMetrics::unregistered()).await;
+    let links = expected_links(&mock, "MSFT.US");
+    assert!(links.len() > 3, "the sample holds {} MSFT.US articles", links.len());
+
+    let r = f.round().await.unwrap();
+    let t = &r.tickers[0];
+    assert!(!t.complete, "{r:?}");
+    assert_eq!(t.published, 3, "{r:?}");
+    assert!(t.error.as_deref().is_some_and(|e| e.contains("backlog limit")), "{r:?}");
+    assert_eq!(
+        f.cursor("MSFT.US").await.unwrap(),
+        None,
+        "the cursor waits for the rest"
+    );
+    let mut conn = fx.connection().await;
+    assert_eq!(mt5_fixtures::streams::xlen(&mut conn, &keys.raw).await, 3);
+}
+
+/// The fetcher's warning when EODHD pages were skipped, and when the page cap ended a walk.
+const SKIPPED_WARNING: &str = "pages with an invalid body were skipped";
+const PAGE_CAP_WARNING: &str = "The page cap ended the walk";
 
 /// A 402 (quota exhausted) pauses fetching: the round stops asking, reports `paused_until`,
 /// and later rounds make no request until the reset.

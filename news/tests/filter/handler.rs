@@ -82,6 +82,11 @@ async fn a_passing_event_is_emitted_with_the_filter_fields() {
         "the article's own sentiment is kept"
     );
     assert_eq!(metrics.count(PASSED, PASSED), 1);
+    assert_eq!(
+        f.metrics().count(PASSED, PASSED),
+        1,
+        "the filter's metrics are the ones it was given"
+    );
 }
 
 /// Each failed rule is a plain Ack, counted with its reason.
