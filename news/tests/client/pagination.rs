@@ -1,14 +1,12 @@
 //! One page and paginated walks against the mock's recorded-shape samples.
 
 use chrono::{Duration as TimeDelta, Utc};
-use mt5_fixtures::eodhd::article_date;
-use mt5_fixtures::eodhd::Fault;
+use mt5_fixtures::eodhd::{article_date, Fault};
 use mt5_fixtures::MockEodhd;
-use mt5_news::{EodhdClient, NewsMetrics, NewsQuery, Subject};
+use mt5_news::{NewsMetrics, NewsQuery, Subject};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
-use super::support::{client, config_for, LogCapture};
+use super::support::{client, client_with, config_for, LogCapture};
 
 /// A walk stops at the first short page: AAPL's 24 items at limit 10 take pages at offsets
 /// 0, 10 and 20, and the third (4 items) ends it.
@@ -38,7 +36,7 @@ async fn every_request_is_timed_in_the_duration_histogram() {
     let mock = MockEodhd::start().await;
     let registry = prometheus::Registry::new();
     let metrics = NewsMetrics::register(&registry).unwrap();
-    let c = EodhdClient::new(&config_for(&mock), metrics, CancellationToken::new()).unwrap();
+    let c = client_with(&config_for(&mock), metrics);
     mock.set_fault_times(Fault::ServerError { status: 500 }, 1);
     let batch = c
         .news_all(&NewsQuery::symbol("AAPL.US").with_limit(10), 10)

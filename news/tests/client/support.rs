@@ -35,7 +35,12 @@ pub(crate) fn config_for(mock: &MockEodhd) -> EodhdConfig {
 
 /// A client for `cfg` with fresh, unregistered metrics.
 pub(crate) fn client(cfg: &EodhdConfig) -> EodhdClient {
-    EodhdClient::new(cfg, NewsMetrics::unregistered(), CancellationToken::new()).unwrap()
+    client_with(cfg, NewsMetrics::unregistered())
+}
+
+/// A client for `cfg` recording into `metrics` (e.g. registered in a test's registry).
+pub(crate) fn client_with(cfg: &EodhdConfig, metrics: NewsMetrics) -> EodhdClient {
+    EodhdClient::new(cfg, metrics, CancellationToken::new()).unwrap()
 }
 
 /// Log lines captured while a [`LogCapture`] is in scope on this thread.
