@@ -305,5 +305,9 @@ mod tests {
         assert_eq!(EMOJIS.len(), 1212);
         assert_eq!(EMOJIS[&'😁'], "beaming face with smiling eyes");
         assert_eq!(EMOJIS[&'🚀'], "rocket");
+        assert!(
+            EMOJIS.keys().all(|c| !c.is_ascii()),
+            "replace_emojis relies on no emoji being ASCII"
+        );
     }
 }

@@ -142,7 +142,8 @@ fn is_titlecase(c: char) -> bool {
 /// The emoji step of `polarity_scores`: every character with an emoji description is replaced by
 /// it, preceded by a space unless the previous character was a space (`' '` only); the next
 /// character follows the description directly. Returns `text` itself when nothing changes, else
-/// the result written to `buf`.
+/// the result written to `buf`. No emoji is ASCII (a lexicon test checks it), so an ASCII text
+/// is returned at once and the search for the first emoji looks up non-ASCII characters only.
 pub(crate) fn replace_emojis<'a>(text: &'a str, buf: &'a mut String) -> &'a str {
     if text.is_ascii() {
         return text;
@@ -157,7 +158,7 @@ pub(crate) fn replace_emojis<'a>(text: &'a str, buf: &'a mut String) -> &'a str 
     let mut prev_space = first == 0 || text[..first].ends_with(' ');
     for c in text[first..].chars() {
         match emojis.get(&c) {
-            Some(description) if !c.is_ascii() => {
+            Some(description) => {
                 if !prev_space {
                     buf.push(' ');
                 }
@@ -239,5 +240,21 @@ mod tests {
         );
         assert_eq!(replace_emojis("a\t😁", &mut buf), "a\t beaming face with smiling eyes");
         assert_eq!(replace_emojis("café", &mut buf), "café");
+    }
+
+    #[test]
+    fn a_text_without_emojis_is_returned_itself_without_a_copy() {
+        for text in ["plain ascii", "café über", "日本 — ü"] {
+            let mut buf = String::new();
+            let out = replace_emojis(text, &mut buf);
+            assert!(std::ptr::eq(out, text), "{text:?} was copied");
+            assert!(buf.is_empty(), "{text:?} was written to the buffer");
+        }
+        let mut buf = String::new();
+        let text = "café 😁";
+        assert!(
+            !std::ptr::eq(replace_emojis(text, &mut buf), text),
+            "an emoji is replaced in the buffer"
+        );
     }
 }
