@@ -5,6 +5,7 @@ Usage:
     mutants-report.py keys LIST_JSON > KEYS_TSV
     mutants-report.py record SHARD_DIR > RECORD_TSV
     mutants-report.py report NAME LIST_JSON RECORD_DIR [RECORD_DIR ...]
+    mutants-report.py pending LIST_JSON RECORD_DIR [RECORD_DIR ...]
 
 `keys` reads `cargo mutants --list --json` and prints one line per mutant: its *key* (six
 tab-separated fields: its file, its function, a hash of the function's source as it is now, its position
@@ -19,6 +20,11 @@ shard's description as `#` lines, then `outcome<TAB>key<TAB>name` per mutant (ca
 name for it, `file:line:column: what`, for readers). ci/mutants keeps
 the records under docs/mutants/CRATE/, committed, so shards run in different sessions (on
 different machines) add up to one run.
+
+`pending` prints, one per line, the name and (after a tab) an anchored regex that matches it
+(for `-F` of cargo-mutants, which matches names) of each mutant that `report` would call "not
+run": what `ci/mutants rest` runs after the shard slices moved or a change to a function gave
+its mutants new keys.
 
 `report` merges the records of one crate against its current mutant list (LIST_JSON, as `keys`
 reads it): a mutant's outcome is the one of the newest record that holds its key; mutants with no
@@ -168,13 +174,41 @@ class Record:
         return None
 
 
-def report(name, list_json, record_dirs, root="."):
+def current_mutants(list_json, root="."):
+    """{key: (file, name)} of the mutants in LIST_JSON, keyed from the source as it is now."""
     sources = Sources(root)
-    current = {}
-    for mutant in json.loads(Path(list_json).read_text()):
-        current[key_of(mutant, sources)] = (mutant.get("file", "?"), name_of(mutant))
+    return {
+        key_of(mutant, sources): (mutant.get("file", "?"), name_of(mutant))
+        for mutant in json.loads(Path(list_json).read_text())
+    }
+
+
+def read_records(record_dirs):
+    """Every record under RECORD_DIRS, oldest first (by name: the names start with a UTC stamp)."""
     paths = sorted((p for d in record_dirs for p in Path(d).glob("*.tsv")), key=lambda p: p.name)
-    records = [Record(p) for p in paths]
+    return [Record(p) for p in paths]
+
+
+# The characters the Rust regex crate treats as meta (its `regex::escape` escapes these).
+RUST_REGEX_META = set("\\.+*?()|[]{}^$#&-~")
+
+
+def rust_regex_escape(text):
+    return "".join("\\" + c if c in RUST_REGEX_META else c for c in text)
+
+
+def pending(list_json, record_dirs, root="."):
+    current = current_mutants(list_json, root)
+    recorded = {key for rec in read_records(record_dirs) for key in rec.outcomes}
+    for key, (_, mname) in sorted(current.items(), key=lambda item: item[1][1]):
+        if key not in recorded:
+            print(f"{mname}\t^{rust_regex_escape(mname)}$")
+    return 0
+
+
+def report(name, list_json, record_dirs, root="."):
+    current = current_mutants(list_json, root)
+    records = read_records(record_dirs)
     print(f"== {name}: {len(current)} mutants now, {len(records)} record(s)")
     total_time = 0
     latest = {}
@@ -236,6 +270,8 @@ def main(args):
         return record(args[1])
     if len(args) >= 4 and args[0] == "report":
         return report(args[1], args[2], args[3:])
+    if len(args) >= 3 and args[0] == "pending":
+        return pending(args[1], args[2:])
     print(__doc__, file=sys.stderr)
     return 2
 
