@@ -51,13 +51,23 @@ pub(super) enum Lookup {
 }
 
 impl Held {
-    fn lookup(&self, after: StreamId, count: usize) -> Lookup {
+    /// The index of the first held entry after `after`; `None` when the tail does not cover it.
+    fn start(&self, after: StreamId) -> Option<usize> {
         match self.from {
-            Some(from) if self.live && after >= from => {
-                let start = self.entries.partition_point(|(id, _)| *id <= after);
-                Lookup::Entries(self.entries.range(start..).take(count).cloned().collect())
-            }
-            _ => Lookup::Uncovered,
+            Some(from) if self.live && after >= from => Some(self.entries.partition_point(|(id, _)| *id <= after)),
+            _ => None,
+        }
+    }
+
+    /// How many held entries come after `after`, without copying them; `None` when uncovered.
+    fn count_after(&self, after: StreamId) -> Option<usize> {
+        self.start(after).map(|start| self.entries.len() - start)
+    }
+
+    fn lookup(&self, after: StreamId, count: usize) -> Lookup {
+        match self.start(after) {
+            Some(start) => Lookup::Entries(self.entries.range(start..).take(count).cloned().collect()),
+            None => Lookup::Uncovered,
         }
     }
 
@@ -141,21 +151,29 @@ impl Tail {
         // The end of the linger, from the first time entries were found.
         let mut lingering: Option<tokio::time::Instant> = None;
         loop {
-            let until = match self.held().lookup(after, count) {
-                // Short of `count`, the held entries may end before the stream does (the
-                // follower is one read behind a publish that was just acknowledged): only
-                // Redis knows, and a read that must not wait has no next poll to catch up in.
-                Lookup::Entries(e) if e.len() < count && !wait => return Lookup::Uncovered,
-                Lookup::Entries(e) if e.is_empty() => deadline,
-                Lookup::Entries(e) if e.len() < count && !linger.is_zero() => {
-                    let now = tokio::time::Instant::now();
-                    let end = *lingering.get_or_insert_with(|| (now + linger).min(deadline));
-                    if now >= end {
-                        return Lookup::Entries(e);
+            // The entries are counted on every wake and copied out only for the answer: a
+            // lingering long-poll is woken by each append while its page fills.
+            let until = {
+                let held = self.held();
+                match held.count_after(after) {
+                    None => return Lookup::Uncovered,
+                    Some(n) if n >= count => return held.lookup(after, count),
+                    // Short of `count`, the held entries may end before the stream does (the
+                    // follower is one read behind a publish that was just acknowledged): only
+                    // Redis knows, and a read that must not wait has no next poll to catch up
+                    // in.
+                    Some(_) if !wait => return Lookup::Uncovered,
+                    Some(0) => deadline,
+                    Some(_) if linger.is_zero() => return held.lookup(after, count),
+                    Some(_) => {
+                        let now = tokio::time::Instant::now();
+                        let end = *lingering.get_or_insert_with(|| (now + linger).min(deadline));
+                        if now >= end {
+                            return held.lookup(after, count);
+                        }
+                        end
                     }
-                    end
                 }
-                found => return found,
             };
             tokio::select! {
                 r = tokio::time::timeout_at(until, appended.changed()) => match r {
@@ -294,6 +312,11 @@ mod tests {
         assert_eq!(ids(&h.lookup(StreamId::new(12, 5), 100)), [13, 14]);
         assert_eq!(ids(&h.lookup(id(14), 100)), Vec::<u64>::new());
         assert_eq!(ids(&h.lookup(id(99), 100)), Vec::<u64>::new());
+        // What a lingering long-poll counts on each wake, without copying the entries.
+        assert_eq!(h.count_after(id(10)), Some(4));
+        assert_eq!(h.count_after(StreamId::new(12, 5)), Some(2));
+        assert_eq!(h.count_after(id(99)), Some(0));
+        assert_eq!(h.count_after(id(9)), None);
     }
 
     #[test]
@@ -432,6 +455,29 @@ mod tests {
         assert_eq!(answer, (vec![12, 13], Duration::from_millis(15)));
         let answer = read_while_appending(&tail, (14, 10), Duration::from_millis(50), linger, &[(40, 15)]).await;
         assert_eq!(answer, (vec![15], Duration::from_millis(50)));
+    }
+
+    /// A long-poll lingering for more entries when the follower disconnects goes to Redis: the
+    /// held entries may no longer end where the stream does, and Redis has them all.
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_long_poll_goes_to_redis_when_the_follower_disconnects() {
+        let tail = Tail::new("s".into(), 100);
+        *tail.held_mut() = live_from(10);
+        append(&tail, 11);
+        let cancel = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        let linger = Duration::from_secs(1);
+        let (found, ()) = tokio::join!(
+            tail.read(id(10), 10, after(Duration::from_secs(5)), linger, &cancel),
+            async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                append(&tail, 12);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                tail.went_down();
+            }
+        );
+        assert_eq!(found, Lookup::Uncovered);
+        assert_eq!(started.elapsed(), Duration::from_millis(40), "woken by the disconnect");
     }
 
     /// `tail.read` after entry `after` for `count` entries, blocking up to `block`, while
