@@ -428,6 +428,12 @@ struct WriteResult {
     duplicate: bool,
 }
 
+/// An array publish's answer: one result per event, in the request's order.
+#[derive(Debug, Serialize)]
+struct WriteAnswer {
+    results: Vec<WriteResult>,
+}
+
 /// `POST /v1/streams/{stream}/events`.
 async fn write(
     State(g): State<Arc<Gateway>>,
@@ -461,9 +467,10 @@ async fn write(
     } else {
         StatusCode::CREATED
     };
+    // Serialized from the structs (no `Value` tree in between), in the documented key order.
     Ok(if single {
-        (status, Json(json!(results[0]))).into_response()
+        (status, Json(&results[0])).into_response()
     } else {
-        (status, Json(json!({ "results": results }))).into_response()
+        (status, Json(WriteAnswer { results })).into_response()
     })
 }
