@@ -161,7 +161,7 @@ struct TerminalLog {
 /// What every request of a run is sent to, made once: the generator shares two cores with what
 /// it measures, and goose's `get_request_builder` parses the URL twice per request (IDNA host
 /// processing included), a percent of the machine at 10 000 requests/s.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Endpoint {
     /// `{url}/v1/streams/{stream}/events`, without a query.
     events: Url,
@@ -179,12 +179,11 @@ impl Endpoint {
         Ok(Endpoint { events, auth })
     }
 
-    /// A terminal's long-poll after `after`.
-    fn poll_url(&self, after: &str) -> Url {
+    /// A read of up to [`POLL_COUNT`] entries after `after`, waiting up to `block_ms` for the
+    /// first (0: a plain read).
+    fn read_url(&self, after: &str, block_ms: u64) -> Url {
         let mut url = self.events.clone();
-        url.set_query(Some(&format!(
-            "after={after}&count={POLL_COUNT}&block_ms={POLL_BLOCK_MS}"
-        )));
+        url.set_query(Some(&format!("after={after}&count={POLL_COUNT}&block_ms={block_ms}")));
         url
     }
 }
@@ -295,7 +294,7 @@ async fn poll(user: &mut GooseUser) -> TransactionResult {
     let after = s.cursor(me);
     let rb = user
         .client
-        .get(t.poll_url(&after))
+        .get(t.read_url(&after, POLL_BLOCK_MS))
         .header(AUTHORIZATION, t.auth.clone());
     let req = GooseRequest::builder().set_request_builder(rb).name(GET_NAME).build();
     let sent = now_ms();
@@ -397,9 +396,10 @@ pub async fn run(target: Target, load: &Load) -> Result<Report> {
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| LoadError::Run(format!("http client: {e}")))?;
-    let start = read(&http, &target, "$").await?;
+    let endpoint = Endpoint::new(&target)?;
+    let start = read(&http, &endpoint, "$").await?;
     let state = Arc::new(Shared {
-        endpoint: Some(Endpoint::new(&target)?),
+        endpoint: Some(endpoint.clone()),
         start_id: start.last_id,
         publish_wait: Duration::from_millis(load.publish_wait_ms),
         run_id: format!("lt{}", now_ms()),
@@ -448,7 +448,7 @@ pub async fn run(target: Target, load: &Load) -> Result<Report> {
         .map_err(|e| LoadError::Run(format!("goose: {e}")))?;
     let duration_s = started.elapsed().as_secs_f64();
 
-    catch_up(&http, &state, &target).await?;
+    catch_up(&http, &state, &endpoint).await?;
     let posted = state.posted.lock().map(|p| p.clone()).unwrap_or_default();
     let terminals = state
         .terminals
@@ -473,15 +473,11 @@ pub async fn run(target: Target, load: &Load) -> Result<Report> {
 }
 
 /// One plain read (no block) of the target stream after `after`.
-async fn read(http: &reqwest::Client, t: &Target, after: &str) -> Result<ReadAnswer> {
-    let url = format!(
-        "{}/v1/streams/{}/events?after={after}&count={POLL_COUNT}",
-        t.url.trim_end_matches('/'),
-        t.stream
-    );
+async fn read(http: &reqwest::Client, t: &Endpoint, after: &str) -> Result<ReadAnswer> {
+    let url = t.read_url(after, 0);
     let resp = http
-        .get(&url)
-        .bearer_auth(&t.token)
+        .get(url.clone())
+        .header(AUTHORIZATION, t.auth.clone())
         .send()
         .await
         .map_err(|e| LoadError::Run(format!("reading {url}: {e}")))?;
@@ -495,7 +491,7 @@ async fn read(http: &reqwest::Client, t: &Target, after: &str) -> Result<ReadAns
 
 /// Reads each terminal's rest (plain reads from its `last_id` until empty), so a publish that
 /// was acknowledged just before goose stopped still counts as delivered.
-async fn catch_up(http: &reqwest::Client, s: &Shared, t: &Target) -> Result<()> {
+async fn catch_up(http: &reqwest::Client, s: &Shared, t: &Endpoint) -> Result<()> {
     let terminals: Vec<usize> = s
         .terminals
         .lock()
@@ -538,7 +534,7 @@ mod tests {
             let e = Endpoint::new(&target(base, "tok")).unwrap();
             assert_eq!(e.events.as_str(), "http://127.0.0.1:9468/v1/streams/lt:gw/events");
             assert_eq!(
-                e.poll_url("1-2").as_str(),
+                e.read_url("1-2", 1000).as_str(),
                 "http://127.0.0.1:9468/v1/streams/lt:gw/events?after=1-2&count=500&block_ms=1000"
             );
             assert_eq!(e.auth, "Bearer tok");
